@@ -1,0 +1,189 @@
+"""Settings: defaults, then ``pullman.toml``, then ``PULLMAN_*`` environment, then flags.
+
+Built once at the edge (the CLI or the daemon) and passed down as narrow frozen objects
+(:class:`~pullman.transfer.engine.TransferConfig`, paths). Unknown keys are errors, so a typo in
+the config file is reported instead of silently ignored.
+
+``pullman.toml``::
+
+    [transfer]
+    connections = 8
+    piece_size = "32MiB"
+
+    [recycle]
+    stall_timeout = 15
+    pause = 0.1
+
+Environment: ``PULLMAN_<SECTION>_<KEY>``, e.g. ``PULLMAN_TRANSFER_CONNECTIONS=16``.
+``PULLMAN_HOME`` moves all of pullman's state (data, config, index) under one directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from pullman.errors import UsageError
+from pullman.transfer.engine import TransferConfig
+from pullman.transfer.recycle import RecycleConfig
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", re.I)
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1 << 10,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1 << 20,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1 << 30,
+    "t": 1000**4,
+    "tb": 1000**4,
+    "tib": 1 << 40,
+}
+_SIZE_KEYS = {
+    "piece_size",
+    "min_piece",
+    "write_block",
+    "journal_bytes",
+    "space_margin",
+    "request_bytes",
+    "min_request_bytes",
+}
+
+
+def parse_size(text: str | int | float, *, what: str = "size") -> int:
+    """``"32MiB"``, ``"1.5GB"``, ``"512k"`` or a plain number of bytes."""
+    if isinstance(text, bool):
+        raise UsageError(f"{what}: expected a size, got {text!r}")
+    if isinstance(text, int | float):
+        return int(text)
+    m = _SIZE.fullmatch(text)
+    unit = (m.group(2) or "").lower() if m else None
+    if m is None or unit not in _UNITS:
+        raise UsageError(
+            f"{what}: {text!r} is not a size",
+            hint='write a number of bytes or a number with a unit, e.g. "32MiB" or "1.5GB"',
+        )
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+@dataclass(frozen=True)
+class Paths:
+    data: Path
+    config_file: Path
+
+    @property
+    def downloads(self) -> Path:
+        return self.data / "downloads"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:
+        env = os.environ if env is None else env
+        home = env.get("PULLMAN_HOME")
+        if home:
+            base = Path(home).expanduser()
+            data, config_dir = base, base
+        else:
+            data = Path(platformdirs.user_data_dir("pullman", appauthor=False))
+            config_dir = Path(platformdirs.user_config_dir("pullman", appauthor=False))
+        config_file = Path(env.get("PULLMAN_CONFIG") or config_dir / "pullman.toml").expanduser()
+        return cls(data=data, config_file=config_file)
+
+
+@dataclass(frozen=True)
+class Settings:
+    paths: Paths
+    transfer: TransferConfig = field(default_factory=TransferConfig)
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    name = f"[{section}] {key}"
+    if key in _SIZE_KEYS:
+        return parse_size(value, what=name)
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise UsageError(f"{name}: expected true or false, got {value!r}")
+    try:
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name}: expected a number, got {value!r}") from None
+    return value
+
+
+def _apply(obj: Any, section: str, values: Mapping[str, Any]) -> Any:
+    known = {f.name: f for f in dataclasses.fields(obj) if f.name != "recycle"}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise UsageError(
+                f"unknown setting [{section}] {key}",
+                hint=f"known settings in [{section}]: {', '.join(sorted(known))}",
+            )
+        changes[key] = _coerce(section, key, value, getattr(obj, key))
+    try:
+        return dataclasses.replace(obj, **changes)
+    except ValueError as exc:
+        raise UsageError(f"[{section}]: {exc}") from None
+
+
+def _from_env(env: Mapping[str, str], section: str, obj: Any) -> dict[str, str]:
+    prefix = f"PULLMAN_{section.upper()}_"
+    names = {f.name for f in dataclasses.fields(obj)}
+    out = {}
+    for key, value in env.items():
+        if key.startswith(prefix):
+            name = key[len(prefix) :].lower()
+            if name not in names:
+                raise UsageError(f"unknown setting in environment variable {key}")
+            out[name] = value
+    return out
+
+
+def load(
+    *,
+    env: Mapping[str, str] | None = None,
+    transfer: Mapping[str, Any] | None = None,
+    recycle: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Settings from every layer; ``transfer`` / ``recycle`` are the command-line overrides."""
+    env = os.environ if env is None else env
+    paths = Paths.from_env(env)
+    doc: dict[str, Any] = {}
+    if paths.config_file.is_file():
+        try:
+            doc = tomllib.loads(paths.config_file.read_text())
+        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise UsageError(
+                f"cannot read config file {paths.config_file}",
+                why=str(exc),
+                hint="fix the file (TOML syntax) or move it away",
+            ) from None
+    for section in doc:
+        if section not in ("transfer", "recycle"):
+            raise UsageError(f"unknown section [{section}] in {paths.config_file}")
+    rec = RecycleConfig()
+    for layer in (doc.get("recycle", {}), _from_env(env, "recycle", rec), recycle or {}):
+        rec = _apply(rec, "recycle", layer)
+    tc = TransferConfig(recycle=rec)
+    for layer in (doc.get("transfer", {}), _from_env(env, "transfer", tc), transfer or {}):
+        tc = _apply(tc, "transfer", layer)
+    return Settings(paths=paths, transfer=tc)

@@ -1,0 +1,63 @@
+"""Digests: what a file must hash to, and incremental hashers for them.
+
+Two kinds exist in the wild: ``sha256`` (Ollama blobs, Hugging Face LFS files, ``--sha256``) and
+``git-sha1`` (a git blob id, ``sha1(b"blob <len>\\0" + data)``, for small files on the Hub).
+Digests arrive from the network and end up in file names, so :func:`parse` is strict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from pullman.errors import UsageError
+
+_HEX = {"sha256": re.compile(r"[0-9a-f]{64}"), "git-sha1": re.compile(r"[0-9a-f]{40}")}
+
+
+class Hasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Digest:
+    algorithm: str
+    hex: str
+
+    def __post_init__(self) -> None:
+        pattern = _HEX.get(self.algorithm)
+        if pattern is None:
+            raise ValueError(f"unknown digest algorithm {self.algorithm!r}")
+        if not pattern.fullmatch(self.hex):
+            raise ValueError(f"not a {self.algorithm} digest: {self.hex!r}")
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.hex}"
+
+    def hasher(self, size: int) -> Hasher:
+        """A fresh incremental hasher; ``size`` is needed up front for git blob ids."""
+        if self.algorithm == "sha256":
+            return hashlib.sha256()
+        h = hashlib.sha1(usedforsecurity=False)
+        h.update(b"blob %d\0" % size)
+        return h
+
+
+def sha256(hex_digest: str) -> Digest:
+    return Digest("sha256", hex_digest)
+
+
+def parse_sha256_option(text: str) -> Digest:
+    """Parse a user's ``--sha256`` value: 64 hex digits, optionally prefixed ``sha256:``."""
+    value = text.strip().lower().removeprefix("sha256:")
+    if not _HEX["sha256"].fullmatch(value):
+        raise UsageError(
+            f"--sha256 {text!r} is not a sha256 digest",
+            why="a sha256 digest is 64 hexadecimal characters",
+            hint="copy the digest from the model page or run `sha256sum` on a trusted copy",
+        )
+    return sha256(value)

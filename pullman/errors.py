@@ -1,0 +1,212 @@
+"""The one exception tree of pullman.
+
+Every error carries three things a user needs: *what* happened, *why* (when known), and a *hint*
+saying what to do about it. The CLI maps each family to an exit code in one place
+(:func:`exit_code_for`), and nowhere else decides an exit code.
+
+::
+
+    PullmanError                      exit 1  something failed
+    ├── UsageError                    exit 2  bad flags, bad ref, bad config
+    │   └── RefError                  exit 2  a ref that cannot be parsed
+    ├── RemoteError                   exit 1  the server side
+    │   ├── NotFound                  exit 3  404 / 410: the thing is not there
+    │   ├── AccessDenied              exit 6  401 / 403 from the origin: auth or permission
+    │   ├── RemoteChanged             exit 1  the remote file changed while we were fetching it
+    │   ├── TLSFailure                exit 1  certificate or handshake failure (never retried)
+    │   └── TransientError            exit 1  worth retrying
+    │       ├── NetworkError                  DNS, refused, reset, truncated body, timeouts
+    │       ├── ServerError                   5xx
+    │       ├── RateLimited                   429 (carries retry_after)
+    │       ├── ProtocolViolation             the server broke HTTP rules (wrong Content-Range)
+    │       └── LinkExpired                   a signed CDN URL stopped working (re-resolve it)
+    ├── IntegrityError                exit 4  bytes did not match the expected digest or size
+    ├── StorageError                  exit 5  the local disk said no
+    │   ├── DiskFull                          carries the bytes needed and free
+    │   └── NotWritable                       permission denied / read-only destination
+    └── Interrupted                   exit 75 stopped early on purpose (signal, deadline); resumable
+
+Third-party exceptions are translated into this tree in exactly one place per adapter
+(``pullman.http`` for the HTTP client, the engine's writer for ``OSError``), always with
+``raise ... from`` so the original stays attached for debugging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_INTEGRITY = 4
+EXIT_STORAGE = 5
+EXIT_ACCESS = 6
+EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped early, run the same command again to resume
+
+
+class PullmanError(Exception):
+    """Base of every error pullman raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, what: str, *, why: str | None = None, hint: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.why = why
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.what
+
+    def explain(self) -> str:
+        """The full, multi-line message shown to users: what, why, and what to do."""
+        lines = [self.what]
+        if self.why:
+            lines.append(f"  why: {self.why}")
+        if self.hint:
+            lines.append(f"  fix: {self.hint}")
+        return "\n".join(lines)
+
+
+class UsageError(PullmanError):
+    """Bad flags, values or configuration."""
+
+    exit_code = EXIT_USAGE
+
+
+class RefError(UsageError):
+    """A ref (URL, model name, repo) that cannot be parsed."""
+
+
+class RemoteError(PullmanError):
+    """The remote side failed or refused."""
+
+
+class NotFound(RemoteError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class AccessDenied(RemoteError):
+    exit_code = EXIT_ACCESS
+
+
+class RemoteChanged(RemoteError):
+    """The remote file changed (size or validator) while we were downloading it."""
+
+
+class TLSFailure(RemoteError):
+    """Certificate verification or handshake failed. Never retried."""
+
+
+class TransientError(RemoteError):
+    """A failure that may heal by itself: retried with backoff."""
+
+    def __init__(
+        self,
+        what: str,
+        *,
+        why: str | None = None,
+        hint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(what, why=why, hint=hint)
+        self.retry_after = retry_after
+
+
+class NetworkError(TransientError):
+    """DNS failure, refused or reset connection, truncated body, timeout."""
+
+
+class ServerError(TransientError):
+    """A 5xx answer."""
+
+
+class RateLimited(TransientError):
+    """A 429 answer; ``retry_after`` says how long the server asked us to wait."""
+
+
+class ProtocolViolation(TransientError):
+    """The server answered something HTTP does not allow for our request; never used, retried."""
+
+
+class LinkExpired(TransientError):
+    """A signed CDN URL stopped working; the source must resolve a fresh one."""
+
+
+class IntegrityError(PullmanError):
+    exit_code = EXIT_INTEGRITY
+
+
+class StorageError(PullmanError):
+    exit_code = EXIT_STORAGE
+
+
+class DiskFull(StorageError):
+    def __init__(
+        self, what: str, *, needed: int, free: int, why: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(what, why=why, hint=hint)
+        self.needed = needed
+        self.free = free
+
+
+class NotWritable(StorageError):
+    """Permission denied or a read-only destination."""
+
+
+class Interrupted(PullmanError):
+    """Stopped early on purpose (signal, deadline). Progress is kept; rerun to resume."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The process exit code for an error; unknown errors are plain failures."""
+    if isinstance(error, PullmanError):
+        return error.exit_code
+    return EXIT_FAILED
+
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "done: every file is verified and in place",
+    EXIT_FAILED: "failed: network or server kept failing (progress is kept; rerun to resume)",
+    EXIT_USAGE: "bad usage: a flag, value, ref or config entry is wrong",
+    EXIT_NOT_FOUND: "not found: the server says the file, model or tag does not exist",
+    EXIT_INTEGRITY: "verification failed: the data did not match its digest, twice",
+    EXIT_STORAGE: "local storage: disk full, or the destination is not writable (progress kept)",
+    EXIT_ACCESS: "access denied: the server wants credentials or refuses them",
+    EXIT_INTERRUPTED: "stopped early (Ctrl-C, SIGTERM or --until); rerun the command to resume",
+}
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """Every non-group exception inside ``group``, depth first."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(leaves(exc))
+        else:
+            out.append(exc)
+    return out
+
+
+def most_telling(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one error of a task group worth showing: ours first, the non-transient ones first."""
+    found = leaves(group)
+    ours = [e for e in found if isinstance(e, PullmanError)]
+    lasting = [e for e in ours if not isinstance(e, TransientError)]
+    for pick in (lasting, ours, found):
+        if pick:
+            return pick[0]
+    return group
+
+
+@contextlib.contextmanager
+def collapse_groups() -> Iterator[None]:
+    """Re-raise the most telling error of an exception group raised by a task group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        raise most_telling(group) from None

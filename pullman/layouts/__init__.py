@@ -1,0 +1,1 @@
+"""Where verified files land: one module per destination, one small protocol."""

@@ -1,0 +1,125 @@
+"""Showing progress: rich bars on a terminal, plain periodic lines otherwise (cron, journald)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+import anyio
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from pullman.transfer.engine import TransferStats
+from pullman.transfer.staging import human
+
+StatsSource = Callable[[], list[TransferStats]]
+
+
+def choose_mode(requested: str, stream: TextIO) -> str:
+    if requested != "auto":
+        return requested
+    return "bar" if stream.isatty() else "plain"
+
+
+def _extra(s: TransferStats) -> str:
+    parts = [f"conns {s.connections}"]
+    if s.recycles:
+        parts.append(f"recycled {s.recycles}")
+    if s.retries:
+        parts.append(f"retries {s.retries}")
+    if s.state in ("verifying", "committing"):
+        parts.append("verifying")
+    return " ".join(parts)
+
+
+def plain_line(s: TransferStats) -> str:
+    pct = 100.0 * s.done / s.size if s.size else 100.0
+    eta = ""
+    if s.rate > 0 and s.size > s.done:
+        eta = f" eta {int((s.size - s.done) / s.rate)}s"
+    return (
+        f"{s.name}: {pct:5.1f}% {human(s.done)}/{human(s.size)} "
+        f"{human(s.rate)}/s{eta} {_extra(s)} [{s.state}]"
+    )
+
+
+class ProgressView:
+    """Polls transfer statistics and draws them until cancelled."""
+
+    def __init__(
+        self, mode: str, stream: TextIO | None = None, *, plain_interval: float = 5.0
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.mode = choose_mode(mode, self.stream)
+        self.plain_interval = plain_interval
+
+    async def run(self, source: StatsSource) -> None:
+        if self.mode == "bar":
+            await self._bars(source)
+        elif self.mode == "plain":
+            await self._plain(source)
+        else:
+            await anyio.sleep_forever()
+
+    async def _plain(self, source: StatsSource) -> None:
+        last: dict[str, str] = {}
+        try:
+            while True:
+                await anyio.sleep(self.plain_interval)
+                self._print_plain(source(), last)
+        finally:
+            self._print_plain(source(), last)
+
+    def _print_plain(self, stats: list[TransferStats], last: dict[str, str]) -> None:
+        for s in stats:
+            line = plain_line(s)
+            if last.get(s.name) != line:
+                print(line, file=self.stream, flush=True)
+                last[s.name] = line
+
+    async def _bars(self, source: StatsSource) -> None:
+        console = Console(file=self.stream)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(binary_units=True),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[extra]}"),
+        )
+        tasks: dict[str, TaskID] = {}
+        with Progress(*columns, console=console, transient=False, refresh_per_second=10) as bar:
+            total_id: TaskID | None = None
+            try:
+                while True:
+                    total_id = self._update_bars(bar, tasks, total_id, source())
+                    await anyio.sleep(0.1)
+            finally:
+                self._update_bars(bar, tasks, total_id, source())
+
+    def _update_bars(
+        self,
+        bar: Progress,
+        tasks: dict[str, TaskID],
+        total_id: TaskID | None,
+        stats: list[TransferStats],
+    ) -> TaskID | None:
+        for s in stats:
+            if s.name not in tasks:
+                tasks[s.name] = bar.add_task(s.name, total=s.size or None, extra="")
+            bar.update(tasks[s.name], completed=s.done, total=s.size or None, extra=_extra(s))
+        if len(tasks) > 1:
+            if total_id is None:
+                total_id = bar.add_task("total", total=None, extra="")
+            size = sum(s.size for s in stats)
+            bar.update(total_id, completed=sum(s.done for s in stats), total=size, extra="")
+        return total_id

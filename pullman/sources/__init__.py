@@ -1,0 +1,1 @@
+"""Sources turn a ref into a :class:`~pullman.plan.Plan` of files."""

@@ -1,0 +1,35 @@
+"""The local registry / CDN simulator, shipped for users' and our own tests.
+
+Real sockets on loopback, scripted faults, per-connection throttling. See :class:`Simulator`.
+"""
+
+from pullman.testing.faults import (
+    Drip,
+    Fault,
+    FlipByte,
+    IgnoreRange,
+    Reset,
+    Short,
+    Stall,
+    Status,
+    Throttle,
+    WrongContentRange,
+)
+from pullman.testing.files import SimFile, make_data
+from pullman.testing.simulator import Simulator
+
+__all__ = [
+    "Drip",
+    "Fault",
+    "FlipByte",
+    "IgnoreRange",
+    "Reset",
+    "Short",
+    "SimFile",
+    "Simulator",
+    "Stall",
+    "Status",
+    "Throttle",
+    "WrongContentRange",
+    "make_data",
+]

@@ -1,0 +1,170 @@
+"""Serving files: Range / 206 / 416, ETag and Last-Modified, faults, throttling, byte counts."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import random
+import re
+from dataclasses import dataclass, field
+
+from pullman.testing.faults import (
+    Drip,
+    Fault,
+    FlipByte,
+    IgnoreRange,
+    Reset,
+    Short,
+    Stall,
+    Status,
+    Throttle,
+    WrongContentRange,
+)
+from pullman.testing.server import Request, send_simple
+
+LAST_MODIFIED = "Wed, 21 Oct 2026 07:28:00 GMT"
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def make_data(size: int, seed: int = 0) -> bytes:
+    """Deterministic incompressible bytes (generated in 1 MiB blocks)."""
+    rng = random.Random(seed)
+    block = 1 << 20
+    parts = [rng.randbytes(min(block, size - i)) for i in range(0, size, block)]
+    return b"".join(parts)
+
+
+@dataclass
+class SimFile:
+    name: str
+    data: bytes
+    faults: list[Fault] = field(default_factory=list)
+    throttle: Throttle | None = None
+    etag: bool = True
+    last_modified: bool = True
+    via_cdn: bool = False
+    cdn_expires: float | None = None
+    content_type: str = "application/octet-stream"
+    requests: int = 0
+    bytes_sent: int = 0
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+    statuses: list[int] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @functools.cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def etag_value(self) -> str:
+        return '"' + self.sha256[:32] + '"'
+
+    def next_fault(self) -> Fault | None:
+        self.requests += 1
+        for fault in self.faults:
+            if fault.applies(self.requests):
+                return fault
+        return None
+
+    def count(self, n: int) -> None:
+        self.bytes_sent += n
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | str | None:
+    """(start, end) half-open, None for no/ignored Range, or "unsatisfiable"."""
+    if not value:
+        return None
+    m = _RANGE.fullmatch(value.strip())
+    if m is None:
+        return None  # multi-range or junk: RFC 9110 lets us ignore it
+    first, last = m.groups()
+    if first == "" and last == "":
+        return None
+    if first == "":
+        n = int(last)
+        if n == 0:
+            return "unsatisfiable"
+        return (max(0, size - n), size)
+    start = int(first)
+    end = size if last == "" else min(size, int(last) + 1)
+    if start >= size or end <= start:
+        return "unsatisfiable"
+    return (start, end)
+
+
+def _if_range_ok(request: Request, f: SimFile) -> bool:
+    value = request.header("if-range")
+    if value is None:
+        return True
+    if value.startswith('"') or value.startswith("W/"):
+        return f.etag and value == f.etag_value
+    return f.last_modified and value == LAST_MODIFIED
+
+
+async def serve_file(request: Request, f: SimFile, throttle: Throttle | None) -> None:
+    fault = f.next_fault()
+    if isinstance(fault, Status):
+        extra = [("Retry-After", str(fault.retry_after))] if fault.retry_after is not None else []
+        f.statuses.append(fault.code)
+        await send_simple(request, fault.code, b'{"error": "scripted failure"}', extra)
+        return
+    wanted = parse_range(request.header("range"), f.size)
+    if wanted == "unsatisfiable":
+        f.statuses.append(416)
+        await send_simple(request, 416, b"", [("Content-Range", f"bytes */{f.size}")])
+        return
+    if isinstance(fault, IgnoreRange) or not _if_range_ok(request, f):
+        wanted = None
+    assert not isinstance(wanted, str)
+    start, end = wanted if wanted is not None else (0, f.size)
+    status = 206 if wanted is not None else 200
+    headers = [
+        ("Content-Length", str(end - start)),
+        ("Content-Type", f.content_type),
+        ("Accept-Ranges", "bytes"),
+    ]
+    if f.etag:
+        headers.append(("ETag", f.etag_value))
+    if f.last_modified:
+        headers.append(("Last-Modified", LAST_MODIFIED))
+    if status == 206:
+        shown = start + (fault.shift if isinstance(fault, WrongContentRange) else 0)
+        headers.append(("Content-Range", f"bytes {shown}-{shown + end - start - 1}/{f.size}"))
+    f.ranges.append((start, end))
+    f.statuses.append(status)
+    await request.conn.send_head(status, headers)
+    if request.method == "HEAD":
+        return
+    body = memoryview(f.data)[start:end]
+    if isinstance(fault, FlipByte) and start <= fault.offset < end:
+        copy = bytearray(body)
+        copy[fault.offset - start] ^= 0xFF
+        body = memoryview(copy)
+    await _send_with_fault(request, f, body, fault, throttle)
+
+
+async def _send_with_fault(
+    request: Request, f: SimFile, body: memoryview, fault: Fault | None, throttle: Throttle | None
+) -> None:
+    conn = request.conn
+    if isinstance(fault, Reset | Short | Stall | Drip):
+        cut = min(fault.after, len(body))
+        await conn.send_body(body[:cut], throttle, 0, f.count)
+        if isinstance(fault, Reset):
+            conn.reset()
+            return
+        if isinstance(fault, Short):
+            conn.close()
+            return
+        if isinstance(fault, Stall):
+            await asyncio.sleep(fault.seconds)
+            await conn.send_body(body[cut:], throttle, cut, f.count)
+            return
+        drip = Throttle(burst=0, rate=max(1, fault.rate), per="request")
+        await conn.send_body(body[cut:], drip, 0, f.count)
+        return
+    await conn.send_body(body, throttle, 0, f.count)

@@ -1,0 +1,263 @@
+"""pull → stop → sleep, as a sans-IO policy.
+
+CDNs shape each connection: a burst at full speed, then a crawl. A fresh connection bursts again.
+So every connection is watched, and stopped ("recycled") and reopened after a short pause when:
+
+- **stall**: fewer than ``min_rate`` bytes/s arrived over the last ``stall_timeout`` seconds
+  (zero bytes, or a drip of a few bytes a second that never trips a socket timeout);
+- **time box**: it has been open ``request_seconds``;
+- **byte box**: it has moved as many bytes as the CDN's burst allows. The box is *learned*: when
+  connections slow down after about the same number of bytes, later ones are recycled just before
+  that point, so they never enter the crawl (see :class:`BurstLearner`);
+- **slow**: its rate over ``rate_window`` stayed below ``burst_floor`` x its own peak, or below
+  ``sibling_floor`` x the median of its siblings, for ``slow_grace`` seconds.
+
+A recycle is not a failure: it does not spend the retry budget. Nothing here sleeps or reads a
+clock: callers feed ``(now, bytes)`` samples and ask for verdicts. The engine owns the timing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import statistics as stats
+from collections import deque
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class RecycleConfig:
+    stall_timeout: float = 15.0
+    """Seconds over which a connection must move at least ``min_rate`` bytes/s."""
+    min_rate: float = 1024.0
+    """Absolute floor in bytes/s, judged over ``stall_timeout`` (catches drips)."""
+    request_seconds: float = 60.0
+    """The time box: no connection stays open longer than this."""
+    request_bytes: int = 512 * MiB
+    """The byte box to start from, and the largest it can grow to."""
+    min_request_bytes: int = 1 * MiB
+    """The learned byte box never shrinks below this."""
+    rate_window: float = 0.5
+    """Seconds over which a connection's current rate is measured."""
+    warmup: float = 0.5
+    """A connection younger than this is never judged slow (TCP slow start)."""
+    burst_floor: float = 0.3
+    """Slow if below this share of the connection's own peak rate..."""
+    sibling_floor: float = 0.25
+    """...or below this share of the median rate of its siblings..."""
+    slow_grace: float = 0.5
+    """...for this many seconds."""
+    pause: float = 0.1
+    """Seconds to sleep between stopping a connection and opening the next one."""
+    learn: bool = True
+    """Learn the CDN's burst size and recycle connections just before it."""
+
+    def __post_init__(self) -> None:
+        for name in ("stall_timeout", "request_seconds", "rate_window", "slow_grace"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0")
+        for name in ("min_rate", "warmup", "burst_floor", "sibling_floor", "pause"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if not 1 <= self.min_request_bytes <= self.request_bytes:
+            raise ValueError("need 1 <= min_request_bytes <= request_bytes")
+
+
+class Reason(Enum):
+    STALL = "stall"
+    TIME_BOX = "time box"
+    BYTE_BOX = "byte box"
+    SLOW = "slow"
+
+
+class Verdict(NamedTuple):
+    recycle: bool
+    reason: Reason | None = None
+
+
+CONTINUE = Verdict(False)
+
+
+class BurstLearner:
+    """Learns how many bytes a connection gets before the CDN slows it down.
+
+    Each slow-down observed at ``b`` bytes sets the box to a safety share of the median of recent
+    observations. After ``probe_after`` connections in a row reached the box without slowing
+    down, the box grows by ``growth``, so a CDN that relaxes is noticed.
+    """
+
+    def __init__(
+        self,
+        config: RecycleConfig,
+        *,
+        safety: float = 0.85,
+        probe_after: int = 8,
+        growth: float = 1.25,
+        memory: int = 5,
+    ) -> None:
+        self._config = config
+        self._safety = safety
+        self._probe_after = probe_after
+        self._growth = growth
+        self._observed: deque[int] = deque(maxlen=memory)
+        self._clean_streak = 0
+        self.box = config.request_bytes
+
+    def slowed_at(self, nbytes: int) -> None:
+        if not self._config.learn:
+            return
+        self._observed.append(nbytes)
+        self._clean_streak = 0
+        target = int(self._safety * stats.median(self._observed))
+        self.box = self._clamp(target)
+
+    def box_reached(self) -> None:
+        if not self._config.learn:
+            return
+        self._clean_streak += 1
+        if self._clean_streak >= self._probe_after:
+            self._clean_streak = 0
+            self.box = self._clamp(int(self.box * self._growth))
+
+    def _clamp(self, value: int) -> int:
+        return max(self._config.min_request_bytes, min(self._config.request_bytes, value))
+
+
+class Watch:
+    """The state of one connection, from open to recycle."""
+
+    def __init__(self, config: RecycleConfig, now: float, base: int = 0) -> None:
+        self._config = config
+        self.opened = now
+        self.base = base
+        """Bytes the connection moved in earlier requests (counted against the byte box)."""
+        self.bytes = 0
+        self.peak = 0.0
+        self._times: list[float] = [now]
+        self._totals: list[int] = [0]
+        self._slow_since: float | None = None
+        self._bytes_at_slow: int = 0
+
+    def feed(self, now: float, nbytes: int) -> None:
+        """Record ``nbytes`` that arrived at ``now``."""
+        self.bytes += nbytes
+        if len(self._times) > 1 and now - self._times[-1] < 0.01:
+            self._totals[-1] = self.bytes  # coalesce bursts of small reads into one sample
+            return
+        self._times.append(now)
+        self._totals.append(self.bytes)
+        if len(self._times) > 4096:
+            horizon = now - max(self._config.stall_timeout, self._config.rate_window) - 1.0
+            cut = max(0, bisect.bisect_left(self._times, horizon) - 1)
+            del self._times[:cut], self._totals[:cut]
+
+    def rate(self, now: float, window: float | None = None) -> float:
+        """Bytes per second over the last ``window`` seconds (or the connection's age)."""
+        window = self._config.rate_window if window is None else window
+        span = min(window, now - self.opened)
+        if span <= 0:
+            return 0.0
+        return (self.bytes - self._bytes_at(now - span)) / span
+
+    def age(self, now: float) -> float:
+        return now - self.opened
+
+    def verdict(self, now: float, siblings: Iterable[float], box: int) -> Verdict:
+        cfg = self._config
+        age = now - self.opened
+        if age >= cfg.stall_timeout:
+            moved = self.bytes - self._bytes_at(now - cfg.stall_timeout)
+            if moved < max(1.0, cfg.min_rate * cfg.stall_timeout):
+                return Verdict(True, Reason.STALL)
+        if age >= cfg.request_seconds:
+            return Verdict(True, Reason.TIME_BOX)
+        if cfg.learn and self.base + self.bytes >= box:
+            return Verdict(True, Reason.BYTE_BOX)
+        if self._is_slow(now, age, list(siblings)):
+            if self._slow_since is None:
+                self._slow_since = now
+                self._bytes_at_slow = self._bytes_at(now - cfg.rate_window)
+            elif now - self._slow_since >= cfg.slow_grace:
+                return Verdict(True, Reason.SLOW)
+        else:
+            self._slow_since = None
+        return CONTINUE
+
+    @property
+    def bytes_when_slowed(self) -> int:
+        """Bytes the connection had moved when its current slow spell began."""
+        return self.base + self._bytes_at_slow
+
+    def _is_slow(self, now: float, age: float, siblings: list[float]) -> bool:
+        cfg = self._config
+        current = self.rate(now)
+        self.peak = max(self.peak, current)
+        if age < cfg.warmup:
+            return False
+        if current < cfg.burst_floor * self.peak:
+            return True
+        return bool(siblings) and current < cfg.sibling_floor * stats.median(siblings)
+
+    def _bytes_at(self, t: float) -> int:
+        """Cumulative bytes at time ``t`` (the latest sample at or before it)."""
+        i = bisect.bisect_right(self._times, t) - 1
+        return self._totals[i] if i >= 0 else 0
+
+
+class FleetStats(NamedTuple):
+    connections: int
+    recycles: int
+    by_reason: dict[str, int]
+    box: int
+
+
+class Fleet:
+    """The watches of every connection of one download, judged together on each tick."""
+
+    def __init__(self, config: RecycleConfig) -> None:
+        self.config = config
+        self.learner = BurstLearner(config)
+        self._watches: dict[Hashable, Watch] = {}
+        self._recycles: dict[str, int] = {}
+
+    def open(self, key: Hashable, now: float, base: int = 0) -> Watch:
+        watch = Watch(self.config, now, base)
+        self._watches[key] = watch
+        return watch
+
+    def close(self, key: Hashable) -> None:
+        self._watches.pop(key, None)
+
+    def tick(self, now: float) -> list[tuple[Hashable, Reason]]:
+        """Judge every connection; return those to recycle now, with why."""
+        rates = {
+            key: w.rate(now) for key, w in self._watches.items() if w.age(now) >= self.config.warmup
+        }
+        doomed: list[tuple[Hashable, Reason]] = []
+        for key, watch in list(self._watches.items()):
+            siblings = [r for k, r in rates.items() if k != key]
+            verdict = watch.verdict(now, siblings, self.learner.box)
+            if verdict.recycle and verdict.reason is not None:
+                self._note(watch, verdict.reason)
+                doomed.append((key, verdict.reason))
+                del self._watches[key]
+        return doomed
+
+    def statistics(self) -> FleetStats:
+        return FleetStats(
+            connections=len(self._watches),
+            recycles=sum(self._recycles.values()),
+            by_reason=dict(self._recycles),
+            box=self.learner.box,
+        )
+
+    def _note(self, watch: Watch, reason: Reason) -> None:
+        self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
+        if reason is Reason.SLOW:
+            self.learner.slowed_at(watch.bytes_when_slowed)
+        elif reason is Reason.BYTE_BOX:
+            self.learner.box_reached()

@@ -1,0 +1,148 @@
+"""Resolving a file's URL to where its bytes are: redirects, size, validators, range support.
+
+A one-byte probe (``Range: bytes=0-0``) follows redirects by hand, so credentials are sent to the
+source's own origin only and never to the CDN it redirects to. When a presigned CDN URL expires
+mid-download, :meth:`Resolver.refresh` probes again (once, however many connections noticed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from urllib.parse import urlsplit
+
+import anyio
+
+from pullman import http
+from pullman.errors import AccessDenied, ProtocolViolation, RemoteError
+from pullman.headers import (
+    ContentRange,
+    parse_content_length,
+    parse_content_range,
+    strong_etag,
+)
+from pullman.plan import FileSpec
+
+MAX_REDIRECTS = 10
+_REDIRECTS = {301, 302, 303, 307, 308}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the bytes of one file are served right now."""
+
+    url: str
+    size: int | None
+    ranges: bool
+    etag: str | None = None
+    last_modified: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    redirected: bool = False
+
+    def request_headers(self, start: int | None = None, end: int | None = None) -> dict[str, str]:
+        """Headers for a GET of ``[start, end)``: credentials only if this is their origin."""
+        out = dict(self.headers)
+        if start is not None and end is not None:
+            out["Range"] = f"bytes={start}-{end - 1}"
+            validator = self.etag or self.last_modified
+            if validator:
+                out["If-Range"] = validator
+        return out
+
+
+class Resolver:
+    def __init__(self, spec: FileSpec) -> None:
+        self.spec = spec
+        self.current: Target | None = None
+        self.refreshes = 0
+        self._lock = anyio.Lock()
+
+    async def resolve(self) -> Target:
+        async with self._lock:
+            self.current = await self._probe()
+            return self.current
+
+    async def refresh(self, stale: Target) -> Target:
+        """A fresh target, unless another connection already refreshed the stale one."""
+        async with self._lock:
+            if self.current is not None and self.current is not stale:
+                return self.current
+            self.current = await self._probe()
+            self.refreshes += 1
+            return self.current
+
+    async def _probe(self) -> Target:
+        url = self.spec.url
+        conn = http.Connection(insecure=self.spec.insecure)
+        try:
+            for _ in range(MAX_REDIRECTS + 1):
+                headers = self._auth_for(url)
+                headers["Range"] = "bytes=0-0"
+                async with conn.stream(url, headers) as response:
+                    if response.status in _REDIRECTS:
+                        url = self._next_hop(url, response.headers.get("location"))
+                        continue
+                    return self._target(url, response)
+            raise RemoteError(
+                f"too many redirects fetching {http.redact(self.spec.url)}",
+                hint="the server is misconfigured; report it to its operator",
+            )
+        finally:
+            await conn.aclose()
+
+    def _auth_for(self, url: str) -> dict[str, str]:
+        if self.spec.auth and http.same_origin(url, self.spec.url):
+            return dict(self.spec.auth)
+        return {}
+
+    def _next_hop(self, url: str, location: str | None) -> str:
+        if not location:
+            raise ProtocolViolation(f"{http.redact(url)} redirected without a Location")
+        nxt = http.join_url(url, location)
+        scheme = urlsplit(nxt).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise RemoteError(f"{http.redact(url)} redirected to an unsupported URL scheme")
+        downgrade = urlsplit(url).scheme == "https" and scheme == "http"
+        if downgrade and not (self.spec.insecure or http.is_loopback(nxt)):
+            raise RemoteError(
+                f"{http.redact(url)} redirected from https to plain http",
+                why="following it would send the download over an unencrypted connection",
+                hint="pass --insecure if you trust this network",
+            )
+        return nxt
+
+    def _target(self, url: str, response: http.Response) -> Target:
+        status = response.status
+        h = response.headers
+        etag = strong_etag(h.get("etag"))
+        last_modified = h.get("last-modified")
+        redirected = url != self.spec.url
+        auth = MappingProxyType(self._auth_for(url))
+
+        def target(size: int | None, ranges: bool) -> Target:
+            return Target(url, size, ranges, etag, last_modified, auth, redirected)
+
+        if status == 206:
+            cr = content_range(url, h.get("content-range"))
+            if cr.start != 0:
+                raise ProtocolViolation(f"{http.redact(url)} answered a range we did not ask for")
+            return target(cr.total, True)
+        if status == 200:
+            return target(parse_content_length(h.get("content-length")), False)
+        if status == 416:
+            return target(content_range(url, h.get("content-range")).total, True)
+        error = http.error_for_status(status, url, h)
+        if redirected and isinstance(error, AccessDenied):
+            error.why = "the CDN refused the link the source handed out"
+            error.hint = "try again later; if it persists the source's CDN is misconfigured"
+        raise error
+
+
+def content_range(url: str, value: str | None) -> ContentRange:
+    if value is None:
+        raise ProtocolViolation(f"{http.redact(url)} sent a partial answer without Content-Range")
+    try:
+        return parse_content_range(value)
+    except ValueError as exc:
+        raise ProtocolViolation(f"{http.redact(url)} sent a malformed Content-Range") from exc

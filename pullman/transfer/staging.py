@@ -1,0 +1,186 @@
+"""The staging area of one file: partial data and its journal, side by side, then the commit.
+
+Both live in a directory the layout chooses on the destination's filesystem, so the final step
+is a rename. Order of durability: data is fsynced before the journal that claims it is
+replaced (temp file, fsync, rename, fsync of the directory), so the journal never claims bytes
+that are not on disk. ``OSError`` is translated into :mod:`pullman.errors` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from pullman.errors import DiskFull, NotWritable, StorageError
+from pullman.transfer.journal import Journal
+
+_KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,200}")
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def free_space(path: Path) -> int:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def storage_error(exc: OSError, path: Path, *, needed: int = 0) -> StorageError:
+    """Translate an OSError from the disk into our tree, with what to do about it."""
+    if exc.errno in _FULL:
+        free = free_space(path)
+        return DiskFull(
+            f"disk full writing {path}",
+            needed=needed,
+            free=free,
+            why=f"{human(needed)} more is needed, {human(free)} is free",
+            hint="free some space (progress is kept) and run the same command again",
+        )
+    if exc.errno in _DENIED:
+        return NotWritable(
+            f"cannot write to {path}",
+            why=exc.strerror or "permission denied",
+            hint="choose a destination you can write to, or fix its owner and permissions",
+        )
+    return StorageError(f"disk error on {path}", why=exc.strerror or str(exc))
+
+
+@contextlib.contextmanager
+def disk_errors(path: Path, needed: int = 0) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise storage_error(exc, path, needed=needed) from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Staging:
+    """``<dir>/<key>.part`` (data) and ``<dir>/<key>.journal`` (what of it is safe)."""
+
+    def __init__(self, directory: Path, key: str) -> None:
+        if not _KEY.fullmatch(key):
+            raise ValueError(f"unsafe staging key {key!r}")
+        self.directory = directory
+        self.part = directory / f"{key}.part"
+        self.journal_path = directory / f"{key}.journal"
+        self.fd: int | None = None
+
+    # -------------------------------------------------------------- journal
+
+    def load_journal(self) -> Journal | None:
+        """The journal, if it is intact and its data file is there; else None."""
+        try:
+            raw = self.journal_path.read_bytes()
+            journal = Journal.from_bytes(raw)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return None
+        try:
+            if self.part.stat().st_size < journal.size:
+                return None
+        except FileNotFoundError:
+            return None
+        return journal
+
+    def save_journal(self, journal: Journal) -> None:
+        """Fsync the data, then atomically replace the journal."""
+        assert self.fd is not None
+        with disk_errors(self.journal_path):
+            os.fsync(self.fd)
+            tmp = self.journal_path.with_suffix(".journal.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, journal.to_bytes())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            tmp.replace(self.journal_path)
+            _fsync_dir(self.directory)
+
+    # -------------------------------------------------------------- data
+
+    def open(self, size: int, *, fresh: bool) -> None:
+        with disk_errors(self.part, needed=size):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+            self.fd = os.open(self.part, flags, 0o644)
+            if os.fstat(self.fd).st_size != size:
+                os.ftruncate(self.fd, size)
+        if fresh:
+            self.journal_path.unlink(missing_ok=True)
+
+    def write(self, offset: int, buffers: Sequence[bytes | memoryview]) -> int:
+        """Positional write of ``buffers`` at ``offset``; runs in a worker thread."""
+        assert self.fd is not None
+        total = sum(len(b) for b in buffers)
+        written = 0
+        with disk_errors(self.part, needed=total):
+            views = [memoryview(b) for b in buffers]
+            while views:
+                n = os.pwritev(self.fd, views[:512], offset + written)
+                if n <= 0:
+                    raise OSError(errno.EIO, "write made no progress")
+                written += n
+                views = _skip(views, n)
+        return written
+
+    def read(self, offset: int, length: int) -> bytes:
+        assert self.fd is not None
+        with disk_errors(self.part):
+            return os.pread(self.fd, length, offset)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            fd, self.fd = self.fd, None
+            os.close(fd)
+
+    def discard(self) -> None:
+        """Throw the partial data and its journal away."""
+        self.close()
+        self.part.unlink(missing_ok=True)
+        self.journal_path.unlink(missing_ok=True)
+
+    def commit(self, dest: Path) -> None:
+        """Make the verified data appear at ``dest`` in one atomic step."""
+        assert self.fd is not None
+        with disk_errors(dest):
+            os.fsync(self.fd)
+            self.close()
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.part.replace(dest)
+            _fsync_dir(dest.parent)
+            self.journal_path.unlink(missing_ok=True)
+
+
+def _skip(views: list[memoryview], n: int) -> list[memoryview]:
+    """Drop the first ``n`` bytes from a list of buffers (after a short write)."""
+    out: list[memoryview] = []
+    for view in views:
+        if n >= len(view):
+            n -= len(view)
+            continue
+        out.append(view[n:])
+        n = 0
+    return out
