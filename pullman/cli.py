@@ -168,6 +168,7 @@ def _report_json(r: FileReport) -> dict[str, Any]:
             elapsed=round(o.elapsed, 3),
             recycles=o.recycles,
             retries=o.retries,
+            discarded=o.discarded,
         )
     return doc
 

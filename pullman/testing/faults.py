@@ -21,7 +21,13 @@ class Fault:
     used: int = field(default=0, init=False)
     _rng: random.Random | None = field(default=None, init=False, repr=False)
 
-    def applies(self, request_number: int) -> bool:
+    def covers(self, start: int, end: int) -> bool:
+        """Whether this fault can strike a response carrying bytes ``[start, end)``."""
+        return True
+
+    def applies(self, request_number: int, start: int = 0, end: int = 0) -> bool:
+        if not self.covers(start, end):
+            return False
         if self.on:
             hit = request_number in self.on
         elif self.chance:
@@ -87,9 +93,13 @@ class WrongContentRange(Fault):
 
 @dataclass
 class FlipByte(Fault):
-    """Serve the byte at absolute ``offset`` with its bits flipped."""
+    """Serve the byte at absolute ``offset`` with its bits flipped (counting only the
+    requests whose bytes include it)."""
 
     offset: int = 0
+
+    def covers(self, start: int, end: int) -> bool:
+        return start <= self.offset < end
 
 
 @dataclass

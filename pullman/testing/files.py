@@ -63,10 +63,10 @@ class SimFile:
     def etag_value(self) -> str:
         return '"' + self.sha256[:32] + '"'
 
-    def next_fault(self) -> Fault | None:
+    def next_fault(self, start: int, end: int) -> Fault | None:
         self.requests += 1
         for fault in self.faults:
-            if fault.applies(self.requests):
+            if fault.applies(self.requests, start, end):
                 return fault
         return None
 
@@ -106,13 +106,14 @@ def _if_range_ok(request: Request, f: SimFile) -> bool:
 
 
 async def serve_file(request: Request, f: SimFile, throttle: Throttle | None) -> None:
-    fault = f.next_fault()
+    wanted = parse_range(request.header("range"), f.size)
+    span = wanted if isinstance(wanted, tuple) else (0, f.size)
+    fault = f.next_fault(*span)
     if isinstance(fault, Status):
         extra = [("Retry-After", str(fault.retry_after))] if fault.retry_after is not None else []
         f.statuses.append(fault.code)
         await send_simple(request, fault.code, b'{"error": "scripted failure"}', extra)
         return
-    wanted = parse_range(request.header("range"), f.size)
     if wanted == "unsatisfiable":
         f.statuses.append(416)
         await send_simple(request, 416, b"", [("Content-Range", f"bytes */{f.size}")])

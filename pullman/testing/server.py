@@ -192,7 +192,11 @@ class Origin:
 
     async def _read_request(self, reader: asyncio.StreamReader, conn: ConnState) -> Request | None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            first = await reader.readexactly(1)
+            if first == b"\x16":  # a TLS handshake on a plain-HTTP port: answer like nginx
+                await conn.send_head(400, [("Content-Length", "0"), ("Connection", "close")])
+                return None
+            head = first + await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
             return None
         lines = head.decode("latin-1").split("\r\n")

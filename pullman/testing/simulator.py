@@ -71,7 +71,8 @@ class Simulator:
         return f"{self.origin.url}/files/{quote(name)}"
 
     def signed_url(self, name: str, expires_in: float | None) -> str:
-        exp = int(self.clock() + expires_in) if expires_in is not None else 0
+        # Expiry in milliseconds since the epoch (0: never), so sub-second links work in tests.
+        exp = int((self.clock() + expires_in) * 1000) if expires_in is not None else 0
         sig = self._sign(name, exp)
         return f"{self.cdn.url}/cdn/{quote(name)}?X-Amz-Expires={exp}&X-Amz-Signature={sig}"
 
@@ -101,7 +102,7 @@ class Simulator:
         if not hmac.compare_digest(sig, self._sign(f.name, int(exp))):
             await send_simple(request, 403, b"<Error><Code>SignatureDoesNotMatch</Code></Error>")
             return
-        if int(exp) and self.clock() > int(exp):
+        if int(exp) and self.clock() * 1000 > int(exp):
             body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
             await send_simple(request, 403, body, content_type="application/xml")
             return

@@ -138,6 +138,8 @@ class Outcome:
     """Seconds from the last byte received to the committed file."""
     recycles: int
     retries: int
+    discarded: int = 0
+    """Bytes thrown away because they did not verify (then fetched again)."""
 
 
 class _StartOver(Exception):
@@ -196,11 +198,13 @@ class Transfer:
         config: TransferConfig | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         limiter: Limiter | None = None,
     ) -> None:
         self.spec = spec
         self.config = config or TransferConfig()
         self._clock = clock
+        self._sleep = sleep
         self._limiter = limiter
         self._staging = Staging(staging_dir, spec.key)
         self._resolver = Resolver(spec)
@@ -214,6 +218,7 @@ class Transfer:
         self._resumed = 0
         self._verified = 0
         self._retries = 0
+        self._discarded = 0
         self._unflushed = 0
         self._last_byte_at = 0.0
         self._failure: PullmanError | _StartOver | None = None
@@ -289,6 +294,7 @@ class Transfer:
                 tail=now - self._last_byte_at if self._last_byte_at else 0.0,
                 recycles=self._fleet.statistics().recycles,
                 retries=self._retries,
+                discarded=self._discarded,
             )
         finally:
             if self._state != "done":
@@ -365,6 +371,7 @@ class Transfer:
             self.spec.name,
             got,
         )
+        self._discarded += self._smap.size
         self._staging.open(self._smap.size, fresh=True)
         self._smap.reset()
         self._verified = 0
@@ -462,7 +469,7 @@ class Transfer:
     async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
         cfg = self.config
         backoff = wait_exponential_jitter(
-            initial=cfg.retry_initial, max=cfg.retry_max, jitter=cfg.retry_initial
+            multiplier=cfg.retry_initial, max=cfg.retry_max, jitter=cfg.retry_initial
         )
 
         def wait(state: RetryCallState) -> float:
@@ -483,7 +490,7 @@ class Transfer:
             wait=wait,
             retry=retry_if_exception_type(TransientError),
             before_sleep=note,
-            sleep=anyio.sleep,
+            sleep=self._sleep,
             reraise=True,
         ):
             with attempt:
@@ -496,7 +503,7 @@ class Transfer:
             await worker.conn.recycle()
             worker.conn_bytes = 0
             worker.pending = None
-            await anyio.sleep(self.config.recycle.pause)
+            await self._sleep(self.config.recycle.pause)
         target = self._resolver.current or self._target
         assert target is not None
         claim = self._smap.claim_of(wid)

@@ -180,7 +180,7 @@ class Watch:
         if self._is_slow(now, age, list(siblings)):
             if self._slow_since is None:
                 self._slow_since = now
-                self._bytes_at_slow = self._bytes_at(now - cfg.rate_window)
+                self._bytes_at_slow = self._last_fast_point(now)
             elif now - self._slow_since >= cfg.slow_grace:
                 return Verdict(True, Reason.SLOW)
         else:
@@ -201,6 +201,18 @@ class Watch:
         if current < cfg.burst_floor * self.peak:
             return True
         return bool(siblings) and current < cfg.sibling_floor * stats.median(siblings)
+
+    def _last_fast_point(self, now: float) -> int:
+        """Bytes moved when the connection last ran at burst speed (where the crawl began)."""
+        floor = self._config.burst_floor * self.peak
+        horizon = now - 2 * self._config.rate_window
+        for i in range(len(self._times) - 1, 0, -1):
+            t0, t1 = self._times[i - 1], self._times[i]
+            if t1 < horizon:
+                break
+            if t1 > t0 and (self._totals[i] - self._totals[i - 1]) / (t1 - t0) >= floor:
+                return self._totals[i]
+        return self._bytes_at(now - self._config.rate_window)
 
     def _bytes_at(self, t: float) -> int:
         """Cumulative bytes at time ``t`` (the latest sample at or before it)."""

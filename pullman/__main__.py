@@ -1,0 +1,5 @@
+"""``python -m pullman`` is the ``pullman`` command."""
+
+from pullman.cli import main
+
+main()

@@ -1,0 +1,177 @@
+"""The pull → stop → sleep policy, driven by a fake clock: no sockets, no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from pullman.transfer.recycle import (
+    BurstLearner,
+    Fleet,
+    Reason,
+    RecycleConfig,
+    Watch,
+)
+
+MiB = 1 << 20
+
+
+def feed_steady(watch: Watch, start: float, end: float, rate: float, step: float = 0.05) -> float:
+    t = start
+    while t < end - 1e-9:
+        t += step
+        watch.feed(t, int(rate * step))
+    return t
+
+
+def test_zero_bytes_for_the_stall_timeout_recycles() -> None:
+    cfg = RecycleConfig(stall_timeout=5.0)
+    w = Watch(cfg, now=0.0)
+    feed_steady(w, 0.0, 1.0, 10 * MiB)
+    assert not w.verdict(5.9, [], box=1 << 40).recycle
+    v = w.verdict(6.1, [], box=1 << 40)
+    assert v.recycle and v.reason is Reason.STALL
+
+
+def test_a_drip_above_zero_but_below_min_rate_is_a_stall() -> None:
+    cfg = RecycleConfig(stall_timeout=5.0, min_rate=1024, burst_floor=0, sibling_floor=0)
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 6.0, rate=8)  # 8 bytes a second, never silent
+    v = w.verdict(t, [], box=1 << 40)
+    assert v.recycle and v.reason is Reason.STALL
+
+
+def test_time_box_recycles_a_healthy_connection() -> None:
+    cfg = RecycleConfig(request_seconds=10.0)
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 10.0, 5 * MiB)
+    v = w.verdict(t, [], box=1 << 40)
+    assert v.recycle and v.reason is Reason.TIME_BOX
+
+
+def test_byte_box_counts_earlier_requests_on_the_connection() -> None:
+    cfg = RecycleConfig()
+    w = Watch(cfg, now=0.0, base=15 * MiB)
+    t = feed_steady(w, 0.0, 0.2, 30 * MiB)
+    assert w.verdict(t, [], box=20 * MiB).reason is Reason.BYTE_BOX
+
+
+def test_falling_below_own_burst_for_the_grace_period_recycles() -> None:
+    cfg = RecycleConfig(rate_window=0.5, warmup=0.5, burst_floor=0.3, slow_grace=0.5)
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 2.0, 50 * MiB)  # burst
+    assert not w.verdict(t, [], box=1 << 40).recycle
+    t = feed_steady(w, t, t + 0.6, 2 * MiB)  # the CDN throttles: 4 % of the burst
+    assert not w.verdict(t, [], box=1 << 40).recycle  # slow spell starts, grace runs
+    t = feed_steady(w, t, t + 0.6, 2 * MiB)
+    v = w.verdict(t, [], box=1 << 40)
+    assert v.recycle and v.reason is Reason.SLOW
+
+
+def test_a_short_dip_within_the_grace_is_forgiven() -> None:
+    cfg = RecycleConfig(rate_window=0.5, warmup=0.5, burst_floor=0.3, slow_grace=1.0)
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 2.0, 50 * MiB)
+    t = feed_steady(w, t, t + 0.6, 2 * MiB)
+    assert not w.verdict(t, [], box=1 << 40).recycle
+    t = feed_steady(w, t, t + 1.0, 50 * MiB)  # recovers
+    assert not w.verdict(t, [], box=1 << 40).recycle
+    t = feed_steady(w, t, t + 0.6, 2 * MiB)
+    assert not w.verdict(t, [], box=1 << 40).recycle  # a new spell, grace starts again
+
+
+def test_slow_relative_to_siblings_recycles_even_if_never_fast() -> None:
+    cfg = RecycleConfig(sibling_floor=0.25, slow_grace=0.5, burst_floor=0.0)
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 1.0, 100 * 1024)
+    assert not w.verdict(t, [20 * MiB, 22 * MiB], box=1 << 40).recycle
+    t = feed_steady(w, t, t + 0.6, 100 * 1024)
+    v = w.verdict(t, [20 * MiB, 22 * MiB], box=1 << 40)
+    assert v.recycle and v.reason is Reason.SLOW
+
+
+def test_young_connections_are_not_judged_slow() -> None:
+    cfg = RecycleConfig(warmup=1.0, sibling_floor=0.25, slow_grace=0.1)
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 0.9, 1024)
+    assert not w.verdict(t, [50 * MiB], box=1 << 40).recycle
+
+
+def test_learner_sets_box_below_observed_slowdowns_and_probes_upward() -> None:
+    cfg = RecycleConfig(request_bytes=512 * MiB, min_request_bytes=MiB)
+    learner = BurstLearner(cfg, safety=0.85, probe_after=3, growth=1.25)
+    assert learner.box == 512 * MiB
+    for _ in range(3):
+        learner.slowed_at(24 * MiB)
+    assert learner.box == int(0.85 * 24 * MiB)
+    box = learner.box
+    for _ in range(3):
+        learner.box_reached()
+    assert learner.box == int(box * 1.25)
+
+
+def test_learner_never_goes_below_the_minimum() -> None:
+    cfg = RecycleConfig(min_request_bytes=4 * MiB)
+    learner = BurstLearner(cfg)
+    learner.slowed_at(10)
+    assert learner.box == 4 * MiB
+
+
+def test_learning_can_be_switched_off() -> None:
+    cfg = RecycleConfig(learn=False)
+    learner = BurstLearner(cfg)
+    learner.slowed_at(MiB)
+    assert learner.box == cfg.request_bytes
+    w = Watch(cfg, now=0.0)
+    t = feed_steady(w, 0.0, 0.2, 100 * MiB)
+    assert not w.verdict(t, [], box=MiB).recycle
+
+
+def run_fleet(
+    fleet: Fleet, start: float, count: int
+) -> tuple[list[tuple[int, Reason]], dict[int, int], float]:
+    """Connections opened 0.1 s apart burst 24 MiB at 40 MiB/s, then crawl at 1 MiB/s."""
+    watches = {k: fleet.open(k, now=start + k * 0.1) for k in range(count)}
+    moved = dict.fromkeys(watches, 0)
+    recycled: list[tuple[int, Reason]] = []
+    at_recycle: dict[int, int] = {}
+    t = start
+    while t < start + 5.0 and watches:
+        t = round(t + 0.05, 2)
+        for k, w in watches.items():
+            if t < start + k * 0.1:
+                continue
+            rate = 40 * MiB if moved[k] < 24 * MiB else 1 * MiB
+            n = int(rate * 0.05)
+            w.feed(t, n)
+            moved[k] += n
+        for key, reason in fleet.tick(t):
+            k = int(str(key))
+            recycled.append((k, reason))
+            at_recycle[k] = moved[k]
+            watches.pop(k)
+    return recycled, at_recycle, t
+
+
+def test_fleet_recycles_throttled_connections_and_learns_the_burst() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    recycled, _, t = run_fleet(fleet, 0.0, 4)
+    assert {k for k, _ in recycled} == {0, 1, 2, 3}
+    # The first connection shows the slow-down, and the policy learns the burst size from it.
+    assert recycled[0] == (0, Reason.SLOW)
+    box = fleet.statistics().box
+    assert 18 * MiB <= box < 24 * MiB
+    # Fresh connections are stopped by the learned byte box before they ever crawl.
+    recycled, at_recycle, _ = run_fleet(fleet, t, 4)
+    assert [r for _, r in recycled] == [Reason.BYTE_BOX] * 4
+    assert all(box <= n <= 24 * MiB for n in at_recycle.values())
+    assert fleet.statistics().recycles == 8
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"stall_timeout": 0}, {"burst_floor": -1}, {"min_request_bytes": 0}, {"request_seconds": 0}],
+)
+def test_config_refuses_nonsense(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        RecycleConfig(**kwargs)  # type: ignore[arg-type]
