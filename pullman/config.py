@@ -168,15 +168,15 @@ def load(
     env = os.environ if env is None else env
     paths = Paths.from_env(env)
     doc: dict[str, Any] = {}
-    if paths.config_file.is_file():
-        try:
-            doc = tomllib.loads(paths.config_file.read_text())
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise UsageError(
-                f"cannot read config file {paths.config_file}",
-                why=str(exc),
-                hint="fix the file (TOML syntax) or move it away",
-            ) from None
+    try:
+        text = paths.config_file.read_text() if paths.config_file.exists() else ""
+        doc = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"cannot read config file {paths.config_file}",
+            why=str(exc),
+            hint="fix the file (TOML syntax) or its permissions, or move it away",
+        ) from None
     for section in doc:
         if section not in ("transfer", "recycle"):
             raise UsageError(f"unknown section [{section}] in {paths.config_file}")

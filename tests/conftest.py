@@ -79,9 +79,14 @@ class Recorder:
 
 
 def run_transfer(
-    spec: FileSpec, tmp_path: Path, config: TransferConfig | None = None, **kw: object
+    spec: FileSpec,
+    tmp_path: Path,
+    config: TransferConfig | None = None,
+    staging_dir: Path | None = None,
+    **kw: object,
 ) -> tuple[Outcome, Transfer]:
-    transfer = Transfer(spec, tmp_path / "staging", config or fast_config(), **kw)  # type: ignore[arg-type]
+    staging = staging_dir or tmp_path / "staging"
+    transfer = Transfer(spec, staging, config or fast_config(), **kw)  # type: ignore[arg-type]
     outcome = anyio.run(transfer.run)
     return outcome, transfer
 

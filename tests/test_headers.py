@@ -33,8 +33,17 @@ def test_content_range_good(text: str, expected: ContentRange) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "bytes", "bytes 9-5/10", "bytes 0-10/10", "bytes */*", "items 0-1/2", "bytes -1-2/3",
-     "bytes 0-1/99999999999999999", "bytes 0-1/2, 4-5/6"],
+    [
+        "",
+        "bytes",
+        "bytes 9-5/10",
+        "bytes 0-10/10",
+        "bytes */*",
+        "items 0-1/2",
+        "bytes -1-2/3",
+        "bytes 0-1/99999999999999999",
+        "bytes 0-1/2, 4-5/6",
+    ],
 )
 def test_content_range_bad(text: str) -> None:
     with pytest.raises(ValueError):

@@ -146,9 +146,7 @@ def test_throttled_connections_are_recycled_and_burst_is_learned(
     sim: Simulator, tmp_path: Path
 ) -> None:
     # The CDN gives every connection 256 KiB at full speed, then 64 KiB/s.
-    sim.add_file(
-        "f", make_data(8 * MiB, 14), throttle=Throttle(burst=256 * KiB, rate=64 * KiB)
-    )
+    sim.add_file("f", make_data(8 * MiB, 14), throttle=Throttle(burst=256 * KiB, rate=64 * KiB))
     cfg = fast_config(piece_size=MiB)
     outcome, transfer = fetch_ok(sim, tmp_path, "f", config=cfg)
     stats = transfer.statistics()

@@ -335,17 +335,22 @@ class Transfer:
         self._check_space(size - self._resumed)
 
     def _check_space(self, remaining: int) -> None:
+        if remaining and free_space(self._staging.directory) < remaining + self.config.space_margin:
+            raise self._disk_full(before=True)
+
+    def _disk_full(self, *, before: bool = False) -> DiskFull:
+        """How much is still needed and how much is free, and that nothing is lost."""
+        needed = self._smap.size - self._smap.done_bytes + self.config.space_margin
         free = free_space(self._staging.directory)
-        needed = remaining + self.config.space_margin
-        if remaining and free < needed:
-            raise DiskFull(
-                f"not enough free space for {self.spec.name}",
-                needed=needed,
-                free=free,
-                why=f"{human(needed)} is needed (with a safety margin), {human(free)} is free "
-                f"in {self._staging.directory}",
-                hint="free some space, or download somewhere else (-o / --ollama-dir)",
-            )
+        kept = "" if before else f"; the {human(self._smap.done_bytes)} already fetched are kept"
+        return DiskFull(
+            f"not enough free space for {self.spec.name}" + kept,
+            needed=needed,
+            free=free,
+            why=f"{human(needed)} more is needed (with a safety margin), {human(free)} is free "
+            f"in {self._staging.directory}",
+            hint="free some space and run the same command again, or download somewhere else",
+        )
 
     def _digest_ok(self) -> bool:
         if self.spec.digest is None:
@@ -402,9 +407,20 @@ class Transfer:
                 await self._run_tasks(count)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._flush()
+                await self._final_flush()
         if self._failure is not None:
             raise self._failure
+
+    async def _final_flush(self) -> None:
+        """Record what is on disk before returning, whatever happened."""
+        try:
+            await self._flush()
+        except DiskFull:
+            # The journal keeps its last good state (it is replaced atomically); the error
+            # worth showing is the one about space, with what is needed and free.
+            log.warning("%s: could not update the journal: disk full", self.spec.name)
+            if self._failure is None:
+                raise self._disk_full() from None
 
     async def _run_tasks(self, count: int) -> None:
         cfg = self.config
@@ -611,7 +627,11 @@ class Transfer:
             await self._flushed.wait()
         claim = self._smap.claim_of(wid)
         assert claim is not None
-        written = await anyio.to_thread.run_sync(self._staging.write, claim.pos, parts)
+        try:
+            written = await anyio.to_thread.run_sync(self._staging.write, claim.pos, parts)
+        except DiskFull:
+            self._smap.advance(wid, 0)
+            raise self._disk_full() from None
         self._smap.advance(wid, written)
         self._unflushed += written
         self._meter.feed(self._clock(), self._fetched)
@@ -676,7 +696,14 @@ class Transfer:
         while True:
             with anyio.move_on_after(self.config.journal_interval):
                 await self._flush_wanted.wait()
-            await self._flush()
+            try:
+                await self._flush()
+            except DiskFull:
+                self._fail(self._disk_full())
+                return
+            except PullmanError as exc:
+                self._fail(exc)
+                return
 
     async def _flush(self) -> None:
         async with self._flush_lock:

@@ -13,12 +13,17 @@ import errno
 import os
 import re
 import shutil
+import struct
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pullman.errors import DiskFull, NotWritable, StorageError
 from pullman.transfer.journal import Journal
 
+_MAGIC = b"PULLJRN1"
+_HEADER = struct.Struct(">8sQII")  # magic, sequence, payload length, crc32
+_SLOT = 64 << 10
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,200}")
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
@@ -85,39 +90,92 @@ class Staging:
         self.part = directory / f"{key}.part"
         self.journal_path = directory / f"{key}.journal"
         self.fd: int | None = None
+        self._journal_fd: int | None = None
+        self._slot_size = _SLOT
+        self._seq = 0
 
     # -------------------------------------------------------------- journal
+    #
+    # The journal file holds two fixed-size slots written alternately in place, each with a
+    # sequence number and a CRC: a torn write spoils one slot, never both, and a save needs no
+    # new disk blocks, so progress can still be recorded when the disk has just filled up.
 
     def load_journal(self) -> Journal | None:
-        """The journal, if it is intact and its data file is there; else None."""
+        """The newest intact journal slot, if its data file is there; else None."""
         try:
             raw = self.journal_path.read_bytes()
-            journal = Journal.from_bytes(raw)
-        except FileNotFoundError:
+        except OSError:
             return None
-        except (OSError, ValueError):
+        best: tuple[int, Journal] | None = None
+        half = len(raw) // 2
+        for slot in (raw[:half], raw[half:]):
+            parsed = _parse_slot(slot)
+            if parsed is not None and (best is None or parsed[0] > best[0]):
+                best = parsed
+        if best is None:
             return None
+        self._seq = best[0]
+        journal = best[1]
         try:
             if self.part.stat().st_size < journal.size:
                 return None
-        except FileNotFoundError:
+        except OSError:
             return None
         return journal
 
     def save_journal(self, journal: Journal) -> None:
-        """Fsync the data, then atomically replace the journal."""
+        """Fsync the data, then write the journal into the older slot and fsync it."""
         assert self.fd is not None
+        payload = journal.to_bytes()
         with disk_errors(self.journal_path):
             os.fsync(self.fd)
-            tmp = self.journal_path.with_suffix(".journal.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                os.write(fd, journal.to_bytes())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            if self._journal_fd is None or len(payload) + _HEADER.size > self._slot_size:
+                self._create_journal_file(len(payload))
+            assert self._journal_fd is not None
+            self._seq += 1
+            header = _HEADER.pack(_MAGIC, self._seq, len(payload), zlib.crc32(payload))
+            offset = (self._seq % 2) * self._slot_size
+            os.pwrite(self._journal_fd, header + payload, offset)
+            os.fsync(self._journal_fd)
+
+    def _create_journal_file(self, payload_size: int) -> None:
+        """A fresh two-slot journal file, replaced atomically (only when it must grow)."""
+        slot = _SLOT
+        while payload_size + _HEADER.size > slot:
+            slot *= 2
+        self._close_journal()
+        tmp = self.journal_path.with_suffix(".journal.tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.pwrite(fd, bytes(2 * slot), 0)  # real blocks, not a hole: saves never allocate
+            os.fsync(fd)
             tmp.replace(self.journal_path)
             _fsync_dir(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._journal_fd = fd
+        self._slot_size = slot
+
+    def _open_journal_file(self) -> bool:
+        """Reopen an existing two-slot journal file for saving; False if there is none."""
+        self._close_journal()
+        try:
+            fd = os.open(self.journal_path, os.O_RDWR)
+        except FileNotFoundError:
+            return False
+        size = os.fstat(fd).st_size
+        if size < 2 * _SLOT or size % 2:
+            os.close(fd)
+            return False
+        self._journal_fd = fd
+        self._slot_size = size // 2
+        return True
+
+    def _close_journal(self) -> None:
+        if self._journal_fd is not None:
+            fd, self._journal_fd = self._journal_fd, None
+            os.close(fd)
 
     # -------------------------------------------------------------- data
 
@@ -128,8 +186,13 @@ class Staging:
             self.fd = os.open(self.part, flags, 0o644)
             if os.fstat(self.fd).st_size != size:
                 os.ftruncate(self.fd, size)
-        if fresh:
-            self.journal_path.unlink(missing_ok=True)
+            if fresh:
+                self._close_journal()
+                self.journal_path.unlink(missing_ok=True)
+                self._seq = 0
+            # Reserve the journal's blocks now, while there is room.
+            if fresh or not self._open_journal_file():
+                self._create_journal_file(0)
 
     def write(self, offset: int, buffers: Sequence[bytes | memoryview]) -> int:
         """Positional write of ``buffers`` at ``offset``; runs in a worker thread."""
@@ -152,6 +215,7 @@ class Staging:
             return os.pread(self.fd, length, offset)
 
     def close(self) -> None:
+        self._close_journal()
         if self.fd is not None:
             fd, self.fd = self.fd, None
             os.close(fd)
@@ -184,3 +248,16 @@ def _skip(views: list[memoryview], n: int) -> list[memoryview]:
         out.append(view[n:])
         n = 0
     return out
+
+
+def _parse_slot(slot: bytes) -> tuple[int, Journal] | None:
+    if len(slot) < _HEADER.size:
+        return None
+    magic, seq, length, crc = _HEADER.unpack_from(slot)
+    payload = slot[_HEADER.size : _HEADER.size + length]
+    if magic != _MAGIC or len(payload) != length or zlib.crc32(payload) != crc:
+        return None
+    try:
+        return seq, Journal.from_bytes(payload)
+    except ValueError:
+        return None
