@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import cli_env, pullman, spawn
-from conftest import KiB, MiB
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.transfer.staging import Staging
+
+from clihelp import cli_env, pullman, spawn
+from conftest import KiB, MiB
 
 
 def no_traceback(text: str) -> bool:

@@ -12,9 +12,10 @@ import signal
 import time
 from pathlib import Path
 
+from pullman.testing import Simulator, Throttle, make_data
+
 from clihelp import cli_env, pullman, spawn
 from conftest import KiB, MiB
-from pullman.testing import Simulator, Throttle, make_data
 
 CONNECTIONS = 4
 SIZE = 20 * MiB

@@ -1,6 +1,8 @@
-"""The segment map: any order of claims, writes, steals and failures covers the file exactly once."""
+"""The segment map: any order of claims, writes, steals and failures tiles the file once."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from hypothesis import given, settings
@@ -154,7 +156,7 @@ TestSegmentMachine.settings = settings(max_examples=150, stateful_step_count=40,
 def test_done_spans_merge_into_disjoint_sorted_ranges(spans: list[tuple[int, int]]) -> None:
     smap = SegmentMap(200, [(min(a, b), max(a, b)) for a, b in spans])
     ranges = smap.done_ranges()
-    for (s1, e1), (s2, e2) in zip(ranges, ranges[1:], strict=False):
+    for (_s1, e1), (s2, _e2) in itertools.pairwise(ranges):
         assert e1 < s2
     expected = set()
     for a, b in spans:

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from clihelp import pullman
-from conftest import MiB, fast_config, run_transfer, spec_for
 from pullman.errors import DiskFull
 from pullman.testing import Simulator, make_data
 from pullman.transfer.engine import Transfer
+
+from clihelp import pullman
+from conftest import MiB, fast_config, run_transfer, spec_for
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import KiB, MiB, Recorder, fast_config, run_transfer, spec_for, staging_is_clean
 from pullman.errors import AccessDenied, IntegrityError, NetworkError, NotFound, TLSFailure
 from pullman.testing import (
     Drip,
@@ -25,6 +24,8 @@ from pullman.testing import (
     WrongContentRange,
     make_data,
 )
+
+from conftest import KiB, MiB, Recorder, fast_config, run_transfer, spec_for, staging_is_clean
 
 SIZE = 3 * MiB + 12345  # not a multiple of any piece size
 
@@ -41,7 +42,7 @@ def fetch_ok(sim: Simulator, tmp_path: Path, name: str, **kw: object):  # type: 
 
 def test_clean_download_is_exact_and_segmented(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 1))
-    outcome, transfer = fetch_ok(sim, tmp_path, "f")
+    outcome, _transfer = fetch_ok(sim, tmp_path, "f")
     assert outcome.retries == 0
     f = sim.files["f"]
     assert len(f.ranges) > 4  # many pieces over several connections
@@ -51,7 +52,7 @@ def test_clean_download_is_exact_and_segmented(sim: Simulator, tmp_path: Path) -
 
 def test_connection_reset_mid_body(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 2), faults=[Reset(after=100 * KiB, times=5)])
-    outcome, _ = fetch_ok(sim, tmp_path, "f")
+    _outcome, _ = fetch_ok(sim, tmp_path, "f")
     assert sim.files["f"].faults[0].used == 5
 
 
@@ -136,7 +137,7 @@ def test_expiring_cdn_url_is_resolved_again(sim: Simulator, tmp_path: Path) -> N
         cdn_expires=0.5,
         throttle=Throttle(burst=0, rate=512 * KiB),
     )
-    outcome, transfer = fetch_ok(sim, tmp_path, "f")
+    _outcome, transfer = fetch_ok(sim, tmp_path, "f")
     assert transfer.statistics().refreshes >= 1
     assert 403 not in sim.files["f"].statuses  # 403s come from the CDN route, not the file
     assert sim.origin.seen[0].path == "/files/f"
