@@ -12,7 +12,6 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -59,7 +58,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path),
+    metavar="PATH",
     help="Where a URL's file goes (a file path, or a directory ending in /).",
 )
 @click.option(
@@ -81,7 +80,7 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
 def get(
     refs: tuple[str, ...],
     sha256: str | None,
-    output: Path | None,
+    output: str | None,
     connections: int | None,
     force: bool,
     insecure: bool,

@@ -25,7 +25,7 @@ from pullman.transfer.staging import disk_errors
 
 @dataclass(frozen=True)
 class GetOptions:
-    out: Path | None = None
+    out: str | None = None
     digest: Digest | None = None
     force: bool = False
     insecure: bool = False

@@ -100,7 +100,9 @@ def test_learner_sets_box_below_observed_slowdowns_and_probes_upward() -> None:
     cfg = RecycleConfig(request_bytes=512 * MiB, min_request_bytes=MiB)
     learner = BurstLearner(cfg, safety=0.85, probe_after=3, growth=1.25)
     assert learner.box == 512 * MiB
-    for _ in range(3):
+    learner.slowed_at(24 * MiB)
+    assert learner.box == 512 * MiB  # one connection is not a pattern yet
+    for _ in range(2):
         learner.slowed_at(24 * MiB)
     assert learner.box == int(0.85 * 24 * MiB)
     box = learner.box
@@ -113,12 +115,14 @@ def test_learner_never_goes_below_the_minimum() -> None:
     cfg = RecycleConfig(min_request_bytes=4 * MiB)
     learner = BurstLearner(cfg)
     learner.slowed_at(10)
+    learner.slowed_at(10)
     assert learner.box == 4 * MiB
 
 
 def test_learning_can_be_switched_off() -> None:
     cfg = RecycleConfig(learn=False)
     learner = BurstLearner(cfg)
+    learner.slowed_at(MiB)
     learner.slowed_at(MiB)
     assert learner.box == cfg.request_bytes
     w = Watch(cfg, now=0.0)
@@ -157,8 +161,9 @@ def test_fleet_recycles_throttled_connections_and_learns_the_burst() -> None:
     fleet = Fleet(cfg)
     recycled, _, t = run_fleet(fleet, 0.0, 4)
     assert {k for k, _ in recycled} == {0, 1, 2, 3}
-    # The first connection shows the slow-down, and the policy learns the burst size from it.
+    # The first connections show the slow-down, and the policy learns the burst size from them.
     assert recycled[0] == (0, Reason.SLOW)
+    assert recycled[1] == (1, Reason.SLOW)
     box = fleet.statistics().box
     assert 18 * MiB <= box < 24 * MiB
     # Fresh connections are stopped by the learned byte box before they ever crawl.
@@ -166,6 +171,24 @@ def test_fleet_recycles_throttled_connections_and_learns_the_burst() -> None:
     assert [r for _, r in recycled] == [Reason.BYTE_BOX] * 4
     assert all(box <= n <= 24 * MiB for n in at_recycle.values())
     assert fleet.statistics().recycles == 8
+
+
+def test_a_stalled_connection_teaches_the_learner_nothing() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, stall_timeout=30)
+    fleet = Fleet(cfg)
+    stalled, healthy = fleet.open("stalled", 0.0), fleet.open("healthy", 0.0)
+    t = 0.0
+    for _ in range(40):
+        t = round(t + 0.05, 2)
+        healthy.feed(t, MiB)
+        if t < 0.5:
+            stalled.feed(t, 64 * 1024)
+        recycled = fleet.tick(t)
+        if recycled:
+            break
+    assert recycled == [("stalled", Reason.SLOW)]
+    fleet.open("other", t)  # keep a sibling
+    assert fleet.learner.box == cfg.request_bytes
 
 
 @pytest.mark.parametrize(

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 STAGING = ".pullman-partial"
 
 
-def destination(out: Path | None, filename: str, downloads: Path) -> Path:
-    """``-o PATH`` (a file, or a directory to put ``filename`` in), else the downloads folder."""
+def destination(out: str | None, filename: str, downloads: Path) -> Path:
+    """``-o PATH`` (a file, or a directory, existing or ending in ``/``, to put ``filename``
+    in), else the downloads folder."""
     if out is None:
         return downloads / filename
-    out = out.expanduser()
-    if out.is_dir() or str(out).endswith(("/", "\\")):
-        return out / filename
-    return out
+    path = Path(out).expanduser()
+    if path.is_dir() or out.endswith(("/", os.sep)):
+        return path / filename
+    return path
 
 
 def staging_dir(dest: Path) -> Path:

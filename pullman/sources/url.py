@@ -14,7 +14,7 @@ from pullman.refs import UrlRef
 def plan_url(
     ref: UrlRef,
     *,
-    out: Path | None,
+    out: str | None,
     downloads: Path,
     digest: Digest | None = None,
     insecure: bool = False,

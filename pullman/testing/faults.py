@@ -117,6 +117,8 @@ class Throttle:
     per: str = "connection"
     decay: float | None = None
     floor: int = 16 << 10
+    peak: int | None = None
+    """Bytes/s during the burst (None: as fast as the socket goes), like a real link."""
 
     def rate_at(self, age: float) -> float:
         if self.decay is None:

@@ -80,7 +80,11 @@ class ConnState:
                 used = self.body_sent if throttle.per == "connection" else request_sent
                 if used < throttle.burst:
                     n = min(SEND_CHUNK, total - offset, throttle.burst - used)
+                    if throttle.peak is not None:
+                        n = min(n, max(1, throttle.peak // 50))
                     await self.send(data[offset : offset + n])
+                    if throttle.peak is not None:
+                        await asyncio.sleep(n / throttle.peak)
                 else:
                     rate = throttle.rate_at(time.monotonic() - self.opened)
                     n = min(total - offset, max(1, int(rate / 50)))

@@ -86,8 +86,9 @@ class BurstLearner:
     """Learns how many bytes a connection gets before the CDN slows it down.
 
     Each slow-down observed at ``b`` bytes sets the box to a safety share of the median of recent
-    observations. After ``probe_after`` connections in a row reached the box without slowing
-    down, the box grows by ``growth``, so a CDN that relaxes is noticed.
+    observations, once at least ``quorum`` agree that there is a pattern (one odd connection
+    does not set the box). After ``probe_after`` connections in a row reached the box without
+    slowing down, the box grows by ``growth``, so a CDN that relaxes is noticed.
     """
 
     def __init__(
@@ -98,12 +99,14 @@ class BurstLearner:
         probe_after: int = 8,
         growth: float = 1.25,
         memory: int = 5,
+        quorum: int = 2,
     ) -> None:
         self._config = config
         self._safety = safety
         self._probe_after = probe_after
         self._growth = growth
         self._observed: deque[int] = deque(maxlen=memory)
+        self._quorum = quorum
         self._clean_streak = 0
         self.box = config.request_bytes
 
@@ -112,8 +115,8 @@ class BurstLearner:
             return
         self._observed.append(nbytes)
         self._clean_streak = 0
-        target = int(self._safety * stats.median(self._observed))
-        self.box = self._clamp(target)
+        if len(self._observed) >= self._quorum:
+            self.box = self._clamp(int(self._safety * stats.median(self._observed)))
 
     def box_reached(self) -> None:
         if not self._config.learn:
@@ -141,6 +144,7 @@ class Watch:
         self._totals: list[int] = [0]
         self._slow_since: float | None = None
         self._bytes_at_slow: int = 0
+        self._last_rate = 0.0
 
     def feed(self, now: float, nbytes: int) -> None:
         """Record ``nbytes`` that arrived at ``now``."""
@@ -188,6 +192,11 @@ class Watch:
         return CONTINUE
 
     @property
+    def crawling(self) -> bool:
+        """Whether the connection still moved at least ``min_rate`` in its last window."""
+        return self._last_rate >= max(1.0, self._config.min_rate)
+
+    @property
     def bytes_when_slowed(self) -> int:
         """Bytes the connection had moved when its current slow spell began."""
         return self.base + self._bytes_at_slow
@@ -195,6 +204,7 @@ class Watch:
     def _is_slow(self, now: float, age: float, siblings: list[float]) -> bool:
         cfg = self._config
         current = self.rate(now)
+        self._last_rate = current
         self.peak = max(self.peak, current)
         if age < cfg.warmup:
             return False
@@ -269,7 +279,9 @@ class Fleet:
 
     def _note(self, watch: Watch, reason: Reason) -> None:
         self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
-        if reason is Reason.SLOW:
+        if reason is Reason.SLOW and watch.crawling:
+            # A crawl (still moving, just slowly) is the CDN's throttle: learn where it began.
+            # A connection that went (nearly) silent is a stall, which says nothing about it.
             self.learner.slowed_at(watch.bytes_when_slowed)
         elif reason is Reason.BYTE_BOX:
             self.learner.box_reached()

@@ -1,0 +1,16 @@
+# Shared by scripts/*: create .venv and install pullman into it (idempotent).
+VENV="${PULLMAN_VENV:-$here/.venv}"
+ensure_venv() {
+  local extras="${1:-}"
+  local stamp="$VENV/.pullman-installed${extras:+-$extras}"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV"
+    python3 -m venv "$VENV"
+  fi
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    echo "==> installing pullman${extras:+ [$extras]} into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".${extras:+[$extras]}"
+    touch "$stamp"
+  fi
+}
