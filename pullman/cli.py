@@ -165,6 +165,7 @@ def _report_json(r: FileReport) -> dict[str, Any]:
             fetched=o.fetched,
             resumed=o.resumed,
             elapsed=round(o.elapsed, 3),
+            tail_seconds=round(o.tail, 3),
             recycles=o.recycles,
             retries=o.retries,
             discarded=o.discarded,

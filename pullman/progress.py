@@ -8,15 +8,7 @@ from typing import TextIO
 
 import anyio
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 
 from pullman.transfer.engine import TransferStats
 from pullman.transfer.staging import human
@@ -43,12 +35,10 @@ def _extra(s: TransferStats) -> str:
 
 def plain_line(s: TransferStats) -> str:
     pct = 100.0 * s.done / s.size if s.size else 100.0
-    eta = ""
-    if s.rate > 0 and s.size > s.done:
-        eta = f" eta {int((s.size - s.done) / s.rate)}s"
+    eta = _eta(s.size - s.done, s.rate)
     return (
         f"{s.name}: {pct:5.1f}% {human(s.done)}/{human(s.size)} "
-        f"{human(s.rate)}/s{eta} {_extra(s)} [{s.state}]"
+        f"{human(s.rate)}/s {eta + ' ' if eta else ''}{_extra(s)} [{s.state}]"
     )
 
 
@@ -90,11 +80,9 @@ class ProgressView:
         console = Console(file=self.stream)
         columns = (
             TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[extra]}"),
+            BarColumn(bar_width=24),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[info]}"),
         )
         tasks: dict[str, TaskID] = {}
         with Progress(*columns, console=console, transient=False, refresh_per_second=10) as bar:
@@ -115,11 +103,34 @@ class ProgressView:
     ) -> TaskID | None:
         for s in stats:
             if s.name not in tasks:
-                tasks[s.name] = bar.add_task(s.name, total=s.size or None, extra="")
-            bar.update(tasks[s.name], completed=s.done, total=s.size or None, extra=_extra(s))
+                tasks[s.name] = bar.add_task(_short(s.name), total=s.size or 1, info="")
+            bar.update(tasks[s.name], completed=s.done, total=s.size or 1, info=_info(s))
         if len(tasks) > 1:
             if total_id is None:
-                total_id = bar.add_task("total", total=None, extra="")
+                total_id = bar.add_task("total", total=None, info="")
             size = sum(s.size for s in stats)
-            bar.update(total_id, completed=sum(s.done for s in stats), total=size, extra="")
+            done = sum(s.done for s in stats)
+            rate = sum(s.rate for s in stats)
+            info = f"{human(done)}/{human(size)} {human(rate)}/s {_eta(size - done, rate)}"
+            bar.update(total_id, completed=done, total=size or 1, info=info)
         return total_id
+
+
+def _short(name: str, width: int = 24) -> str:
+    return name if len(name) <= width else name[: width - 1] + "…"
+
+
+def _eta(remaining: int, rate: float) -> str:
+    if remaining <= 0:
+        return ""
+    if rate <= 0:
+        return "eta -"
+    seconds = int(remaining / rate)
+    return f"eta {seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _info(s: TransferStats) -> str:
+    eta = _eta(s.size - s.done, s.rate)
+    return (
+        f"{human(s.done)}/{human(s.size)} {human(s.rate)}/s {eta + ' ' if eta else ''}{_extra(s)}"
+    )

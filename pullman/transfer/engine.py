@@ -230,6 +230,7 @@ class Transfer:
         self._target: Target | None = None
         self._digest_hex: str | None = None
         self._sha256_hex: str | None = None
+        self._hash_buffer = bytearray(HASH_BLOCK)
 
     # ------------------------------------------------------------------ observability
 
@@ -472,7 +473,10 @@ class Transfer:
             worker.pending = Reason.BYTE_BOX
             worker.conn_bytes = 0
         room = box - worker.conn_bytes if cfg.recycle.learn else cfg.piece_size
-        max_len = max(cfg.min_piece, min(cfg.piece_size, room))
+        seg = self._smap.statistics()
+        # Spread what is left over every connection, so none sits idle waiting to steal.
+        fair = -(-(seg.size - seg.done - seg.in_flight) // cfg.connections)
+        max_len = max(cfg.min_piece, min(cfg.piece_size, room, fair))
         return self._smap.claim(wid, max_len) is not None
 
     async def _fetch_claim(self, wid: int, worker: _Worker) -> None:
@@ -680,15 +684,16 @@ class Transfer:
         self._state = "verifying"
 
     def _hash_span(self, main: Hasher, extra: Hasher | None, start: int, end: int) -> None:
+        view = memoryview(self._hash_buffer)
         pos = start
         while pos < end:
-            block = self._staging.read(pos, min(HASH_BLOCK, end - pos))
-            if not block:
+            n = self._staging.read_into(pos, view[: min(HASH_BLOCK, end - pos)])
+            if n <= 0:
                 raise IntegrityError(f"{self.spec.name}: partial file shrank while hashing")
-            main.update(block)
+            main.update(view[:n])
             if extra is not None:
-                extra.update(block)
-            pos += len(block)
+                extra.update(view[:n])
+            pos += n
 
     # ------------------------------------------------------------------ journal
 

@@ -209,10 +209,11 @@ class Staging:
                 views = _skip(views, n)
         return written
 
-    def read(self, offset: int, length: int) -> bytes:
+    def read_into(self, offset: int, buffer: memoryview) -> int:
+        """Read into a caller's buffer (reused, so hashing allocates nothing per block)."""
         assert self.fd is not None
         with disk_errors(self.part):
-            return os.pread(self.fd, length, offset)
+            return os.preadv(self.fd, [buffer], offset)
 
     def close(self) -> None:
         self._close_journal()
