@@ -303,6 +303,8 @@ class Transfer:
             self._staging.close()
 
     def _expected_size(self, target: Target) -> int:
+        if target.size is None and self.spec.size is not None and not target.ranges:
+            return self.spec.size  # a server without ranges or length: the plan knows the size
         if target.size is None:
             raise RemoteError(
                 f"{http.redact(target.url)} did not say how large the file is",
@@ -570,7 +572,7 @@ class Transfer:
                 self._fleet.close(wid)
                 worker.scope = None
                 with anyio.CancelScope(shield=True):
-                    await self._write(wid, buffer)
+                    await self._write(wid, buffer, wait=False)
         if not finished:
             await worker.conn.recycle()  # a half-read body cannot be reused
             worker.conn_bytes = 0
@@ -619,16 +621,18 @@ class Transfer:
             raise _StartOver("the server says the range is past the end", single_stream=False)
         raise http.error_for_status(status, url, h)
 
-    async def _write(self, wid: int, buffer: _Buffer) -> None:
+    async def _write(self, wid: int, buffer: _Buffer, *, wait: bool = True) -> None:
         if not buffer.size:
             return
+        # Back-pressure first: writers wait while the journal lags too far behind the data.
+        # (Not when saving what arrived before a stop: the flusher may be gone by then.)
+        while wait and self._unflushed >= 2 * self.config.flush_bytes:
+            self._flush_wanted.set()
+            await self._flushed.wait()
         n = self._smap.reserve(wid, buffer.size)
         parts = buffer.take(n)
         if not n:
             return
-        while self._unflushed >= 2 * self.config.flush_bytes:
-            self._flush_wanted.set()
-            await self._flushed.wait()
         claim = self._smap.claim_of(wid)
         assert claim is not None
         try:
