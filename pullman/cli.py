@@ -12,7 +12,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import click
@@ -27,8 +27,11 @@ from pullman.errors import (
     UsageError,
     collapse_groups,
 )
-from pullman.get import FileReport, GetOptions, Session
+from pullman.get import FileReport, GetOptions, PlanReport, Session
+from pullman.layouts import ollama as ollama_store
 from pullman.progress import ProgressView
+from pullman.refs import OllamaRef, parse_ref
+from pullman.transfer.engine import TransferStats
 from pullman.transfer.staging import human
 
 T = TypeVar("T")
@@ -52,6 +55,14 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
+_OLLAMA_DIR = click.option(
+    "--ollama-dir",
+    metavar="DIR",
+    help="Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models).",
+)
+_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
 @cli.command()
 @click.argument("refs", nargs=-1, required=True)
 @click.option("--sha256", "sha256", metavar="HEX", help="Expected sha256 of a URL's file.")
@@ -61,15 +72,34 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     metavar="PATH",
     help="Where a URL's file goes (a file path, or a directory ending in /).",
 )
+@_OLLAMA_DIR
 @click.option(
     "-c",
     "--connections",
     type=click.IntRange(1, 64),
-    help="Connections per file (default 8, or [transfer] connections).",
+    help="Connections at once (default 8, or [transfer] connections).",
 )
-@click.option("--force", is_flag=True, help="Download again even if the file is already there.")
-@click.option("--insecure", is_flag=True, help="Allow http:// registries and skip TLS checks.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON report on stdout.")
+@click.option("--force", is_flag=True, help="Download again even if the files are already there.")
+@click.option(
+    "--verify-existing", is_flag=True, help="Re-hash blobs already in the store before reusing."
+)
+@click.option(
+    "--insecure", is_flag=True, help="Allow http:// registries (like `ollama pull --insecure`)."
+)
+@click.option(
+    "--via-server",
+    is_flag=True,
+    help="Let the running Ollama server download the model, recycling its pull stream.",
+)
+@click.option(
+    "--recycle-after",
+    type=click.FloatRange(min=1.0),
+    default=120.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="With --via-server: stop and restart the server's pull after this long.",
+)
+@_JSON
 @click.option(
     "--progress",
     type=click.Choice(["auto", "bar", "plain", "none"]),
@@ -81,13 +111,22 @@ def get(
     refs: tuple[str, ...],
     sha256: str | None,
     output: str | None,
+    ollama_dir: str | None,
     connections: int | None,
     force: bool,
+    verify_existing: bool,
     insecure: bool,
+    via_server: bool,
+    recycle_after: float,
     as_json: bool,
     progress: str,
 ) -> None:
-    """Download REFS (URLs) resumably, verify them, and put them in place.
+    """Download REFS resumably, verify them, and put them in place.
+
+    \b
+    REFS are Ollama model names or URLs:
+      pullman get deepseek-coder-v2:16b        into the Ollama store
+      pullman get https://host/m.gguf --sha256 HEX -o ~/models/
 
     Run the same command again after an interruption to resume where it stopped.
     """
@@ -104,19 +143,97 @@ def get(
         digest=parse_sha256_option(sha256) if sha256 else None,
         force=force,
         insecure=insecure,
+        ollama_dir=ollama_dir,
+        verify_existing=verify_existing,
     )
-    session = Session(settings)
     view = ProgressView("none" if as_json and progress == "auto" else progress)
+    if via_server:
+        _get_via_server(refs, options, view, recycle_after, as_json)
+        return
+    session = Session(settings)
     reports = run_async(lambda: _with_view(view, session, session.get(refs, options)))
-    _print_reports(reports, as_json)
+    if as_json:
+        docs = [_report_json(f) for r in reports for f in r.files]
+        click.echo(json.dumps(docs, indent=2))
+        return
+    checks = run_async(lambda: _server_checks(reports))
+    for report in reports:
+        _print_plan(report)
+        if report.plan.display in checks:
+            click.echo(f"  {checks[report.plan.display]}")
 
 
-async def _with_view(view: ProgressView, session: Session, work: Awaitable[T]) -> T:
+async def _server_checks(reports: Sequence[PlanReport]) -> dict[str, str]:
+    """For each model pulled into the Ollama store: can the running server use it now?"""
+    names = [r.plan.display for r in reports if r.plan.store == "ollama"]
+    if not names:
+        return {}
+    from pullman.ollama_server import server_sees  # imports the ollama client: only when needed
+
+    out: dict[str, str] = {}
+    for name in names:
+        check = await server_sees(name)
+        if check.state == "ready":
+            out[name] = f"ready: ollama run {name}"
+        elif check.state == "not_running":
+            out[name] = "Ollama is not running here; the model will appear when it starts"
+        else:
+            out[name] = f"warning: {check.detail}"
+    return out
+
+
+def _get_via_server(
+    refs: Sequence[str],
+    options: GetOptions,
+    view: ProgressView,
+    recycle_after: float,
+    as_json: bool,
+) -> None:
+    from pullman.ollama_server import ServerPull  # imports the ollama client: only when needed
+
+    if options.out or options.digest or options.ollama_dir:
+        raise UsageError(
+            "--via-server cannot be combined with -o, --sha256 or --ollama-dir",
+            hint="the Ollama server writes to its own models directory",
+        )
+    names = []
+    for text in refs:
+        ref = parse_ref(text, insecure=options.insecure)
+        if not isinstance(ref, OllamaRef):
+            raise UsageError(f"--via-server pulls Ollama models, not {text!r}")
+        names.append(ref.short())
+    docs = []
+    for name in names:
+        pull = ServerPull(name, insecure=options.insecure, recycle_after=recycle_after)
+        outcome = run_async(lambda p=pull: _with_view(view, p, p.run()))  # type: ignore[misc]
+        docs.append(
+            {
+                "ref": name,
+                "elapsed": round(outcome.elapsed, 3),
+                "restarts": outcome.restarts,
+                "failures": outcome.failures,
+                "size": outcome.total_bytes,
+            }
+        )
+        if not as_json:
+            click.echo(
+                f"{name}: pulled by the Ollama server in {outcome.elapsed:.1f} s, "
+                f"{outcome.restarts} restarts\n  ready: ollama run {name}"
+            )
+    if as_json:
+        click.echo(json.dumps(docs, indent=2))
+
+
+class _Observable(Protocol):
+    def statistics(self) -> list[TransferStats]: ...
+
+
+async def _with_view(view: ProgressView, session: _Observable, work: Awaitable[T]) -> T:
     with collapse_groups():
         return await _with_view_group(view, session, work)
 
 
-async def _with_view_group(view: ProgressView, session: Session, work: Awaitable[T]) -> T:
+async def _with_view_group(view: ProgressView, session: _Observable, work: Awaitable[T]) -> T:
     result: list[T] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(view.run, session.statistics)
@@ -127,10 +244,25 @@ async def _with_view_group(view: ProgressView, session: Session, work: Awaitable
     return result[0]
 
 
-def _print_reports(reports: Sequence[FileReport], as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps([_report_json(r) for r in reports], indent=2))
+def _print_plan(report: PlanReport) -> None:
+    plan = report.plan
+    if not plan.finals:
+        _print_files(report.files)
         return
+    fetched = [f for f in report.files if f.outcome is not None]
+    present = len(report.files) - len(fetched)
+    size = sum(f.size for f in report.files)
+    line = f"{plan.title}: {len(report.files)} blobs verified, {human(size)}"
+    if fetched:
+        seconds = max(f.outcome.elapsed for f in fetched if f.outcome is not None)
+        line += f"; fetched {human(report.fetched)} in {seconds:.1f} s"
+    if present:
+        line += f"; {present} already present"
+    click.echo(line)
+    click.echo(f"  manifest: {plan.finals[-1].path}")
+
+
+def _print_files(reports: Sequence[FileReport]) -> None:
     for r in reports:
         mark = "verified" if r.verified else "unverified: no digest to check against"
         if r.status == "present":
@@ -171,6 +303,61 @@ def _report_json(r: FileReport) -> dict[str, Any]:
             discarded=o.discarded,
         )
     return doc
+
+
+@cli.command("ls")
+@_OLLAMA_DIR
+@_JSON
+def ls_command(ollama_dir: str | None, as_json: bool) -> None:
+    """List the models in the Ollama store, with size and state."""
+    root = ollama_store.models_dir(ollama_dir)
+    entries = ollama_store.list_models(root)
+    if as_json:
+        docs = [
+            {
+                "name": e.name,
+                "store": "ollama",
+                "size": e.size,
+                "state": e.state,
+                "missing_blobs": e.missing,
+                "manifest": str(e.path),
+            }
+            for e in entries
+        ]
+        click.echo(json.dumps(docs, indent=2))
+        return
+    if not entries:
+        click.echo(f"no models in {root}")
+        return
+    for entry in entries:
+        click.echo(ollama_store.describe(entry))
+
+
+@cli.command("rm")
+@click.argument("ref")
+@_OLLAMA_DIR
+@_JSON
+def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
+    """Remove a model: its manifest, and the blobs no other model uses."""
+    parsed = parse_ref(ref)
+    if not isinstance(parsed, OllamaRef):
+        raise UsageError(f"{ref!r} is not a model name", hint="give a name such as llama3:8b")
+    root = ollama_store.models_dir(ollama_dir)
+    removal = ollama_store.remove_model(root, parsed)
+    if as_json:
+        doc = {
+            "name": removal.name,
+            "manifest": str(removal.manifest),
+            "removed": [str(p) for p in removal.removed],
+            "kept": [str(p) for p in removal.kept],
+            "freed": removal.freed,
+        }
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(
+        f"removed {removal.name}: {len(removal.removed)} blobs, {human(removal.freed)} freed"
+        + (f"; {len(removal.kept)} blobs kept (used by other models)" if removal.kept else "")
+    )
 
 
 # ---------------------------------------------------------------------------- running

@@ -1,26 +1,33 @@
 """``pullman get``: refs to plans, plans to verified files, in the foreground.
 
-The CLI is a thin shell over :func:`get`; this module knows sources, layouts and the engine, and
-reports what happened to each file.
+The CLI is a thin shell over :class:`Session`; this module knows sources, layouts and the
+engine. For each plan: refuse paths outside the store, reuse what is already there, download
+the rest concurrently within one connection budget, then write the plan's final small files
+(a manifest, refs, links) only after every blob verified.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 
 from pullman.config import Settings
 from pullman.digests import Digest
-from pullman.errors import UsageError
-from pullman.layouts import plain
+from pullman.errors import UsageError, collapse_groups
+from pullman.layouts import ollama as ollama_store
+from pullman.layouts.common import apply_finals, check_plan
 from pullman.plan import FileSpec, Plan
-from pullman.refs import UrlRef, parse_ref
+from pullman.refs import OllamaRef, UrlRef, parse_ref
+from pullman.sources import ollama as ollama_source
 from pullman.sources.url import plan_url
 from pullman.transfer.engine import Outcome, Transfer, TransferStats
 from pullman.transfer.staging import disk_errors
+
+log = logging.getLogger("pullman.get")
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class GetOptions:
     digest: Digest | None = None
     force: bool = False
     insecure: bool = False
+    ollama_dir: str | None = None
+    verify_existing: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,16 @@ class FileReport:
     outcome: Outcome | None = None
 
 
+@dataclass
+class PlanReport:
+    plan: Plan
+    files: list[FileReport] = field(default_factory=list)
+
+    @property
+    def fetched(self) -> int:
+        return sum(f.outcome.fetched for f in self.files if f.outcome is not None)
+
+
 class Session:
     """The transfers of one ``get`` run, observable while they run."""
 
@@ -55,15 +74,15 @@ class Session:
     def statistics(self) -> list[TransferStats]:
         return self.finished + [t.statistics() for t in self.live]
 
-    async def get(self, refs: Sequence[str], options: GetOptions) -> list[FileReport]:
-        plans = [self.plan(text, options) for text in refs]
-        reports: list[FileReport] = []
-        for plan in plans:
-            reports.extend(await self.fetch(plan, options))
+    async def get(self, refs: Sequence[str], options: GetOptions) -> list[PlanReport]:
+        reports = []
+        for text in refs:
+            plan = await self.plan(text, options)
+            reports.append(await self.fetch(plan, options))
         return reports
 
-    def plan(self, text: str, options: GetOptions) -> Plan:
-        ref = parse_ref(text)
+    async def plan(self, text: str, options: GetOptions) -> Plan:
+        ref = parse_ref(text, insecure=options.insecure)
         if isinstance(ref, UrlRef):
             return plan_url(
                 ref,
@@ -72,40 +91,76 @@ class Session:
                 digest=options.digest,
                 insecure=options.insecure,
             )
-        raise UsageError(f"cannot fetch {text!r}")  # pragma: no cover - parse_ref is exhaustive
-
-    async def fetch(self, plan: Plan, options: GetOptions) -> list[FileReport]:
-        reports = []
-        for spec in plan.files:
-            present = await _already_present(spec, options.force)
-            if present is not None:
-                reports.append(present)
-                continue
-            transfer = Transfer(spec, plain.staging_dir(spec.dest), self.settings.transfer)
-            self.live.append(transfer)
-            try:
-                outcome = await transfer.run()
-            finally:
-                self.live.remove(transfer)
-                self.finished.append(transfer.statistics())
-            reports.append(
-                FileReport(
-                    ref=plan.ref,
-                    name=spec.name,
-                    path=outcome.dest,
-                    size=outcome.size,
-                    status="downloaded",
-                    verified=outcome.verified,
-                    digest=outcome.digest,
-                    outcome=outcome,
-                )
+        if options.out is not None or options.digest is not None:
+            raise UsageError(
+                "-o and --sha256 apply to URLs only",
+                hint="models land in their store; use --ollama-dir to choose it",
             )
-        return reports
+        return await self._plan_ollama(ref, options)
+
+    async def _plan_ollama(self, ref: OllamaRef, options: GetOptions) -> Plan:
+        root = ollama_store.models_dir(options.ollama_dir)
+        await anyio.to_thread.run_sync(ollama_store.check_writable, root)
+        resolved = await ollama_source.resolve(ref, self.settings.transfer.retry_policy)
+        return ollama_source.plan(resolved, root)
+
+    async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
+        check_plan(plan)
+        report = PlanReport(plan)
+        todo: list[FileSpec] = []
+        for spec in _unique(plan.files):
+            present = await _already_present(spec, options, plan.ref)
+            if present is None:
+                todo.append(spec)
+            else:
+                report.files.append(present)
+        slots = anyio.CapacityLimiter(self.settings.transfer.connections)
+        with collapse_groups():
+            async with anyio.create_task_group() as tg:
+                for spec in todo:
+                    tg.start_soon(self._fetch_one, plan, spec, slots, report)
+        await anyio.to_thread.run_sync(apply_finals, plan)
+        return report
+
+    async def _fetch_one(
+        self, plan: Plan, spec: FileSpec, slots: anyio.CapacityLimiter, report: PlanReport
+    ) -> None:
+        transfer = Transfer(spec, plan.staging, self.settings.transfer, slots=slots)
+        self.live.append(transfer)
+        try:
+            outcome = await transfer.run()
+        finally:
+            self.live.remove(transfer)
+            self.finished.append(transfer.statistics())
+        report.files.append(
+            FileReport(
+                ref=plan.ref,
+                name=spec.name,
+                path=outcome.dest,
+                size=outcome.size,
+                status="downloaded",
+                verified=outcome.verified,
+                digest=outcome.digest,
+                outcome=outcome,
+            )
+        )
 
 
-async def _already_present(spec: FileSpec, force: bool) -> FileReport | None:
+def _unique(specs: Sequence[FileSpec]) -> list[FileSpec]:
+    seen: dict[Path, FileSpec] = {}
+    for spec in specs:
+        seen.setdefault(spec.dest, spec)
+    return list(seen.values())
+
+
+async def _already_present(spec: FileSpec, options: GetOptions, ref: str) -> FileReport | None:
     """A report if ``spec.dest`` already holds the file; an error if it holds something else."""
-    if force or not spec.dest.exists():
+
+    def present(verified: bool) -> FileReport:
+        digest = str(spec.digest) if verified and spec.digest else None
+        return FileReport(ref, spec.name, spec.dest, size, "present", verified, digest)
+
+    if options.force or not spec.dest.exists():
         return None
     if spec.dest.is_dir():
         raise UsageError(
@@ -114,10 +169,20 @@ async def _already_present(spec: FileSpec, force: bool) -> FileReport | None:
         )
     size = spec.dest.stat().st_size
     if spec.digest is None:
-        return FileReport(spec.url, spec.name, spec.dest, size, "present", False, None)
+        return present(False)
+    if spec.content_addressed:
+        # Named by its digest: the right size means the right file, unless asked to check.
+        if size != spec.size:
+            log.warning("%s: %s has the wrong size; fetching it again", spec.name, spec.dest)
+            return None
+        if not options.verify_existing:
+            return present(True)
     actual = await anyio.to_thread.run_sync(_hash_file, spec.dest, spec.digest, size)
     if actual == spec.digest.hex:
-        return FileReport(spec.url, spec.name, spec.dest, size, "present", True, str(spec.digest))
+        return present(True)
+    if spec.content_addressed:
+        log.warning("%s: %s is corrupt; fetching it again", spec.name, spec.dest)
+        return None
     raise UsageError(
         f"{spec.dest} already exists with different content",
         why=f"its {spec.digest.algorithm} is {actual}, expected {spec.digest.hex}",

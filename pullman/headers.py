@@ -80,3 +80,27 @@ def strong_etag(value: str | None) -> str | None:
     if value.startswith("W/") or len(value) < 2 or not (value[0] == value[-1] == '"'):
         return None
     return value
+
+
+_AUTH_PARAM = re.compile(
+    r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?'
+)
+
+
+def parse_bearer_challenge(value: str | None) -> dict[str, str] | None:
+    """The parameters of a ``WWW-Authenticate: Bearer k="v",...`` challenge, or None."""
+    if not value:
+        return None
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    params: dict[str, str] = {}
+    pos = 0
+    while pos < len(rest):
+        m = _AUTH_PARAM.match(rest, pos)
+        if m is None or m.end() == pos:
+            return None
+        key, quoted, bare = m.groups()
+        params[key.lower()] = quoted.replace('\\"', '"') if quoted is not None else bare
+        pos = m.end()
+    return params if "realm" in params else None

@@ -369,3 +369,28 @@ def translate(exc: Exception, url: str) -> PullmanError:
     if isinstance(exc, httpx2.TransportError):
         return NetworkError(f"{shown}: network error", why=str(exc) or type(exc).__name__)
     return RemoteError(f"{shown}: HTTP error", why=str(exc) or type(exc).__name__)
+
+
+# ---------------------------------------------------------------------------- the ollama client
+#
+# The ``ollama`` package brings the older ``httpx`` line as its own HTTP library. Its exception
+# and timeout types are named here, so that this stays the only module importing an HTTP client.
+
+
+def ollama_client_timeout(connect: float) -> Any:
+    """A timeout for ``ollama.AsyncClient``: no read limit (streams are watched), ``connect``."""
+    import httpx
+
+    return httpx.Timeout(None, connect=connect)
+
+
+def ollama_connect_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+
+    return (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def ollama_transport_errors() -> tuple[type[BaseException], ...]:
+    import httpx
+
+    return (httpx.TransportError,)

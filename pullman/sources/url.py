@@ -29,4 +29,11 @@ def plan_url(
         digest=digest,
         insecure=insecure,
     )
-    return Plan(ref=ref.url, files=(spec,), title=dest.name)
+    return Plan(
+        ref=ref.url,
+        files=(spec,),
+        root=dest.parent,
+        staging=plain.staging_dir(dest),
+        title=dest.name,
+        display=ref.url,
+    )

@@ -149,6 +149,8 @@ class Origin:
     routes: list[tuple[str, re.Pattern[str], Handler]] = field(default_factory=list)
     seen: list[Seen] = field(default_factory=list)
     connections: int = 0
+    active: int = 0
+    max_active: int = 0
     _server: asyncio.base_events.Server | None = None
 
     @property
@@ -175,6 +177,8 @@ class Origin:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
         conn = ConnState(writer=writer, opened=time.monotonic())
         try:
             while not conn.closed:
@@ -189,6 +193,7 @@ class Origin:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
         finally:
+            self.active -= 1
             if not conn.closed:
                 writer.close()
             with contextlib.suppress(ConnectionError, OSError):

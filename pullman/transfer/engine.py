@@ -29,13 +29,6 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
 import anyio
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from pullman import http
 from pullman.digests import Hasher
@@ -53,11 +46,12 @@ from pullman.errors import (
 )
 from pullman.headers import parse_content_length, strong_etag
 from pullman.plan import FileSpec
+from pullman.retry import RetryPolicy, retrying
 from pullman.transfer.journal import Journal
 from pullman.transfer.meter import RateMeter
 from pullman.transfer.recycle import Fleet, Reason, RecycleConfig
 from pullman.transfer.resolve import Resolver, Target, content_range
-from pullman.transfer.segments import SegmentMap
+from pullman.transfer.segments import Claim, SegmentMap
 from pullman.transfer.staging import Staging, free_space, human
 
 log = logging.getLogger("pullman.transfer")
@@ -106,6 +100,12 @@ class TransferConfig:
     @property
     def flush_bytes(self) -> int:
         return self.journal_bytes or 2 * MiB * self.connections
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            self.retry_attempts, self.retry_initial, self.retry_max, self.retry_after_max
+        )
 
 
 class TransferStats(NamedTuple):
@@ -157,6 +157,8 @@ class _Worker:
     conn_bytes: int = 0
     pending: Reason | None = None
     scope: anyio.CancelScope | None = None
+    holding: bool = False
+    """Whether this worker holds a connection slot (from opening its connection to closing it)."""
 
 
 class _Buffer:
@@ -200,12 +202,15 @@ class Transfer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         limiter: Limiter | None = None,
+        slots: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.spec = spec
         self.config = config or TransferConfig()
         self._clock = clock
         self._sleep = sleep
         self._limiter = limiter
+        # Connections open at once, shared with other files of the same run when given.
+        self._slots = slots or anyio.CapacityLimiter(self.config.connections)
         self._staging = Staging(staging_dir, spec.key)
         self._resolver = Resolver(spec)
         self._fleet = Fleet(self.config.recycle)
@@ -259,7 +264,7 @@ class Transfer:
     async def run(self) -> Outcome:
         started = self._clock()
         try:
-            target = await self._with_retries(self._resolver.resolve)
+            target = await self._resolve()
             size = self._expected_size(target)
             self._prepare(target, size)
             attempts = 0
@@ -385,8 +390,17 @@ class Transfer:
         self._verified = 0
         return attempts
 
+    async def _resolve(self) -> Target:
+        """The probe counts against the connection budget like any other connection."""
+
+        async def probe() -> Target:
+            async with self._slots:
+                return await self._resolver.resolve()
+
+        return await self._with_retries(probe)
+
     async def _start_over(self, single_stream: bool) -> None:
-        target = await self._with_retries(self._resolver.resolve)
+        target = await self._resolve()
         size = self._expected_size(target)
         if size != self._smap.size:
             raise RemoteChanged(f"{self.spec.name}: the file changed size on the server")
@@ -459,7 +473,7 @@ class Transfer:
         finally:
             self._smap.release(wid)
             with anyio.CancelScope(shield=True):
-                await worker.conn.aclose()
+                await self._drop_connection(worker)
             self._workers.pop(wid, None)
             if not self._workers and not self._smap.complete and self._failure is None:
                 self._fail(NetworkError(f"{self.spec.name}: every connection stopped early"))
@@ -489,41 +503,24 @@ class Transfer:
         self._smap.release(wid)
 
     async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
-        cfg = self.config
-        backoff = wait_exponential_jitter(
-            multiplier=cfg.retry_initial, max=cfg.retry_max, jitter=cfg.retry_initial
-        )
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, LinkExpired):
-                return 0.0
-            if isinstance(exc, TransientError) and exc.retry_after is not None:
-                return min(exc.retry_after, cfg.retry_after_max)
-            return float(backoff(state))
-
-        def note(state: RetryCallState) -> None:
+        def note(exc: BaseException | None) -> None:
             self._retries += 1
-            exc = state.outcome.exception() if state.outcome else None
             log.info("%s: retrying after: %s", self.spec.name, exc)
 
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(cfg.retry_attempts),
-            wait=wait,
-            retry=retry_if_exception_type(TransientError),
-            before_sleep=note,
-            sleep=self._sleep,
-            reraise=True,
-        ):
-            with attempt:
-                return await fn()
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await retrying(fn, self.config.retry_policy, sleep=self._sleep, on_retry=note)
+
+    async def _drop_connection(self, worker: _Worker) -> None:
+        """Close the worker's connection and give its slot back to the shared budget."""
+        await worker.conn.recycle()
+        worker.conn_bytes = 0
+        if worker.holding:
+            worker.holding = False
+            self._slots.release()
 
     async def _request(self, wid: int, worker: _Worker) -> None:
         """One GET for the rest of this worker's claim. Raises only if no byte arrived."""
         if worker.pending is not None:
-            await worker.conn.recycle()
-            worker.conn_bytes = 0
+            await self._drop_connection(worker)
             worker.pending = None
             await self._sleep(self.config.recycle.pause)
         target = self._resolver.current or self._target
@@ -536,6 +533,28 @@ class Transfer:
             )
         start, end = claim.pos, claim.end
         headers = target.request_headers(start, end) if self._ranged else target.request_headers()
+        if not worker.holding:
+            await self._slots.acquire()
+            worker.holding = True
+        got, error, finished, cancelled = await self._stream(wid, worker, target, headers, claim)
+        if not finished:
+            await self._drop_connection(worker)  # a half-read body cannot be reused
+        if cancelled and got == 0:
+            cfg = self.config.recycle
+            raise NetworkError(
+                f"{self.spec.name}: no data for {cfg.stall_timeout:g} s",
+                why="the connection stalled before its first byte",
+            )
+        if error is not None and got == 0:
+            raise error
+        if error is None and got == 0 and claim.remaining > 0 and not cancelled:
+            raise NetworkError(f"{http.redact(target.url)} sent no data")
+
+    async def _stream(
+        self, wid: int, worker: _Worker, target: Target, headers: dict[str, str], claim: Claim
+    ) -> tuple[int, PullmanError | None, bool, bool]:
+        """Stream one response into the claim: (bytes taken, error, body finished, recycled)."""
+        start, end = claim.pos, claim.end
         got = 0
         buffer = _Buffer()
         error: PullmanError | None = None
@@ -573,19 +592,7 @@ class Transfer:
                 worker.scope = None
                 with anyio.CancelScope(shield=True):
                     await self._write(wid, buffer, wait=False)
-        if not finished:
-            await worker.conn.recycle()  # a half-read body cannot be reused
-            worker.conn_bytes = 0
-        if scope.cancelled_caught and got == 0:
-            cfg = self.config.recycle
-            raise NetworkError(
-                f"{self.spec.name}: no data for {cfg.stall_timeout:g} s",
-                why="the connection stalled before its first byte",
-            )
-        if error is not None and got == 0:
-            raise error
-        if error is None and got == 0 and claim.remaining > 0 and not scope.cancelled_caught:
-            raise NetworkError(f"{http.redact(target.url)} sent no data")
+        return got, error, finished, scope.cancelled_caught
 
     def _check(self, response: http.Response, target: Target, start: int, end: int) -> None:
         """Refuse any answer whose bytes would not be exactly ``[start, ...)`` of our file."""

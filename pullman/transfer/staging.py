@@ -72,7 +72,7 @@ def disk_errors(path: Path, needed: int = 0) -> Iterator[None]:
         raise storage_error(exc, path, needed=needed) from exc
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -150,7 +150,7 @@ class Staging:
             os.pwrite(fd, bytes(2 * slot), 0)  # real blocks, not a hole: saves never allocate
             os.fsync(fd)
             tmp.replace(self.journal_path)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         except BaseException:
             os.close(fd)
             raise
@@ -235,7 +235,7 @@ class Staging:
             self.close()
             dest.parent.mkdir(parents=True, exist_ok=True)
             self.part.replace(dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
             self.journal_path.unlink(missing_ok=True)
 
 

@@ -1,0 +1,179 @@
+"""The Ollama registry: a model name to a plan of blobs, and the manifest written last.
+
+Wire protocol (anonymous for public models): ``GET /v2/<ns>/<model>/manifests/<tag>`` with the
+Docker v2 Accept header; blobs at ``/v2/<ns>/<model>/blobs/sha256:<hex>`` answer 307 to a
+presigned CDN URL (or 200 directly on self-hosted registries; the engine handles both and
+re-resolves an expired link). A 401 with a ``Bearer`` challenge gets an anonymous token from the
+realm; the token goes to the registry only, never to the CDN.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+from pullman import http
+from pullman.errors import AccessDenied, NotFound, RemoteError
+from pullman.headers import parse_bearer_challenge
+from pullman.layouts import ollama as store
+from pullman.ollama_manifest import MANIFEST_V2, MAX_MANIFEST, Manifest, parse_manifest
+from pullman.plan import FileSpec, Plan, WriteFile
+from pullman.refs import OllamaRef
+from pullman.retry import RetryPolicy, retrying
+
+MAX_TOKEN_DOC = 64 << 10
+
+
+@dataclass(frozen=True)
+class Resolved:
+    ref: OllamaRef
+    raw: bytes
+    manifest: Manifest
+    auth: Mapping[str, str]
+
+
+def manifest_url(ref: OllamaRef, tag: str | None = None) -> str:
+    return f"{ref.registry}/v2/{ref.namespace}/{ref.model}/manifests/{tag or ref.tag}"
+
+
+def blob_url(ref: OllamaRef, digest_hex: str) -> str:
+    return f"{ref.registry}/v2/{ref.namespace}/{ref.model}/blobs/sha256:{digest_hex}"
+
+
+async def resolve(ref: OllamaRef, policy: RetryPolicy) -> Resolved:
+    """Fetch and validate the manifest, getting a registry token first if one is demanded."""
+    insecure = ref.scheme == "http"
+    auth: dict[str, str] = {}
+    headers = {"Accept": MANIFEST_V2}
+
+    async def get(tag: str | None = None) -> http.Document:
+        return await retrying(
+            lambda: _fetch_checked(manifest_url(ref, tag), {**headers, **auth}, insecure),
+            policy,
+        )
+
+    doc = await get()
+    if doc.status == 401:
+        token = await retrying(lambda: _token(ref, doc, insecure), policy)
+        auth = {"Authorization": f"Bearer {token}"}
+        doc = await get()
+    if doc.status == 200:
+        return Resolved(ref, doc.body, parse_manifest(doc.body), auth)
+    if doc.status == 404:
+        raise await _not_found(ref, doc, get)
+    if doc.status in (401, 403):
+        raise _private(ref)
+    raise http.error_for_status(doc.status, doc.url, doc.headers)
+
+
+async def _fetch_checked(url: str, headers: dict[str, str], insecure: bool) -> http.Document:
+    doc = await http.fetch(url, headers, limit=MAX_MANIFEST, insecure=insecure)
+    if doc.status == 429 or doc.status >= 500:
+        raise http.error_for_status(doc.status, url, doc.headers)
+    return doc
+
+
+async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool) -> str:
+    params = parse_bearer_challenge(challenged.headers.get("www-authenticate"))
+    if params is None:
+        raise _private(ref)
+    realm = params["realm"]
+    parts = urlsplit(realm)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RemoteError(f"the registry {ref.host} sent an unusable token realm")
+    if parts.scheme == "http" and not (insecure or http.is_loopback(realm)):
+        raise RemoteError(
+            f"the registry {ref.host} wants tokens fetched over plain http",
+            hint="pass --insecure if you trust this registry",
+        )
+    query = {"service": params.get("service", ref.host)}
+    query["scope"] = params.get("scope", f"repository:{ref.namespace}/{ref.model}:pull")
+    url = realm + ("&" if parts.query else "?") + urlencode(query)
+    doc = await http.fetch(url, limit=MAX_TOKEN_DOC, insecure=insecure)
+    if doc.status in (401, 403):
+        raise _private(ref)
+    if doc.status == 429 or doc.status >= 500:
+        raise http.error_for_status(doc.status, url, doc.headers)
+    if doc.status != 200:
+        raise http.error_for_status(doc.status, url, doc.headers)
+    try:
+        body = json.loads(doc.body)
+        token = body.get("token") or body.get("access_token")
+    except (ValueError, AttributeError):
+        token = None
+    if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
+        raise RemoteError(f"the registry {ref.host} sent no usable token")
+    return token
+
+
+def _private(ref: OllamaRef) -> AccessDenied:
+    return AccessDenied(
+        f"{ref.short()} needs credentials",
+        why="the registry refused an anonymous pull; private models need an Ollama key "
+        "(Ollama signs its requests with ~/.ollama/id_ed25519), which pullman does not use",
+        hint="pull it with --via-server (the Ollama server signs the requests), or with "
+        "`ollama pull`",
+    )
+
+
+def _error_codes(body: bytes) -> set[str]:
+    try:
+        doc = json.loads(body)
+        return {str(e.get("code")) for e in doc.get("errors", []) if isinstance(e, dict)}
+    except (ValueError, AttributeError):
+        return set()
+
+
+async def _not_found(
+    ref: OllamaRef, doc: http.Document, get: Callable[[str | None], Awaitable[http.Document]]
+) -> NotFound:
+    """Say which part was not found: the model, or only its tag."""
+    codes = _error_codes(doc.body)
+    model = f"{ref.namespace}/{ref.model}" if ref.namespace != "library" else ref.model
+    where = f" on {ref.host}" if ref.host != "registry.ollama.ai" else ""
+    no_model = NotFound(
+        f"model {model!r} not found{where}",
+        hint="check the spelling; the library is listed at https://ollama.com/library",
+    )
+    if "NAME_UNKNOWN" in codes or ref.tag == "latest":
+        return no_model
+    # MANIFEST_UNKNOWN: is it the tag, or the whole model? Ask for the default tag.
+    other = await get("latest")
+    if other.status != 200:
+        return no_model
+    return NotFound(
+        f"model {model!r} has no tag {ref.tag!r}{where}",
+        hint=f"the model exists; check the tag (`pullman get {model}` fetches :latest)",
+    )
+
+
+def plan(resolved: Resolved, root: Path) -> Plan:
+    """Every blob to fetch into ``root``, then the raw manifest, written last."""
+    ref = resolved.ref
+    files = tuple(
+        FileSpec(
+            url=blob_url(ref, layer.digest.hex),
+            dest=store.blob_path(root, layer.digest.hex),
+            key=layer.blob_name,
+            name=f"{layer.kind} {layer.digest.hex[:12]}",
+            size=layer.size,
+            digest=layer.digest,
+            auth=resolved.auth,
+            insecure=ref.scheme == "http",
+            content_addressed=True,
+        )
+        for layer in resolved.manifest.blobs
+    )
+    return Plan(
+        ref=str(ref),
+        files=files,
+        root=root,
+        staging=store.staging_dir(root),
+        title=ref.short(),
+        finals=(WriteFile(store.manifest_path(root, ref), resolved.raw),),
+        display=ref.short(),
+        store="ollama",
+    )
