@@ -12,6 +12,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import anyio
@@ -28,9 +29,10 @@ from pullman.errors import (
     collapse_groups,
 )
 from pullman.get import FileReport, GetOptions, PlanReport, Session
+from pullman.layouts import hf_cache
 from pullman.layouts import ollama as ollama_store
 from pullman.progress import ProgressView
-from pullman.refs import OllamaRef, parse_ref
+from pullman.refs import HfRef, OllamaRef, parse_ref
 from pullman.transfer.engine import TransferStats
 from pullman.transfer.staging import human
 
@@ -74,6 +76,20 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdo
 )
 @_OLLAMA_DIR
 @click.option(
+    "--include",
+    multiple=True,
+    metavar="GLOB",
+    help="Hugging Face: only files matching GLOB (repeatable).",
+)
+@click.option(
+    "--exclude", multiple=True, metavar="GLOB", help="Hugging Face: skip files matching GLOB."
+)
+@click.option(
+    "--local-dir",
+    metavar="DIR",
+    help="Hugging Face: plain files in DIR instead of the HF cache (like hf download).",
+)
+@click.option(
     "-c",
     "--connections",
     type=click.IntRange(1, 64),
@@ -112,6 +128,9 @@ def get(
     sha256: str | None,
     output: str | None,
     ollama_dir: str | None,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+    local_dir: str | None,
     connections: int | None,
     force: bool,
     verify_existing: bool,
@@ -124,8 +143,10 @@ def get(
     """Download REFS resumably, verify them, and put them in place.
 
     \b
-    REFS are Ollama model names or URLs:
+    REFS are Ollama model names, Hugging Face refs or URLs:
       pullman get deepseek-coder-v2:16b        into the Ollama store
+      pullman get hf://Qwen/Qwen2.5-0.5B-Instruct            into the HF cache
+      pullman get hf.co/bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M
       pullman get https://host/m.gguf --sha256 HEX -o ~/models/
 
     Run the same command again after an interruption to resume where it stopped.
@@ -145,6 +166,9 @@ def get(
         insecure=insecure,
         ollama_dir=ollama_dir,
         verify_existing=verify_existing,
+        include=include,
+        exclude=exclude,
+        local_dir=local_dir,
     )
     view = ProgressView("none" if as_json and progress == "auto" else progress)
     if via_server:
@@ -252,14 +276,20 @@ def _print_plan(report: PlanReport) -> None:
     fetched = [f for f in report.files if f.outcome is not None]
     present = len(report.files) - len(fetched)
     size = sum(f.size for f in report.files)
-    line = f"{plan.title}: {len(report.files)} blobs verified, {human(size)}"
+    noun = "blobs" if plan.store == "ollama" else "files"
+    line = f"{plan.title}: {len(report.files)} {noun} verified, {human(size)}"
     if fetched:
         seconds = max(f.outcome.elapsed for f in fetched if f.outcome is not None)
         line += f"; fetched {human(report.fetched)} in {seconds:.1f} s"
     if present:
         line += f"; {present} already present"
     click.echo(line)
-    click.echo(f"  manifest: {plan.finals[-1].path}")
+    if plan.store == "ollama":
+        click.echo(f"  manifest: {plan.finals[-1].path}")
+    else:
+        link = plan.finals[0].path.parts
+        at = len(link) - 1 - link[::-1].index("snapshots")
+        click.echo(f"  snapshot: {Path(*link[: at + 2])}")
 
 
 def _print_files(reports: Sequence[FileReport]) -> None:
@@ -309,28 +339,43 @@ def _report_json(r: FileReport) -> dict[str, Any]:
 @_OLLAMA_DIR
 @_JSON
 def ls_command(ollama_dir: str | None, as_json: bool) -> None:
-    """List the models in the Ollama store, with size and state."""
+    """List the models in the Ollama store and the Hugging Face cache, with size and state."""
     root = ollama_store.models_dir(ollama_dir)
     entries = ollama_store.list_models(root)
+    repos = hf_cache.list_repos(hf_cache.cache_dir())
     if as_json:
-        docs = [
+        docs: list[dict[str, Any]] = [
             {
                 "name": e.name,
                 "store": "ollama",
                 "size": e.size,
                 "state": e.state,
                 "missing_blobs": e.missing,
-                "manifest": str(e.path),
+                "path": str(e.path),
             }
             for e in entries
         ]
+        docs += [
+            {
+                "name": r.name,
+                "store": "hf",
+                "size": r.size,
+                "state": r.state,
+                "revisions": list(r.revisions),
+                "path": str(r.path),
+            }
+            for r in repos
+        ]
         click.echo(json.dumps(docs, indent=2))
         return
-    if not entries:
-        click.echo(f"no models in {root}")
+    if not entries and not repos:
+        click.echo(f"no models in {root} or {hf_cache.cache_dir()}")
         return
     for entry in entries:
         click.echo(ollama_store.describe(entry))
+    for repo in repos:
+        revisions = f"  ({', '.join(repo.revisions)})" if repo.revisions else ""
+        click.echo(f"{repo.name:<40} {human(repo.size):>10}  {repo.state}{revisions}")
 
 
 @cli.command("rm")
@@ -338,8 +383,19 @@ def ls_command(ollama_dir: str | None, as_json: bool) -> None:
 @_OLLAMA_DIR
 @_JSON
 def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
-    """Remove a model: its manifest, and the blobs no other model uses."""
+    """Remove a model: its manifest (or HF snapshot), and the blobs nothing else uses."""
     parsed = parse_ref(ref)
+    if isinstance(parsed, HfRef):
+        revision = None if "@" not in ref else parsed.revision
+        gone = hf_cache.remove_repo(
+            hf_cache.cache_dir(), parsed.repo_id, parsed.repo_type, revision
+        )
+        if as_json:
+            doc = {"name": gone.name, "revisions": list(gone.revisions), "freed": gone.freed}
+            click.echo(json.dumps(doc, indent=2))
+        else:
+            click.echo(f"removed {gone.name}: {len(gone.revisions)} revisions, {human(gone.freed)}")
+        return
     if not isinstance(parsed, OllamaRef):
         raise UsageError(f"{ref!r} is not a model name", hint="give a name such as llama3:8b")
     root = ollama_store.models_dir(ollama_dir)

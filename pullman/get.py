@@ -18,10 +18,12 @@ import anyio
 from pullman.config import Settings
 from pullman.digests import Digest
 from pullman.errors import UsageError, collapse_groups
+from pullman.layouts import hf_cache
 from pullman.layouts import ollama as ollama_store
-from pullman.layouts.common import apply_finals, check_plan
+from pullman.layouts.common import apply_finals, check_plan, check_writable
 from pullman.plan import FileSpec, Plan
-from pullman.refs import OllamaRef, UrlRef, parse_ref
+from pullman.refs import HfRef, OllamaRef, UrlRef, parse_ref
+from pullman.sources import huggingface as hf_source
 from pullman.sources import ollama as ollama_source
 from pullman.sources.url import plan_url
 from pullman.transfer.engine import Outcome, Transfer, TransferStats
@@ -38,6 +40,9 @@ class GetOptions:
     insecure: bool = False
     ollama_dir: str | None = None
     verify_existing: bool = False
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    local_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,28 @@ class Session:
         if options.out is not None or options.digest is not None:
             raise UsageError(
                 "-o and --sha256 apply to URLs only",
-                hint="models land in their store; use --ollama-dir to choose it",
+                hint="models land in their store (--ollama-dir, --local-dir choose it)",
             )
+        if isinstance(ref, HfRef):
+            return await self._plan_hf(ref, options)
+        if options.include or options.exclude or options.local_dir:
+            raise UsageError("--include, --exclude and --local-dir apply to Hugging Face refs")
         return await self._plan_ollama(ref, options)
+
+    async def _plan_hf(self, ref: HfRef, options: GetOptions) -> Plan:
+        snapshot = await hf_source.resolve(ref, self.settings.transfer.retry_policy)
+        files, note = hf_source.select(snapshot, options.include, options.exclude)
+        if note:
+            log.warning("%s: %s", ref, note)
+        if options.local_dir is not None:
+            local = hf_cache.local_dir(options.local_dir)
+            await anyio.to_thread.run_sync(check_writable, local, "choose another --local-dir")
+            return hf_source.plan_local_dir(snapshot, files, local)
+        root = hf_cache.cache_dir()
+        await anyio.to_thread.run_sync(
+            check_writable, root, "set HF_HUB_CACHE (or HF_HOME) to a directory you can write"
+        )
+        return hf_source.plan_cache(snapshot, files, root)
 
     async def _plan_ollama(self, ref: OllamaRef, options: GetOptions) -> Plan:
         root = ollama_store.models_dir(options.ollama_dir)

@@ -4,6 +4,8 @@
 - Ollama names, by Ollama's own rules: ``model``, ``model:tag``, ``ns/model:tag``,
   ``host[:port]/ns/model:tag``, optionally prefixed ``ollama://``. Defaults: host
   ``registry.ollama.ai``, namespace ``library``, tag ``latest``.
+- Hugging Face: ``hf://org/repo[@revision][/path-or-glob]``, ``hf://datasets/org/name...``,
+  and Ollama-style ``hf.co/org/repo[:QUANT]`` (also ``huggingface.co/...``).
 
 Every part of an Ollama name ends up in a file path (``manifests/<host>/<ns>/<model>/<tag>``),
 so the grammar is strict: a part starts with a letter, digit or ``_``, then letters, digits,
@@ -13,6 +15,7 @@ so the grammar is strict: a part starts with a letter, digit or ``_``, then lett
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -67,7 +70,95 @@ class OllamaRef:
         return f"{self.host}/{self.namespace}/{self.model}:{self.tag}"
 
 
-Ref = UrlRef | OllamaRef
+@dataclass(frozen=True)
+class HfRef:
+    repo_id: str
+    repo_type: str = "model"
+    revision: str = "main"
+    pattern: str | None = None
+    """A path or glob inside the repo (``hf://``), or None for every file."""
+    quant: str | None = None
+    """The GGUF quantisation to pick (``hf.co/org/repo:QUANT``)."""
+    gguf: bool = False
+    """Ollama-style ``hf.co`` ref: pick GGUF files (``quant``, or a default)."""
+
+    def __str__(self) -> str:
+        prefix = "datasets/" if self.repo_type == "dataset" else ""
+        text = f"hf://{prefix}{self.repo_id}"
+        if self.revision != "main":
+            text += f"@{self.revision}"
+        if self.pattern:
+            text += f"/{self.pattern}"
+        if self.quant:
+            text = f"hf.co/{self.repo_id}:{self.quant}"
+        return text
+
+
+Ref = UrlRef | OllamaRef | HfRef
+
+HF_HOSTS = ("hf.co", "huggingface.co")
+_HF_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+_HF_REVISION = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,199}")
+_QUANT = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
+def _hf_repo_part(text: str, part: str) -> str:
+    if not _HF_PART.fullmatch(part) or "--" in part or ".." in part or part.endswith("."):
+        raise RefError(
+            f"{text!r}: {part!r} is not a valid Hugging Face repo name",
+            why="names use letters, digits, '-', '_' and '.', without '--' or '..'",
+            hint="write it as org/repo, e.g. hf://Qwen/Qwen2.5-0.5B-Instruct",
+        )
+    return part
+
+
+def parse_hf(text: str) -> HfRef:
+    """``hf://[datasets/]org/repo[@rev][/path]`` or ``hf.co/org/repo[:QUANT]``."""
+    raw = text.strip()
+    if raw.lower().startswith("hf://"):
+        return _parse_hf_url(text, raw[5:])
+    host, _, rest = raw.partition("/")
+    if host.lower() not in HF_HOSTS:
+        raise RefError(f"{text!r} is not a Hugging Face ref")
+    repo, _, quant = rest.partition(":")
+    parts = repo.split("/")
+    if len(parts) != 2:
+        raise RefError(
+            f"{text!r} is not a Hugging Face ref",
+            hint="write hf.co/org/repo or hf.co/org/repo:Q4_K_M",
+        )
+    repo_id = "/".join(_hf_repo_part(text, p) for p in parts)
+    if quant and not _QUANT.fullmatch(quant):
+        raise RefError(f"{text!r}: {quant!r} is not a quantisation tag", hint="e.g. :Q4_K_M")
+    return HfRef(repo_id, quant=quant or None, gguf=True)
+
+
+def _parse_hf_url(text: str, rest: str) -> HfRef:
+    repo_type = "model"
+    if rest.startswith(("datasets/", "models/")):
+        kind, rest = rest.split("/", 1)
+        repo_type = "dataset" if kind == "datasets" else "model"
+    pieces = rest.split("/")
+    if len(pieces) < 2 or not pieces[0] or not pieces[1]:
+        raise RefError(
+            f"{text!r} is not a Hugging Face ref",
+            hint="write hf://org/repo[@revision][/path-or-glob]",
+        )
+    org, name = pieces[0], pieces[1]
+    revision = "main"
+    tail = pieces[2:]
+    if "@" in name:
+        name, revision = name.split("@", 1)
+        if revision == "refs" and len(tail) >= 2:  # refs/pr/1 holds two slashes
+            revision = "/".join([revision, tail[0], tail[1]])
+            tail = tail[2:]
+    repo_id = f"{_hf_repo_part(text, org)}/{_hf_repo_part(text, name)}"
+    if not _HF_REVISION.fullmatch(revision) or ".." in revision:
+        raise RefError(f"{text!r}: {revision!r} is not a valid revision")
+    pattern = "/".join(tail) or None
+    if pattern is not None and (".." in pattern.split("/") or "" in pattern.split("/")):
+        raise RefError(f"{text!r}: the path {pattern!r} is not a path inside the repo")
+    return HfRef(repo_id, repo_type, revision, pattern)
 
 
 def _cut_last(text: str, sep: str) -> tuple[str, str, bool]:
@@ -198,6 +289,8 @@ def parse_ref(text: str, *, insecure: bool = False) -> Ref:
     scheme = stripped.split("://", 1)[0].lower() if "://" in stripped else ""
     if scheme in ("http", "https"):
         return parse_url(stripped)
+    if scheme == "hf" or stripped.split("/", 1)[0].lower() in HF_HOSTS:
+        return parse_hf(stripped)
     if scheme in ("", "ollama"):
         return parse_ollama(stripped, insecure=insecure)
     raise RefError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pullman.errors import RemoteError
+from pullman.errors import NotWritable, RemoteError
 from pullman.plan import Plan, Symlink, WriteFile
 from pullman.transfer.staging import disk_errors, fsync_dir
 
@@ -64,3 +64,15 @@ def apply_finals(plan: Plan) -> None:
             write_atomic(final.path, final.data)
         elif isinstance(final, Symlink):
             symlink_atomic(final.path, final.target)
+
+
+def check_writable(root: Path, hint: str) -> None:
+    """A clear error, before any download, when ``root`` cannot be created or written."""
+    try:
+        with disk_errors(root):
+            root.mkdir(parents=True, exist_ok=True)
+            probe = root / f".pullman-write-test-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+    except NotWritable as exc:
+        raise NotWritable(f"cannot write to {root}", why=exc.why, hint=hint) from None
