@@ -18,7 +18,7 @@ import pytest
 from pullman.testing import FlipByte, Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from clihelp import cli_env, pullman
+from clihelp import cli_env, pullman, spawn
 from conftest import KiB, MiB
 
 MODEL = make_data(3 * MiB + 777, 42)
@@ -328,3 +328,20 @@ def test_rm_keeps_blobs_other_manifests_use(
     assert not (two_models / "manifests" / registry.host / "library" / "one").exists()
     r = pullman("rm", name, "--ollama-dir", str(two_models), home=tmp_path)
     assert r.returncode == 3 and "no model" in r.stderr
+
+
+def test_two_terminals_pulling_the_same_model_download_it_once(
+    sim: Simulator, models: Path, tmp_path: Path
+) -> None:
+    registry = OllamaRegistry(sim)
+    registry.add_model("library/tiny", layers=LAYERS, throttle=Throttle(rate=MiB))
+    args = ("get", "--insecure", "--ollama-dir", str(models), registry.name("library/tiny"))
+    first = spawn(*args, home=tmp_path / "a")
+    second = spawn(*args, home=tmp_path / "b")
+    out1, err1 = first.communicate(timeout=60)
+    out2, err2 = second.communicate(timeout=60)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    assert registry.blob(MODEL).bytes_sent <= len(MODEL) + 64 * KiB  # one download, not two
+    blob = models / "blobs" / ("sha256-" + MODEL_HEX)
+    assert blob.read_bytes() == MODEL

@@ -264,6 +264,9 @@ class Transfer:
     async def run(self) -> Outcome:
         started = self._clock()
         try:
+            await self._lock()
+            if self._committed_meanwhile():
+                return self._reused(started)
             target = await self._resolve()
             size = self._expected_size(target)
             self._prepare(target, size)
@@ -306,6 +309,45 @@ class Transfer:
             if self._state != "done":
                 self._state = "stopped"
             self._staging.close()
+            self._staging.unlock()
+
+    async def _lock(self) -> None:
+        """One process per file: another pullman fetching the same file is waited for."""
+        while not await anyio.to_thread.run_sync(self._staging.try_lock):
+            if self._state != "waiting":
+                log.info("%s: another pullman is fetching this file; waiting", self.spec.name)
+            self._state = "waiting"
+            await anyio.sleep(0.2)
+
+    def _committed_meanwhile(self) -> bool:
+        """Whether another process committed this content-addressed file while we waited."""
+        spec = self.spec
+        if self._state != "waiting" or not spec.content_addressed or spec.size is None:
+            return False
+        try:
+            return spec.dest.stat().st_size == spec.size
+        except OSError:
+            return False
+
+    def _reused(self, started: float) -> Outcome:
+        self._state = "done"
+        size = self.spec.size or 0
+        self._smap = SegmentMap(size, [(0, size)])
+        return Outcome(
+            dest=self.spec.dest,
+            size=size,
+            sha256=self.spec.digest.hex
+            if self.spec.digest and self.spec.digest.algorithm == "sha256"
+            else None,
+            digest=str(self.spec.digest),
+            verified=True,
+            fetched=0,
+            resumed=0,
+            elapsed=self._clock() - started,
+            tail=0.0,
+            recycles=0,
+            retries=0,
+        )
 
     def _expected_size(self, target: Target) -> int:
         if target.size is None and self.spec.size is not None and not target.ranges:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import shutil
@@ -89,7 +90,9 @@ class Staging:
         self.directory = directory
         self.part = directory / f"{key}.part"
         self.journal_path = directory / f"{key}.journal"
+        self.lock_path = directory / f"{key}.lock"
         self.fd: int | None = None
+        self._lock_fd: int | None = None
         self._journal_fd: int | None = None
         self._slot_size = _SLOT
         self._seq = 0
@@ -176,6 +179,28 @@ class Staging:
         if self._journal_fd is not None:
             fd, self._journal_fd = self._journal_fd, None
             os.close(fd)
+
+    # -------------------------------------------------------------- lock
+
+    def try_lock(self) -> bool:
+        """Take the staging area for this process (another pullman may be fetching the file)."""
+        if self._lock_fd is not None:
+            return True
+        with disk_errors(self.directory):
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)  # closing releases the flock
 
     # -------------------------------------------------------------- data
 
