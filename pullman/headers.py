@@ -49,7 +49,7 @@ def parse_content_length(value: str | None) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit() or len(value) > 16:
+    if not (value.isascii() and value.isdigit()) or len(value) > 16:
         return None
     n = int(value)
     return n if n <= MAX_SIZE else None
@@ -60,7 +60,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> f
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return min(float(int(value[:12])), MAX_RETRY_AFTER)
     try:
         when = parsedate_to_datetime(value)

@@ -297,9 +297,33 @@ async def fetch(
 # ---------------------------------------------------------------------------- status codes
 
 
+def _hub_error(code: str, status: int, shown: str, headers: Headers) -> PullmanError | None:
+    """The Hugging Face Hub names its errors in ``X-Error-Code`` / ``X-Error-Message``."""
+    message = "".join(ch for ch in headers.get("x-error-message", "") if ch.isprintable())[:300]
+    login = "log in with `hf auth login` or set HF_TOKEN"
+    if code == "GatedRepo":
+        return AccessDenied(
+            f"{shown}: gated repo",
+            why=message or "its authors must grant you access first",
+            hint=f"ask for access on the repo's page, then {login}",
+        )
+    if code == "RepoNotFound":
+        return NotFound(
+            f"{shown}: repo not found",
+            why=message or None,
+            hint=f"check the name; if private, {login}",
+        )
+    if code in ("EntryNotFound", "RevisionNotFound"):
+        return NotFound(f"{shown}: {code}", why=message or None)
+    return None
+
+
 def error_for_status(status: int, url: str, headers: Headers, body: bytes = b"") -> PullmanError:
     """The error for a response we cannot use; callers decide which statuses are acceptable."""
     shown = redact(url)
+    code = headers.get("x-error-code")
+    if code and (hub := _hub_error(code, status, shown, headers)) is not None:
+        return hub
     if status in (404, 410):
         return NotFound(
             f"{shown} answered {status}: not found",

@@ -13,8 +13,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
+from pullman import config
+from pullman.get import GetOptions, Session
 from pullman.testing import FlipByte, Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
@@ -218,24 +221,44 @@ def test_blob_shared_by_two_models_downloads_once(
     assert "1 already present" in r.stdout or "2 already present" in r.stdout
 
 
-def test_layers_download_concurrently_within_the_budget(
+def test_layers_download_side_by_side_within_one_budget(
     sim: Simulator, models: Path, tmp_path: Path
 ) -> None:
+    """Two big layers, three connections each, one shared budget of three: sampled in-process."""
     registry = OllamaRegistry(sim)
     big = [("model", make_data(2 * MiB, 1)), ("projector", make_data(2 * MiB, 2))]
-    registry.add_model("library/pair", layers=big, throttle=Throttle(rate=1 * MiB))
-    env = cli_env(tmp_path, PULLMAN_TRANSFER_CONNECTIONS="3")
-    r = pullman(
-        "get", "--insecure", "--ollama-dir", str(models), registry.name("library/pair"),
-        home=tmp_path, env=env,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    # Six workers (three per blob) share a budget of three connections. The server may see a
-    # new connection a moment before it notices the close of the one it replaces, hence +1;
-    # without the shared budget it would see six or more.
-    assert sim.cdn.max_active <= 4
-    both = [registry.blob(d) for _, d in big]
-    assert all(f.requests >= 2 for f in both)  # probe + data for each, side by side
+    registry.add_model("library/pair", layers=big, throttle=Throttle(rate=512 * KiB))
+    env = {"PULLMAN_HOME": str(tmp_path), "PULLMAN_TRANSFER_CONNECTIONS": "3",
+           "PULLMAN_TRANSFER_MIN_PIECE": "64KiB", "PULLMAN_TRANSFER_SPACE_MARGIN": "0"}  # fmt: skip
+    session = Session(config.load(env=env))
+    options = GetOptions(insecure=True, ollama_dir=str(models))
+    peak = 0
+    overlap = False
+
+    async def main() -> None:
+        nonlocal peak, overlap
+        plan = await session.plan(registry.name("library/pair"), options)
+        async with anyio.create_task_group() as tg:
+
+            async def sample() -> None:
+                nonlocal peak, overlap
+                while True:
+                    busy = [s for s in session.statistics() if s.connections]
+                    peak = max(peak, sum(s.connections for s in busy))
+                    overlap = overlap or len([s for s in busy if s.size > MiB]) == 2
+                    await anyio.sleep(0.005)
+
+            tg.start_soon(sample)
+            await session.fetch(plan, options)
+            tg.cancel_scope.cancel()
+
+    anyio.run(main)
+    assert 1 <= peak <= 3
+    assert overlap  # both layers were downloading at the same moment
+    for _, data in big:
+        assert (
+            models / "blobs" / ("sha256-" + hashlib.sha256(data).hexdigest())
+        ).read_bytes() == data
 
 
 def test_verify_existing_replaces_a_corrupt_blob(
@@ -338,8 +361,8 @@ def test_two_terminals_pulling_the_same_model_download_it_once(
     args = ("get", "--insecure", "--ollama-dir", str(models), registry.name("library/tiny"))
     first = spawn(*args, home=tmp_path / "a")
     second = spawn(*args, home=tmp_path / "b")
-    out1, err1 = first.communicate(timeout=60)
-    out2, err2 = second.communicate(timeout=60)
+    _out1, err1 = first.communicate(timeout=60)
+    _out2, err2 = second.communicate(timeout=60)
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
     assert registry.blob(MODEL).bytes_sent <= len(MODEL) + 64 * KiB  # one download, not two

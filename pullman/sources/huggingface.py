@@ -10,6 +10,7 @@ Verification: sha256 for LFS files, the git blob sha1 for small ones.
 from __future__ import annotations
 
 import fnmatch
+import itertools
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -38,6 +39,7 @@ from pullman.refs import HfRef
 from pullman.retry import RetryPolicy, retrying
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+MAX_FILES = 100_000
 DEFAULT_QUANTS = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q8_0")
 _QUANT_IN_NAME = re.compile(r"(?<![A-Z0-9])(I?Q\d[A-Z0-9_]*?|F16|BF16|F32)(?=[-.](?!\d)|$|-\d)")
 
@@ -101,15 +103,25 @@ def _list_files(ref: HfRef, base: str, token: str | None) -> Snapshot:
     api = HfApi(endpoint=base, token=token or False)
     try:
         info = api.repo_info(ref.repo_id, revision=ref.revision, repo_type=ref.repo_type)
-        commit = hf_cache.check_commit(str(info.sha))
-        entries = api.list_repo_tree(
-            ref.repo_id, revision=commit, repo_type=ref.repo_type, recursive=True
-        )
-        files = tuple(_hub_file(e) for e in entries if isinstance(e, RepoFile))
-    except PullmanError:
-        raise
     except Exception as exc:
         raise _translate(exc, ref, base, token) from exc
+    if getattr(info, "gated", False) and not token:
+        raise hf_gated_error(ref, base)
+    commit = hf_cache.check_commit(str(info.sha))
+    try:
+        tree = api.list_repo_tree(
+            ref.repo_id, revision=commit, repo_type=ref.repo_type, recursive=True
+        )
+        entries = list(itertools.islice(tree, MAX_FILES + 1))
+    except Exception as exc:
+        raise _translate(exc, ref, base, token) from exc
+    if len(entries) > MAX_FILES:
+        raise RemoteError(
+            f"{ref.repo_id} lists more than {MAX_FILES} entries",
+            why="a listing this long is not plausible for a model repo",
+            hint="narrow it with a path (hf://org/repo/path) or --include",
+        )
+    files = tuple(_hub_file(e) for e in entries if isinstance(e, RepoFile))
     return Snapshot(ref, base, commit, files, token)
 
 
@@ -124,6 +136,15 @@ def _hub_file(entry: Any) -> HubFile:
         return HubFile(path, size, Digest("git-sha1", str(entry.blob_id)))
     except ValueError:
         raise RemoteError(f"the Hub listed {path!r} with an invalid digest") from None
+
+
+def hf_gated_error(ref: HfRef, base: str) -> AccessDenied:
+    return AccessDenied(
+        f"{ref.repo_id} is a gated repo and you are not logged in",
+        why="its authors must grant you access, and the Hub must know who you are",
+        hint=f"ask for access at {base}/{ref.repo_id}, then log in with `hf auth login` "
+        "or set HF_TOKEN",
+    )
 
 
 def _translate(exc: Exception, ref: HfRef, base: str, token: str | None) -> PullmanError:

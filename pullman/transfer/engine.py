@@ -309,7 +309,8 @@ class Transfer:
             if self._state != "done":
                 self._state = "stopped"
             self._staging.close()
-            self._staging.unlock()
+            # Nothing staged any more (committed or thrown away): the lock file can go too.
+            self._staging.unlock(remove=not self._staging.part.exists())
 
     async def _lock(self) -> None:
         """One process per file: another pullman fetching the same file is waited for."""

@@ -191,15 +191,24 @@ class Staging:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # The holder removes the lock file when it commits: a lock taken on a file that is
+            # no longer at lock_path protects nothing, so start again on the current one.
+            current = self.lock_path.stat()
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)
+            return False
+        if os.fstat(fd).st_ino != current.st_ino:
             os.close(fd)
             return False
         self._lock_fd = fd
         return True
 
-    def unlock(self) -> None:
+    def unlock(self, *, remove: bool = False) -> None:
+        """Release the staging area; ``remove`` the lock file too once the file is committed."""
         if self._lock_fd is not None:
             fd, self._lock_fd = self._lock_fd, None
+            if remove:
+                self.lock_path.unlink(missing_ok=True)
             os.close(fd)  # closing releases the flock
 
     # -------------------------------------------------------------- data
