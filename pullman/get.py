@@ -9,7 +9,7 @@ the rest concurrently within one connection budget, then write the plan's final 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,8 @@ from pullman.refs import HfRef, OllamaRef, UrlRef, parse_ref
 from pullman.sources import huggingface as hf_source
 from pullman.sources import ollama as ollama_source
 from pullman.sources.url import plan_url
-from pullman.transfer.engine import Outcome, Transfer, TransferStats
+from pullman.transfer.engine import Limiter, Outcome, Transfer, TransferStats
+from pullman.transfer.slots import Slots
 from pullman.transfer.staging import disk_errors
 
 log = logging.getLogger("pullman.get")
@@ -69,12 +70,25 @@ class PlanReport:
 
 
 class Session:
-    """The transfers of one ``get`` run, observable while they run."""
+    """The transfers of one ``get`` run, observable while they run.
 
-    def __init__(self, settings: Settings) -> None:
+    ``slots_for`` gives the connection budget a file's connections draw from (the scheduler
+    shares one across jobs, per host); ``limiter`` caps the bandwidth of all of them.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        slots_for: Callable[[FileSpec], Slots] | None = None,
+        limiter: Limiter | None = None,
+    ) -> None:
         self.settings = settings
         self.live: list[Transfer] = []
         self.finished: list[TransferStats] = []
+        self._limiter = limiter
+        shared = anyio.CapacityLimiter(settings.transfer.connections)
+        self._slots_for = slots_for or (lambda spec: shared)
 
     def statistics(self) -> list[TransferStats]:
         return self.finished + [t.statistics() for t in self.live]
@@ -138,18 +152,21 @@ class Session:
                 todo.append(spec)
             else:
                 report.files.append(present)
-        slots = anyio.CapacityLimiter(self.settings.transfer.connections)
         with collapse_groups():
             async with anyio.create_task_group() as tg:
                 for spec in todo:
-                    tg.start_soon(self._fetch_one, plan, spec, slots, report)
+                    tg.start_soon(self._fetch_one, plan, spec, report)
         await anyio.to_thread.run_sync(apply_finals, plan)
         return report
 
-    async def _fetch_one(
-        self, plan: Plan, spec: FileSpec, slots: anyio.CapacityLimiter, report: PlanReport
-    ) -> None:
-        transfer = Transfer(spec, plan.staging, self.settings.transfer, slots=slots)
+    async def _fetch_one(self, plan: Plan, spec: FileSpec, report: PlanReport) -> None:
+        transfer = Transfer(
+            spec,
+            plan.staging,
+            self.settings.transfer,
+            slots=self._slots_for(spec),
+            limiter=self._limiter,
+        )
         self.live.append(transfer)
         try:
             outcome = await transfer.run()

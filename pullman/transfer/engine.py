@@ -52,6 +52,7 @@ from pullman.transfer.meter import RateMeter
 from pullman.transfer.recycle import Fleet, Reason, RecycleConfig
 from pullman.transfer.resolve import Resolver, Target, content_range
 from pullman.transfer.segments import Claim, SegmentMap
+from pullman.transfer.slots import Slots
 from pullman.transfer.staging import Staging, free_space, human
 
 log = logging.getLogger("pullman.transfer")
@@ -202,7 +203,7 @@ class Transfer:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         limiter: Limiter | None = None,
-        slots: anyio.CapacityLimiter | None = None,
+        slots: Slots | None = None,
     ) -> None:
         self.spec = spec
         self.config = config or TransferConfig()
@@ -210,7 +211,7 @@ class Transfer:
         self._sleep = sleep
         self._limiter = limiter
         # Connections open at once, shared with other files of the same run when given.
-        self._slots = slots or anyio.CapacityLimiter(self.config.connections)
+        self._slots: Slots = slots or anyio.CapacityLimiter(self.config.connections)
         self._staging = Staging(staging_dir, spec.key)
         self._resolver = Resolver(spec)
         self._fleet = Fleet(self.config.recycle)
