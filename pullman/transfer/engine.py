@@ -620,10 +620,10 @@ class Transfer:
                         got += min(len(chunk), room)
                         if buffer.size >= self.config.write_block or len(buffer.parts) >= 256:
                             await self._write(wid, buffer)
-                        if claim.pos + buffer.size >= self._smap.end_of(wid):
-                            break
                         if self._limiter is not None:
                             await self._limiter.acquire(len(chunk))
+                        if claim.pos + buffer.size >= self._smap.end_of(wid):
+                            break
                     else:
                         finished = True
             except LinkExpired as exc:

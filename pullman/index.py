@@ -1,0 +1,812 @@
+"""The store index: SQLite (WAL) for models and their files, jobs and their progress, events.
+
+The index is the queue: ``pullman get`` writes a job row, the scheduler (in the daemon or in the
+foreground) picks rows with :meth:`Index.next_jobs`, and ``pullman status`` reads progress rows.
+Every method is a short synchronous call; async callers run them off the event loop
+(``anyio.to_thread.run_sync``). One :class:`Index` may be shared by threads: calls are
+serialised by a lock, and processes share the file through SQLite's WAL locking (``busy_timeout``).
+
+The index only *describes* the stores; it never holds downloaded data. So it is disposable:
+
+- A damaged or unreadable file is moved aside as ``index.db.damaged-<UTC timestamp>`` (with its
+  ``-wal`` / ``-shm`` files) and a fresh index is created; :attr:`Index.recovered_from` says so,
+  and callers then rebuild the model rows from the stores (``pullman doctor``). Opening never
+  raises because of damage; it raises :class:`~pullman.errors.StorageError` only when the
+  directory cannot be written at all, or the index was written by a newer pullman.
+- A deleted index is simply created again.
+
+Schema: ``PRAGMA user_version`` is the number of :data:`MIGRATIONS` applied. Each migration runs
+in one ``BEGIN IMMEDIATE`` transaction together with the version bump, so a crash or a second
+process never leaves a half-migrated file. Add a migration by appending to the list; never edit
+one that shipped. Allowed values (sources, states, event kinds) are checked here, not with SQL
+``CHECK`` constraints, which SQLite cannot change without rebuilding the table.
+
+Secrets never go into the index: job ``options`` are stored as plain JSON that ``pullman status``
+prints, so they must not hold tokens, passwords or signed URLs (:meth:`Index.add_job` refuses
+keys that look like secrets). Credentials come from the environment or the owning tool's own
+token file when a job runs. The file is created ``0600`` in a ``0700`` directory anyway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar, cast, get_args
+
+from pullman.errors import NotWritable, PullmanError, StorageError
+
+log = logging.getLogger("pullman.index")
+T = TypeVar("T")
+
+JobState = Literal["queued", "waiting", "running", "paused", "done", "failed", "cancelled"]
+EventKind = Literal[
+    "started",
+    "resumed",
+    "waiting",
+    "paused",
+    "recycled",
+    "retried",
+    "verified",
+    "done",
+    "failed",
+    "cancelled",
+]
+Source = Literal["ollama", "hf", "url"]
+ItemState = Literal["partial", "complete", "verified", "missing", "damaged"]
+"""States of models and files: ``complete`` is whole but not checked against a digest."""
+
+JOB_STATES: Final = frozenset(get_args(JobState))
+EVENT_KINDS: Final = frozenset(get_args(EventKind))
+SOURCES: Final = frozenset(get_args(Source))
+ITEM_STATES: Final = frozenset(get_args(ItemState))
+ACTIVE: Final[tuple[JobState, ...]] = ("queued", "waiting")
+"""States :meth:`Index.next_jobs` picks from."""
+FINISHED: Final[frozenset[JobState]] = frozenset({"done", "failed", "cancelled"})
+
+TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
+    "queued": frozenset({"waiting", "running", "paused", "failed", "cancelled"}),
+    "waiting": frozenset({"queued", "running", "paused", "failed", "cancelled"}),
+    "running": frozenset({"queued", "waiting", "paused", "done", "failed", "cancelled"}),
+    "paused": frozenset({"queued", "waiting", "running", "cancelled"}),
+    "failed": frozenset({"queued", "cancelled"}),
+    "done": frozenset(),
+    "cancelled": frozenset(),
+}
+"""Allowed moves between different states; any state may also be set again (a no-op that can
+update ``wait_reason`` or ``error``). ``running -> queued`` puts back a job whose runner died;
+``failed -> queued`` is a retry."""
+
+_STATE_EVENTS: Final[Mapping[JobState, EventKind]] = {
+    "waiting": "waiting",
+    "paused": "paused",
+    "done": "done",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
+_SECRET_WORDS: Final = ("token", "password", "passwd", "secret", "authorization", "cookie")
+_SECRET_KEYS: Final = frozenset({"auth", "api_key", "apikey", "credentials"})
+
+BUSY_TIMEOUT_MS: Final = 10_000
+
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    (  # 1: the first schema
+        """CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            ref TEXT NOT NULL,
+            source TEXT NOT NULL,
+            root TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            size INTEGER,
+            state TEXT NOT NULL,
+            verified_at REAL,
+            created_at REAL NOT NULL,
+            UNIQUE (ref, root)
+        )""",
+        """CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            size INTEGER,
+            digest TEXT,
+            state TEXT NOT NULL,
+            UNIQUE (model_id, path)
+        )""",
+        "CREATE INDEX files_digest ON files(digest)",
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ref TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            priority INTEGER NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'queued',
+            wait_reason TEXT,
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            bytes_total INTEGER,
+            rate REAL NOT NULL DEFAULT 0,
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            started_at REAL,
+            finished_at REAL,
+            pid INTEGER
+        )""",
+        "CREATE INDEX jobs_queue ON jobs(state, priority DESC, id)",
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT ''
+        )""",
+        "CREATE INDEX events_job ON events(job_id, id)",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ),
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+_DAMAGE_CODES: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    ref: str
+    options: Mapping[str, Any] = field(hash=False, compare=False)
+    priority: int
+    state: JobState
+    wait_reason: str | None
+    bytes_done: int
+    bytes_total: int | None
+    rate: float
+    error: str | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+    pid: int | None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "state": self.state,
+            "wait_reason": self.wait_reason,
+            "priority": self.priority,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes_total,
+            "rate": self.rate,
+            "error": self.error,
+            "options": dict(self.options),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "pid": self.pid,
+        }
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    job_id: int
+    at: float
+    kind: EventKind
+    detail: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "job_id": self.job_id,
+            "at": self.at,
+            "kind": self.kind,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One file of a model, relative to the model's store root."""
+
+    path: str
+    size: int | None = None
+    digest: str | None = None
+    state: ItemState = "complete"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "digest": self.digest, "state": self.state}
+
+
+@dataclass(frozen=True)
+class Model:
+    id: int
+    ref: str
+    source: Source
+    root: str
+    """The store root the model lives in (the Ollama models dir, an HF cache, a directory)."""
+    title: str
+    size: int | None
+    state: ItemState
+    verified_at: float | None
+    created_at: float
+    files: tuple[FileRecord, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ref": self.ref,
+            "source": self.source,
+            "root": self.root,
+            "title": self.title,
+            "size": self.size,
+            "state": self.state,
+            "verified_at": self.verified_at,
+            "created_at": self.created_at,
+            "files": [f.to_json() for f in self.files],
+        }
+
+
+class Index:
+    """A handle on the index file. Make one with :meth:`open`; close it with :meth:`close`."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        recovered_from: Path | None = None,
+    ) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._clock = clock
+        self.path = path
+        self.recovered_from = recovered_from
+        """Where a damaged index was moved to when this one was opened (else ``None``)."""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Index:
+        """Open the index at ``path``: created, migrated, or replaced if damaged, as needed."""
+        _prepare(path)
+        try:
+            return cls(_connect(path), path, clock=clock)
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise _storage_error(path, exc) from exc
+            damage = exc
+        aside = _move_aside(path, clock())
+        log.warning("the index %s was damaged (%s); moved it to %s", path, damage, aside)
+        _prepare(path)
+        try:
+            return cls(_connect(path), path, clock=clock, recovered_from=aside)
+        except sqlite3.DatabaseError as exc:
+            raise _storage_error(path, exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ jobs
+
+    def add_job(self, ref: str, options: Mapping[str, Any] | None = None, priority: int = 0) -> int:
+        """Queue a job for ``ref``; returns its id. ``options`` must be JSON and hold no secrets."""
+        options = dict(options or {})
+        _refuse_secrets(options)
+        text = json.dumps(options, sort_keys=True)
+        now = self._clock()
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO jobs (ref, options, priority, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (ref, text, int(priority), now, now),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def job(self, job_id: int) -> Job | None:
+        with self._read() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row is not None else None
+
+    def jobs(self, states: Iterable[JobState] | None = None) -> list[Job]:
+        """Jobs in the given states (all when ``None``), oldest first."""
+        wanted = set(JOB_STATES if states is None else _checked_states(states))
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM jobs ORDER BY id")
+            return [job for job in map(_job, rows) if job.state in wanted]
+
+    def next_jobs(self, limit: int) -> list[Job]:
+        """Up to ``limit`` queued or waiting jobs: highest priority first, FIFO within one."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE state IN (?, ?) ORDER BY priority DESC, id LIMIT ?",
+                (*ACTIVE, max(0, limit)),
+            )
+            return [_job(row) for row in rows]
+
+    def set_state(
+        self,
+        job_id: int,
+        state: JobState,
+        *,
+        error: str | None = None,
+        wait_reason: str | None = None,
+        pid: int | None = None,
+    ) -> Job:
+        """Move a job to ``state``, checked against :data:`TRANSITIONS`, and log the event.
+
+        Raises ``ValueError`` for a move that is not allowed (``done -> running``) and
+        ``LookupError`` for an unknown job. Entering ``running`` records ``pid`` (default: this
+        process) and, the first time, ``started_at``, and logs ``started`` or ``resumed``;
+        ``waiting``, ``paused``, ``done``, ``failed`` and ``cancelled`` log events of the same
+        name with the reason or error as detail. Setting the current state again logs nothing.
+        """
+        if state not in JOB_STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no job {job_id}")
+            old = _job(row)
+            if state != old.state and state not in TRANSITIONS[old.state]:
+                raise ValueError(f"job {job_id} cannot go from {old.state} to {state}")
+            new = _next_row(old, state, now, error=error, wait_reason=wait_reason, pid=pid)
+            db.execute(
+                "UPDATE jobs SET state = ?, wait_reason = ?, error = ?, pid = ?, rate = ?,"
+                " updated_at = ?, started_at = ?, finished_at = ? WHERE id = ?",
+                (
+                    new.state,
+                    new.wait_reason,
+                    new.error,
+                    new.pid,
+                    new.rate,
+                    new.updated_at,
+                    new.started_at,
+                    new.finished_at,
+                    job_id,
+                ),
+            )
+            kind = _event_for(old, new)
+            if kind is not None:
+                _insert_event(db, job_id, now, kind, _detail(kind, new))
+            return new
+
+    def update_progress(
+        self, job_id: int, bytes_done: int, bytes_total: int | None, rate: float
+    ) -> None:
+        """Record progress (called every few seconds by the runner; no event is logged)."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET bytes_done = ?, bytes_total = ?, rate = ?, updated_at = ?"
+                " WHERE id = ?",
+                (int(bytes_done), bytes_total, float(rate), self._clock(), job_id),
+            )
+            if cur.rowcount == 0:
+                raise LookupError(f"no job {job_id}")
+
+    def recover_orphans(self, alive: Callable[[int], bool] | None = None) -> list[int]:
+        """Put ``running`` jobs whose runner process is gone back in the queue; their ids.
+
+        Run by the daemon at start: after a ``kill -9`` or a crash the rows still say
+        ``running``. ``alive(pid)`` defaults to a signal-0 probe of this machine's processes.
+        """
+        alive = alive or _pid_alive
+        back = []
+        for job in self.jobs(["running"]):
+            if job.pid is None or job.pid == os.getpid() or not alive(job.pid):
+                back.append(job.id)
+        for job_id in back:
+            with contextlib.suppress(ValueError, LookupError):  # raced by another process
+                self.set_state(job_id, "queued")
+                self.log_event(job_id, "retried", "its runner stopped; queued again")
+        return back
+
+    # ------------------------------------------------------------------ events
+
+    def log_event(self, job_id: int, kind: EventKind, detail: str = "") -> None:
+        if kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {kind!r}")
+        with self._write() as db:
+            _insert_event(db, job_id, self._clock(), kind, detail)
+
+    def events(self, job_id: int) -> list[Event]:
+        """A job's events, oldest first."""
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM events WHERE job_id = ? ORDER BY id", (job_id,))
+            return [
+                Event(r["id"], r["job_id"], r["at"], cast(EventKind, r["kind"]), r["detail"])
+                for r in rows
+            ]
+
+    # ------------------------------------------------------------------ models
+
+    def upsert_model(
+        self,
+        ref: str,
+        source: Source,
+        root: str | Path,
+        *,
+        title: str = "",
+        size: int | None = None,
+        state: ItemState = "complete",
+        verified_at: float | None = None,
+        files: Sequence[FileRecord] | None = None,
+    ) -> int:
+        """Insert or update the model ``ref`` in the store ``root``; returns its id.
+
+        ``files``, when given, replaces the model's file list; ``None`` leaves it alone.
+        """
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; one of {sorted(SOURCES)}")
+        for s in (state, *(f.state for f in files or ())):
+            if s not in ITEM_STATES:
+                raise ValueError(f"unknown state {s!r}; one of {sorted(ITEM_STATES)}")
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO models (ref, source, root, title, size, state, verified_at,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (ref, root) DO UPDATE SET source = excluded.source,"
+                " title = excluded.title, size = excluded.size, state = excluded.state,"
+                " verified_at = excluded.verified_at",
+                (ref, source, str(root), title, size, state, verified_at, self._clock()),
+            )
+            model_id = int(
+                db.execute(
+                    "SELECT id FROM models WHERE ref = ? AND root = ?", (ref, str(root))
+                ).fetchone()[0]
+            )
+            if files is not None:
+                db.execute("DELETE FROM files WHERE model_id = ?", (model_id,))
+                db.executemany(
+                    "INSERT INTO files (model_id, path, size, digest, state)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    [(model_id, f.path, f.size, f.digest, f.state) for f in files],
+                )
+            return model_id
+
+    def models(self, root: str | Path | None = None) -> list[Model]:
+        """Every model (in one store ``root``, if given), by ref, with its files."""
+        with self._read() as db:
+            if root is None:
+                rows = db.execute("SELECT * FROM models ORDER BY ref, root").fetchall()
+            else:
+                rows = db.execute(
+                    "SELECT * FROM models WHERE root = ? ORDER BY ref", (str(root),)
+                ).fetchall()
+            files: dict[int, list[FileRecord]] = {}
+            for f in db.execute("SELECT * FROM files ORDER BY model_id, path"):
+                record = FileRecord(f["path"], f["size"], f["digest"], f["state"])
+                files.setdefault(f["model_id"], []).append(record)
+        return [_model(row, files.get(row["id"], [])) for row in rows]
+
+    def remove_model(self, ref: str, root: str | Path) -> bool:
+        """Forget a model and its files (the data itself is the layout's business)."""
+        with self._write() as db:
+            cur = db.execute("DELETE FROM models WHERE ref = ? AND root = ?", (ref, str(root)))
+            return cur.rowcount > 0
+
+    # ------------------------------------------------------------------ settings
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        """Store a runtime setting (``pullman limit`` stores ``limit``); ``None`` deletes it."""
+        with self._write() as db:
+            if value is None:
+                db.execute("DELETE FROM settings WHERE key = ?", (key,))
+            else:
+                db.execute(
+                    "INSERT INTO settings (key, value) VALUES (?, ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (key, str(value)),
+                )
+
+    def get_setting(self, key: str, default: str | None = None) -> str | None:
+        with self._read() as db:
+            row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row is not None else default
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._translated():
+            yield self._conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+        with self._lock, self._translated():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.commit()
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" in str(exc):
+                raise LookupError("no such job") from exc
+            raise _storage_error(self.path, exc) from exc
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from exc
+
+
+# ---------------------------------------------------------------------- pure helpers
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        ref=row["ref"],
+        options=_options(row["options"]),
+        priority=row["priority"],
+        state=cast(JobState, row["state"]),
+        wait_reason=row["wait_reason"],
+        bytes_done=row["bytes_done"],
+        bytes_total=row["bytes_total"],
+        rate=row["rate"],
+        error=row["error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        pid=row["pid"],
+    )
+
+
+def _options(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _model(row: sqlite3.Row, files: list[FileRecord]) -> Model:
+    return Model(
+        id=row["id"],
+        ref=row["ref"],
+        source=cast(Source, row["source"]),
+        root=row["root"],
+        title=row["title"],
+        size=row["size"],
+        state=cast(ItemState, row["state"]),
+        verified_at=row["verified_at"],
+        created_at=row["created_at"],
+        files=tuple(files),
+    )
+
+
+def _next_row(
+    old: Job,
+    state: JobState,
+    now: float,
+    *,
+    error: str | None,
+    wait_reason: str | None,
+    pid: int | None,
+) -> Job:
+    """The job row after a move to ``state`` (pure; the transition is already checked)."""
+    same = state == old.state
+    running = state == "running"
+    return dataclasses.replace(
+        old,
+        state=state,
+        wait_reason=_kept(wait_reason, old.wait_reason, same) if state == "waiting" else None,
+        error=_kept(error, old.error, same),
+        rate=old.rate if running else 0.0,
+        updated_at=now,
+        started_at=now if running and old.started_at is None else old.started_at,
+        finished_at=(_kept(None, old.finished_at, same) or now) if state in FINISHED else None,
+        pid=(_kept(pid, old.pid, same) or os.getpid()) if running else None,
+    )
+
+
+def _kept(new: T | None, current: T | None, same: bool) -> T | None:
+    """A new value if given, else the current one while the state stays the same."""
+    if new is not None:
+        return new
+    return current if same else None
+
+
+def _event_for(old: Job, new: Job) -> EventKind | None:
+    if old.state == new.state:
+        return None
+    if new.state == "running":
+        return "started" if old.started_at is None else "resumed"
+    return _STATE_EVENTS.get(new.state)
+
+
+def _detail(kind: EventKind, job: Job) -> str:
+    if kind in ("started", "resumed"):
+        return f"pid {job.pid}"
+    return job.error or job.wait_reason or ""
+
+
+def _insert_event(
+    db: sqlite3.Connection, job_id: int, at: float, kind: EventKind, detail: str
+) -> None:
+    db.execute(
+        "INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+        (job_id, at, kind, detail),
+    )
+
+
+def _checked_states(states: Iterable[str]) -> Iterator[str]:
+    for state in states:
+        if state not in JOB_STATES:
+            raise ValueError(f"unknown job state {state!r}")
+        yield state
+
+
+def _refuse_secrets(value: object, where: str = "options") -> None:
+    """Refuse keys that look like credentials anywhere in a job's options."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = str(key).lower()
+            if name in _SECRET_KEYS or any(word in name for word in _SECRET_WORDS):
+                raise ValueError(
+                    f"{where}.{key}: job options must not hold secrets; "
+                    "credentials are read from the environment when the job runs"
+                )
+            _refuse_secrets(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _refuse_secrets(item, f"{where}[{i}]")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    except OSError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------- opening
+
+
+def _prepare(path: Path) -> None:
+    """The directory (``0700`` when we create it) and an empty ``0600`` file if none exists."""
+    try:
+        if not path.parent.exists():
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.parent.chmod(0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        with contextlib.suppress(PermissionError):
+            path.chmod(0o600)
+    except OSError as exc:
+        raise NotWritable(
+            f"cannot create the index at {path}",
+            why=exc.strerror or str(exc),
+            hint="check the permissions of the directory, or set PULLMAN_HOME to a writable one",
+        ) from exc
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Connect, check the file, and migrate it. Raises ``sqlite3.DatabaseError`` on damage."""
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            log.debug("index %s: journal_mode is %s, not wal", path, mode)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _quick_check(conn)
+        _migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = _known_version(conn, path)
+            if version == SCHEMA_VERSION:
+                conn.commit()
+                return
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.commit()
+            log.debug("index %s: migrated to schema %d", path, version + 1)
+        except BaseException:
+            conn.rollback()
+            raise
+
+
+def _quick_check(conn: sqlite3.Connection) -> None:
+    check = [row[0] for row in conn.execute("PRAGMA quick_check")]
+    if check != ["ok"]:
+        raise sqlite3.DatabaseError("quick_check: " + "; ".join(map(str, check[:3])))
+
+
+def _known_version(conn: sqlite3.Connection, path: Path) -> int:
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise PullmanError(
+            f"the index at {path} was written by a newer pullman (schema {version})",
+            why=f"this pullman knows schema versions up to {SCHEMA_VERSION}",
+            hint="upgrade pullman, or move the index aside (downloads are not lost)",
+        )
+    return version
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    name = getattr(exc, "sqlite_errorname", None)
+    if name is not None:
+        return name in _DAMAGE_CODES or name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    # Raised by us (quick_check), or an error without a code: anything but a busy or I/O error.
+    return not isinstance(exc, sqlite3.OperationalError)
+
+
+def _move_aside(path: Path, now: float) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+    try:
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            extra = path.with_name(path.name + suffix)
+            if extra.exists():
+                extra.rename(aside.with_name(aside.name + suffix))
+    except OSError as exc:
+        raise NotWritable(
+            f"the index at {path} is damaged and cannot be moved aside",
+            why=exc.strerror or str(exc),
+            hint=f"move or delete {path} by hand; downloaded data is not stored in it",
+        ) from exc
+    return aside
+
+
+def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
+    return StorageError(
+        f"the index at {path} failed",
+        why=str(exc),
+        hint="if another pullman is busy, try again; otherwise run `pullman doctor`",
+    )

@@ -1,0 +1,602 @@
+"""``pullman service install|uninstall|status``: run the daemon under the user's service manager.
+
+- Linux: a systemd **user** unit, ``~/.config/systemd/user/pullman.service`` (``systemctl --user``).
+- macOS: a launchd **LaunchAgent**, ``~/Library/LaunchAgents/com.pullman.daemon.plist``.
+
+Both are rendered from the templates in the repository (``systemd/pullman.service``,
+``launchd/com.pullman.daemon.plist``) with the absolute command of this pullman (its console
+script next to the running Python, else ``python -m pullman``) and pullman's location variables
+(``PULLMAN_HOME``, ``PULLMAN_CONFIG``, ``OLLAMA_MODELS``, ``OLLAMA_HOST``, ``HF_HOME``) when they
+are set, so the service finds the same stores as the shell that installed it. Credentials are
+never copied into a service file. An installed pullman has no repository next to it, so the
+module carries the same templates (a test keeps both copies identical).
+
+Pure parts (:func:`render_systemd`, :func:`render_launchd`, :func:`plan_install`,
+:func:`plan_uninstall`) are separate from the I/O that carries a plan out. Commands run through
+an injectable ``runner``, so tests never touch the real ``systemctl`` or ``launchctl``; every
+command run (or, with ``dry_run``, that would run) is returned as a shell line, and file steps
+as ``# ...`` comment lines, for the CLI to print.
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+from pullman.errors import PullmanError, UsageError
+
+Manager = Literal["systemd", "launchd"]
+
+UNIT_NAME = "pullman.service"
+LABEL = "com.pullman.daemon"
+PASS_ENV = ("PULLMAN_HOME", "PULLMAN_CONFIG", "OLLAMA_MODELS", "OLLAMA_HOST", "HF_HOME")
+"""Variables copied into the service when set: where pullman's state and the stores live."""
+REPO = Path(__file__).resolve().parent.parent
+SYSTEMD_TEMPLATE = REPO / "systemd" / UNIT_NAME
+LAUNCHD_TEMPLATE = REPO / "launchd" / f"{LABEL}.plist"
+
+
+class RunResult(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[[Sequence[str]], RunResult]
+
+
+def run_command(argv: Sequence[str]) -> RunResult:
+    """The real runner: runs ``argv`` (no shell), capturing its output."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, check=False, timeout=60)  # noqa: S603 - fixed argv, no shell
+    except FileNotFoundError:
+        return RunResult(127, "", f"{argv[0]}: command not found")
+    except subprocess.TimeoutExpired:
+        return RunResult(124, "", f"{shlex.join(argv)}: no answer within 60 s")
+    return RunResult(done.returncode, done.stdout, done.stderr)
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def render_systemd(exe: str | Sequence[str], env: Mapping[str, str]) -> str:
+    """The user unit for the command ``exe`` (a path, or argv prefix) plus ``daemon``."""
+    program, *args = [*_argv(exe), "daemon"]
+    if any(c in program for c in "\"'\\"):
+        raise ValueError(f"systemd refuses programs with quotes or backslashes: {program}")
+    # systemd expands $VARIABLES in the arguments, never in the program path.
+    words = [_systemd_word(program, dollar=False), *(_systemd_word(a, dollar=True) for a in args)]
+    exec_start = " ".join(words)
+    assignments = [f"{k}={v}" for k, v in _checked_env(env).items()]
+    environment = "".join(f"Environment={_systemd_word(a, dollar=False)}\n" for a in assignments)
+    text = _template(SYSTEMD_TEMPLATE, _SYSTEMD_FALLBACK)
+    text = text.replace("ExecStart=@EXEC_START@", f"ExecStart={exec_start}")
+    return re.sub(r"^@ENVIRONMENT@\n", lambda _: environment, text, flags=re.MULTILINE)
+
+
+def render_launchd(exe: str | Sequence[str], env: Mapping[str, str], log_dir: Path) -> bytes:
+    """The LaunchAgent plist (XML) for ``exe`` plus ``daemon``, logging into ``log_dir``."""
+    argv = _argv(exe)
+    if not log_dir.is_absolute():
+        raise ValueError(f"log_dir must be absolute, got {log_dir}")
+    plist = plistlib.loads(_template(LAUNCHD_TEMPLATE, _LAUNCHD_FALLBACK).encode())
+    plist = _fill(plist, argv=argv, env=_checked_env(env), log_dir=str(log_dir))
+    return plistlib.dumps(plist, sort_keys=False)
+
+
+def _fill(value: Any, *, argv: list[str], env: Mapping[str, str], log_dir: str) -> Any:
+    """Replace the plist template's placeholders, recursively."""
+    if isinstance(value, str):
+        return value.replace("@LOG_DIR@", log_dir)
+    if isinstance(value, list):
+        out: list[Any] = []
+        for item in value:
+            out.extend(
+                argv if item == "@PROGRAM@" else [_fill(item, argv=argv, env=env, log_dir=log_dir)]
+            )
+        return out
+    if isinstance(value, dict):
+        if "@ENVIRONMENT@" in value:
+            return dict(env)
+        return {k: _fill(v, argv=argv, env=env, log_dir=log_dir) for k, v in value.items()}
+    return value
+
+
+def _argv(exe: str | Sequence[str]) -> list[str]:
+    argv = [exe] if isinstance(exe, str) else list(exe)
+    if not argv or not Path(argv[0]).is_absolute():
+        raise ValueError(f"the service needs an absolute program path, got {argv[:1]}")
+    for arg in argv:
+        if any(ord(c) < 32 for c in arg):
+            raise ValueError(f"control characters in {arg!r}")
+    return argv
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _checked_env(env: Mapping[str, str]) -> dict[str, str]:
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key) or any(ord(c) < 32 for c in value):
+            raise ValueError(f"cannot put {key}={value!r} into a service file")
+    return dict(env)
+
+
+_SYSTEMD_PLAIN = re.compile(r"[A-Za-z0-9_@%+=:,./$-]+")
+
+
+def _systemd_word(word: str, *, dollar: bool) -> str:
+    """One word of a unit-file command line or assignment, quoted and escaped for systemd."""
+    word = word.replace("%", "%%")  # specifiers
+    if dollar:
+        word = word.replace("$", "$$")  # variable expansion (ExecStart= only)
+    if _SYSTEMD_PLAIN.fullmatch(word):  # (the program is absolute: no "-", "@"... prefix)
+        return word
+    return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _template(path: Path, fallback: str) -> str:
+    """The repository's template when pullman runs from a checkout, else the bundled copy."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return fallback
+
+
+# ---------------------------------------------------------------------------- where and who
+
+
+def default_exe() -> tuple[str, ...]:
+    """How to start this pullman: its console script beside the running Python, else ``-m``."""
+    python = Path(sys.executable).absolute()
+    script = python.parent / "pullman"
+    if script.is_file() and os.access(script, os.X_OK):
+        return (str(script),)
+    return (str(python), "-m", "pullman")
+
+
+def service_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of :data:`PASS_ENV` that are set (and not empty) in ``environ``."""
+    return {k: environ[k] for k in PASS_ENV if environ.get(k)}
+
+
+def manager_for(platform: str) -> Manager:
+    """``linux`` (or ``systemd``) -> systemd; ``darwin`` (or ``launchd``) -> launchd."""
+    if platform.startswith("linux") or platform == "systemd":
+        return "systemd"
+    if platform == "darwin" or platform == "launchd":
+        return "launchd"
+    raise UsageError(
+        f"pullman service does not support {platform!r}",
+        hint="it installs a systemd user unit (Linux) or a LaunchAgent (macOS); elsewhere "
+        "run `pullman daemon` from your own service manager",
+    )
+
+
+@dataclass(frozen=True)
+class Host:
+    """Where, for whom and with what command the service is installed."""
+
+    manager: Manager
+    home: Path
+    uid: int
+    user: str
+    exe: tuple[str, ...]
+    environ: Mapping[str, str] = field(default_factory=dict)
+    lingering: bool = True
+    """systemd only: whether the user's manager keeps running after logout."""
+
+    @classmethod
+    def current(cls, platform: str | None = None) -> Host:
+        user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+        return cls(
+            manager=manager_for(platform or sys.platform),
+            home=Path.home(),
+            uid=os.getuid(),
+            user=user,
+            exe=default_exe(),
+            environ=dict(os.environ),
+            lingering=(Path("/var/lib/systemd/linger") / user).exists(),
+        )
+
+    @property
+    def unit_path(self) -> Path:
+        config = self.environ.get("XDG_CONFIG_HOME") or str(self.home / ".config")
+        return Path(config) / "systemd" / "user" / UNIT_NAME
+
+    @property
+    def plist_path(self) -> Path:
+        return self.home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
+
+    @property
+    def log_dir(self) -> Path:
+        """launchd's log directory: under ``PULLMAN_HOME`` if set, else ``~/Library/Logs``."""
+        home = self.environ.get("PULLMAN_HOME")
+        if home:
+            return Path(home).expanduser().absolute() / "logs"
+        return self.home / "Library" / "Logs" / "pullman"
+
+    @property
+    def service_file(self) -> Path:
+        return self.unit_path if self.manager == "systemd" else self.plist_path
+
+    @property
+    def domain(self) -> str:
+        return f"gui/{self.uid}"
+
+
+# ---------------------------------------------------------------------------- plans (pure)
+
+
+@dataclass(frozen=True)
+class Mkdir:
+    path: Path
+
+
+@dataclass(frozen=True)
+class Write:
+    path: Path
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Remove:
+    path: Path
+
+
+@dataclass(frozen=True)
+class Run:
+    argv: tuple[str, ...]
+    check: bool = True
+    """Whether a failure stops the plan (``False``: e.g. unloading what may not be loaded)."""
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
+
+
+Step = Mkdir | Write | Remove | Run | Note
+
+
+def plan_install(host: Host, existing: bytes | None = None) -> list[Step]:
+    """The steps that install and start the service, in order.
+
+    ``existing`` is the service file already installed, if any: a systemd unit that changed is
+    restarted (``enable --now`` leaves a running service alone); launchd reloads it anyway.
+    """
+    try:
+        data = _render_for(host)
+    except ValueError as exc:
+        raise UsageError(
+            f"cannot write a service file for {shlex.join(host.exe)}",
+            why=str(exc),
+            hint="install pullman under a path without quotes or backslashes",
+        ) from None
+    if host.manager == "systemd":
+        changed = existing is not None and existing != data
+        restart = [Run(("systemctl", "--user", "restart", UNIT_NAME))] if changed else []
+        linger = [] if host.lingering else [Note(_LINGER_NOTE.format(user=host.user))]
+        return [
+            Mkdir(host.unit_path.parent),
+            Write(host.unit_path, data),
+            Run(("systemctl", "--user", "daemon-reload")),
+            Run(("systemctl", "--user", "enable", "--now", UNIT_NAME)),
+            *restart,
+            *linger,
+        ]
+    target = f"{host.domain}/{LABEL}"
+    return [
+        Mkdir(host.plist_path.parent),
+        Mkdir(host.log_dir),
+        Write(host.plist_path, data),
+        Run(("launchctl", "bootout", target), check=False),  # an older copy, if loaded
+        Run(("launchctl", "enable", target)),
+        Run(("launchctl", "bootstrap", host.domain, str(host.plist_path))),
+        Note(f"logs: {host.log_dir / 'daemon.log'}"),
+    ]
+
+
+def _render_for(host: Host) -> bytes:
+    env = service_env(host.environ)
+    if host.manager == "systemd":
+        return render_systemd(host.exe, env).encode()
+    return render_launchd(host.exe, env, host.log_dir)
+
+
+def plan_uninstall(host: Host) -> list[Step]:
+    """The steps that stop the service and remove its file, in order (logs are kept)."""
+    if host.manager == "systemd":
+        return [
+            Run(("systemctl", "--user", "disable", "--now", UNIT_NAME), check=False),
+            Remove(host.unit_path),
+            Run(("systemctl", "--user", "daemon-reload"), check=False),
+        ]
+    return [
+        Run(("launchctl", "bootout", f"{host.domain}/{LABEL}"), check=False),
+        Remove(host.plist_path),
+        Note(f"logs are kept in {host.log_dir}"),
+    ]
+
+
+_LINGER_NOTE = (
+    "note: user services stop when {user} logs out; to keep downloading then, run: "
+    "loginctl enable-linger {user}"
+)
+
+
+# ---------------------------------------------------------------------------- carrying out
+
+
+def install(
+    platform: str | None = None,
+    *,
+    dry_run: bool = False,
+    host: Host | None = None,
+    runner: Runner = run_command,
+    echo: Callable[[str], object] | None = None,
+) -> list[str]:
+    """Write the service file and start the service: the steps taken (dry: to take) as lines."""
+    host = host or Host.current(platform)
+    try:
+        existing: bytes | None = host.service_file.read_bytes()
+    except OSError:
+        existing = None
+    return carry_out(plan_install(host, existing), dry_run=dry_run, runner=runner, echo=echo)
+
+
+def uninstall(
+    platform: str | None = None,
+    *,
+    dry_run: bool = False,
+    host: Host | None = None,
+    runner: Runner = run_command,
+    echo: Callable[[str], object] | None = None,
+) -> list[str]:
+    """Stop the service and remove its file: the steps taken (dry: to take) as lines."""
+    host = host or Host.current(platform)
+    if not host.service_file.exists():
+        steps: list[Step] = [Note(f"not installed: {host.service_file} does not exist")]
+    else:
+        steps = plan_uninstall(host)
+    return carry_out(steps, dry_run=dry_run, runner=runner, echo=echo)
+
+
+def carry_out(
+    steps: Sequence[Step],
+    *,
+    dry_run: bool,
+    runner: Runner,
+    echo: Callable[[str], object] | None = None,
+) -> list[str]:
+    """Do (or, dry, only list) ``steps``; returns them as shell lines and ``# `` comments.
+
+    A failing command with ``check`` raises :class:`~pullman.errors.PullmanError` with the
+    tool's own message; one without is reported in a comment and the plan goes on.
+    """
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if echo is not None:
+            echo(line)
+
+    for step in steps:
+        match step:
+            case Note(text):
+                say(f"# {text}")
+            case Mkdir(path):
+                if not path.is_dir():
+                    say(shlex.join(["mkdir", "-p", str(path)]))
+                    if not dry_run:
+                        _storage(path, path.mkdir, parents=True, exist_ok=True)
+            case Write(path, data):
+                say(f"# {'would write' if dry_run else 'wrote'} {path} ({len(data)} bytes)")
+                if not dry_run:
+                    _storage(path, _write_atomic, path, data)
+            case Remove(path):
+                say(shlex.join(["rm", "-f", str(path)]))
+                if not dry_run:
+                    _storage(path, path.unlink, missing_ok=True)
+            case Run(argv, check):
+                say(shlex.join(argv))
+                result = RunResult(0, "", "") if dry_run else runner(argv)
+                if result.returncode != 0 and check:
+                    raise _command_failed(argv, result)
+                if result.returncode != 0:
+                    say(f"# (that failed, which is fine here: {_last_line(result)})")
+    return lines
+
+
+class ServiceStatus(NamedTuple):
+    manager: Manager
+    installed: bool
+    """Whether the service file exists."""
+    path: Path
+    state: str
+    """``active``/``inactive``/``failed``... (systemd), ``running``/``not loaded``... (launchd)."""
+    enabled: bool | None
+    """systemd: starts at login; launchd: loaded (``None`` when the manager did not answer)."""
+    pid: int | None
+    commands: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        data = self._asdict()
+        data["path"] = str(self.path)
+        return data
+
+
+def status(
+    platform: str | None = None, *, host: Host | None = None, runner: Runner = run_command
+) -> ServiceStatus:
+    """Ask the service manager how the service is doing (read-only commands)."""
+    host = host or Host.current(platform)
+    installed = host.service_file.exists()
+    argv: tuple[str, ...]
+    if host.manager == "systemd":
+        argv = (
+            "systemctl",
+            "--user",
+            "show",
+            UNIT_NAME,
+            "--property=ActiveState,MainPID,UnitFileState",
+        )
+        result = runner(argv)
+        props = _properties(result.stdout) if result.returncode == 0 else {}
+        state = props.get("ActiveState") or _unknown(result)
+        file_state = props.get("UnitFileState")
+        enabled = None if not props else file_state in ("enabled", "enabled-runtime", "linked")
+        pid = _pid(props.get("MainPID"))
+    else:
+        argv = ("launchctl", "print", f"{host.domain}/{LABEL}")
+        result = runner(argv)
+        loaded = result.returncode == 0
+        found: dict[str, str] = {}
+        for key, value in re.findall(r"^\s*(state|pid) = (\S+)", result.stdout, flags=re.M):
+            found.setdefault(key, value)  # the service's own lines come first
+        state = found.get("state", "loaded") if loaded else "not loaded"
+        enabled = loaded
+        pid = _pid(found.get("pid"))
+    return ServiceStatus(
+        host.manager, installed, host.service_file, state, enabled, pid, [shlex.join(argv)]
+    )
+
+
+def _properties(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+def _pid(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() and int(text) > 0 else None
+
+
+def _unknown(result: RunResult) -> str:
+    reason = (result.stderr.strip().splitlines() or ["no answer"])[-1]
+    return f"unknown ({reason})"
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.chmod(0o644)
+    tmp.replace(path)
+
+
+def _storage(path: Path, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+    try:
+        fn(*args, **kwargs)
+    except OSError as exc:
+        raise PullmanError(
+            f"cannot write {path}",
+            why=exc.strerror or str(exc),
+            hint="check the permissions of that directory",
+        ) from exc
+
+
+def _last_line(result: RunResult) -> str:
+    lines = (result.stderr or result.stdout).strip().splitlines()
+    return lines[-1] if lines else f"exit status {result.returncode}"
+
+
+def _command_failed(argv: Sequence[str], result: RunResult) -> PullmanError:
+    why = _last_line(result)
+    if result.returncode == 127:
+        hint = (
+            f"{argv[0]} is not installed here; run `pullman daemon` from your own service manager"
+        )
+    elif "bus" in why.lower() or "XDG_RUNTIME_DIR" in why:
+        hint = (
+            "no systemd user manager is reachable from this shell (su, sudo, a container?); "
+            "log in as the user, or run `loginctl enable-linger $USER` first, then try again"
+        )
+    else:
+        hint = "run that command yourself to see more; `--dry-run` lists every step"
+    return PullmanError(f"`{shlex.join(argv)}` failed", why=why, hint=hint)
+
+
+# ---------------------------------------------------------------------------- bundled templates
+
+# Copies of systemd/pullman.service and launchd/com.pullman.daemon.plist for installed pullmans
+# (tests/test_service.py checks that they are identical to the files in the repository).
+
+_SYSTEMD_FALLBACK = """\
+# pullman's download daemon as a systemd *user* unit (systemctl --user).
+# `pullman service install` renders this template into ~/.config/systemd/user/pullman.service,
+# filling in the @PLACEHOLDERS@. Then:
+#   systemctl --user status pullman     journalctl --user -u pullman
+#   systemctl --user reload pullman     re-read pullman.toml (SIGHUP)
+# User units stop when you log out; to keep downloading: loginctl enable-linger <you>
+
+[Unit]
+Description=pullman model download daemon
+
+[Service]
+Type=exec
+ExecStart=@EXEC_START@
+ExecReload=/bin/kill -HUP $MAINPID
+# SIGTERM: jobs save their progress, the daemon exits (75: stopped on purpose, not a failure).
+KillSignal=SIGTERM
+TimeoutStopSec=30
+SuccessExitStatus=75
+Restart=on-failure
+RestartSec=10
+# Exit 2 is a bad flag or config entry: restarting cannot fix it.
+RestartPreventExitStatus=2
+@ENVIRONMENT@
+
+[Install]
+WantedBy=default.target
+"""
+
+_LAUNCHD_FALLBACK = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
+<!--
+  pullman's download daemon as a launchd LaunchAgent (per user, launchctl ... gui/<uid>).
+  `pullman service install` renders this template into
+  ~/Library/LaunchAgents/com.pullman.daemon.plist: the string @PROGRAM@ stands for the program
+  (one or more arguments), @LOG_DIR@ for the log directory, and the EnvironmentVariables entry
+  @ENVIRONMENT@ for pullman's location variables (PULLMAN_HOME, OLLAMA_MODELS, ...) if set.
+  KeepAlive restarts it after a crash, not after a clean stop (launchctl bootout sends SIGTERM,
+  and jobs save their progress within ExitTimeOut seconds).
+-->
+<plist version="1.0">
+<dict>
+	<key>Label</key>
+	<string>com.pullman.daemon</string>
+	<key>ProgramArguments</key>
+	<array>
+		<string>@PROGRAM@</string>
+		<string>daemon</string>
+	</array>
+	<key>RunAtLoad</key>
+	<true/>
+	<key>KeepAlive</key>
+	<dict>
+		<key>SuccessfulExit</key>
+		<false/>
+	</dict>
+	<key>ThrottleInterval</key>
+	<integer>10</integer>
+	<key>ExitTimeOut</key>
+	<integer>30</integer>
+	<key>StandardOutPath</key>
+	<string>@LOG_DIR@/daemon.log</string>
+	<key>StandardErrorPath</key>
+	<string>@LOG_DIR@/daemon.log</string>
+	<key>EnvironmentVariables</key>
+	<dict>
+		<key>@ENVIRONMENT@</key>
+		<string></string>
+	</dict>
+</dict>
+</plist>
+"""
