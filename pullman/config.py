@@ -14,6 +14,11 @@ the config file is reported instead of silently ignored.
     stall_timeout = 15
     pause = 0.1
 
+    [schedule]
+    connections = 16
+    limit = "20MB/s"
+    window = "01:00-07:00"
+
 Environment: ``PULLMAN_<SECTION>_<KEY>``, e.g. ``PULLMAN_TRANSFER_CONNECTIONS=16``.
 ``PULLMAN_HOME`` moves all of pullman's state (data, config, index) under one directory.
 """
@@ -80,6 +85,33 @@ def parse_size(text: str | int | float, *, what: str = "size") -> int:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """``[schedule]``: how the scheduler shares the machine between jobs."""
+
+    connections: int = 16
+    """Connections open at once, over every job (the global budget)."""
+    per_host: int = 8
+    """Connections open at once to any one host."""
+    jobs: int = 4
+    """Jobs downloading at once."""
+    limit: str = "off"
+    """Global bandwidth cap, e.g. "20MB/s" (``pullman limit`` changes it at runtime)."""
+    window: str = "always"
+    """Default time window for jobs, e.g. "01:00-07:00"."""
+    disk_retry: float = 60.0
+    """Seconds between checks of free space for a job waiting for it."""
+
+    def __post_init__(self) -> None:
+        from pullman.limiter import parse_rate
+        from pullman.windows import Window
+
+        if self.connections < 1 or self.per_host < 1 or self.jobs < 1:
+            raise ValueError("connections, per_host and jobs must be >= 1")
+        parse_rate(self.limit, what="[schedule] limit")
+        Window.parse(self.window)
+
+
+@dataclass(frozen=True)
 class Paths:
     data: Path
     config_file: Path
@@ -87,6 +119,19 @@ class Paths:
     @property
     def downloads(self) -> Path:
         return self.data / "downloads"
+
+    @property
+    def index(self) -> Path:
+        return self.data / "index.db"
+
+    @property
+    def control(self) -> Path:
+        """A directory the daemon watches: touching ``wake`` in it wakes the daemon."""
+        return self.data / "control"
+
+    @property
+    def daemon_lock(self) -> Path:
+        return self.data / "daemon.lock"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:
@@ -106,6 +151,7 @@ class Paths:
 class Settings:
     paths: Paths
     transfer: TransferConfig = field(default_factory=TransferConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
@@ -163,6 +209,7 @@ def load(
     env: Mapping[str, str] | None = None,
     transfer: Mapping[str, Any] | None = None,
     recycle: Mapping[str, Any] | None = None,
+    schedule: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Settings from every layer; ``transfer`` / ``recycle`` are the command-line overrides."""
     env = os.environ if env is None else env
@@ -178,7 +225,7 @@ def load(
             hint="fix the file (TOML syntax) or its permissions, or move it away",
         ) from None
     for section in doc:
-        if section not in ("transfer", "recycle"):
+        if section not in ("transfer", "recycle", "schedule"):
             raise UsageError(f"unknown section [{section}] in {paths.config_file}")
     rec = RecycleConfig()
     for layer in (doc.get("recycle", {}), _from_env(env, "recycle", rec), recycle or {}):
@@ -186,4 +233,7 @@ def load(
     tc = TransferConfig(recycle=rec)
     for layer in (doc.get("transfer", {}), _from_env(env, "transfer", tc), transfer or {}):
         tc = _apply(tc, "transfer", layer)
-    return Settings(paths=paths, transfer=tc)
+    sc = ScheduleConfig()
+    for layer in (doc.get("schedule", {}), _from_env(env, "schedule", sc), schedule or {}):
+        sc = _apply(sc, "schedule", layer)
+    return Settings(paths=paths, transfer=tc, schedule=sc)

@@ -150,6 +150,9 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX events_job ON events(job_id, id)",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ),
+    (  # 2: the exit code a failed job's command would have had (pullman.errors)
+        "ALTER TABLE jobs ADD COLUMN exit_code INTEGER",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -173,6 +176,7 @@ class Job:
     started_at: float | None
     finished_at: float | None
     pid: int | None
+    exit_code: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -195,6 +199,7 @@ class Job:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "pid": self.pid,
+            "exit_code": self.exit_code,
         }
 
 
@@ -328,6 +333,19 @@ class Index:
             assert cur.lastrowid is not None
             return cur.lastrowid
 
+    def set_options(self, job_id: int, options: Mapping[str, Any]) -> None:
+        """Replace a job's options (a rerun of the same command takes its old job over)."""
+        options = dict(options)
+        _refuse_secrets(options)
+        text = json.dumps(options, sort_keys=True)
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET options = ?, updated_at = ? WHERE id = ?",
+                (text, self._clock(), job_id),
+            )
+            if cur.rowcount == 0:
+                raise LookupError(f"no job {job_id}")
+
     def job(self, job_id: int) -> Job | None:
         with self._read() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -357,6 +375,7 @@ class Index:
         error: str | None = None,
         wait_reason: str | None = None,
         pid: int | None = None,
+        exit_code: int | None = None,
     ) -> Job:
         """Move a job to ``state``, checked against :data:`TRANSITIONS`, and log the event.
 
@@ -377,9 +396,11 @@ class Index:
             if state != old.state and state not in TRANSITIONS[old.state]:
                 raise ValueError(f"job {job_id} cannot go from {old.state} to {state}")
             new = _next_row(old, state, now, error=error, wait_reason=wait_reason, pid=pid)
+            if exit_code is not None or state != old.state:
+                new = dataclasses.replace(new, exit_code=exit_code)
             db.execute(
                 "UPDATE jobs SET state = ?, wait_reason = ?, error = ?, pid = ?, rate = ?,"
-                " updated_at = ?, started_at = ?, finished_at = ? WHERE id = ?",
+                " updated_at = ?, started_at = ?, finished_at = ?, exit_code = ? WHERE id = ?",
                 (
                     new.state,
                     new.wait_reason,
@@ -389,6 +410,7 @@ class Index:
                     new.updated_at,
                     new.started_at,
                     new.finished_at,
+                    new.exit_code,
                     job_id,
                 ),
             )
@@ -581,6 +603,7 @@ def _job(row: sqlite3.Row) -> Job:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         pid=row["pid"],
+        exit_code=row["exit_code"],
     )
 
 
@@ -622,7 +645,9 @@ def _next_row(
     return dataclasses.replace(
         old,
         state=state,
-        wait_reason=_kept(wait_reason, old.wait_reason, same) if state == "waiting" else None,
+        wait_reason=(
+            _kept(wait_reason, old.wait_reason, same) if state in ("waiting", "paused") else None
+        ),
         error=_kept(error, old.error, same),
         rate=old.rate if running else 0.0,
         updated_at=now,

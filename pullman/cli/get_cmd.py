@@ -1,68 +1,21 @@
-"""The command line: a thin click shell over the library.
-
-Every error pullman raises on purpose is printed as what / why / fix, with the exit code of its
-family (:mod:`pullman.errors`); nothing reaches the user as a traceback unless ``--debug``.
-"""
+"""``pullman get``: download refs, in the foreground or through the daemon."""
 
 from __future__ import annotations
 
-import json
-import logging
-import signal
-import sys
-import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-import anyio
 import click
 
-from pullman import __version__, config
+from pullman import config
+from pullman.cli.app import JSON, OLLAMA_DIR, cli, echo_json, run_async, with_view
 from pullman.digests import parse_sha256_option
-from pullman.errors import (
-    EXIT_CODES,
-    EXIT_FAILED,
-    Interrupted,
-    PullmanError,
-    UsageError,
-    collapse_groups,
-)
+from pullman.errors import UsageError
 from pullman.get import FileReport, GetOptions, PlanReport, Session
-from pullman.layouts import hf_cache
-from pullman.layouts import ollama as ollama_store
 from pullman.progress import ProgressView
-from pullman.refs import HfRef, OllamaRef, parse_ref
-from pullman.transfer.engine import TransferStats
+from pullman.refs import OllamaRef, parse_ref
 from pullman.transfer.staging import human
-
-T = TypeVar("T")
-log = logging.getLogger("pullman")
-
-_EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
-@click.version_option(__version__, prog_name="pullman")
-@click.option("-v", "--verbose", count=True, help="More log lines (repeat for debug).")
-@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
-@click.pass_context
-def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
-    """pullman: resilient, resumable, verified downloads of model weights."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="pullman: %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx2").setLevel(logging.DEBUG if debug else logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
-
-
-_OLLAMA_DIR = click.option(
-    "--ollama-dir",
-    metavar="DIR",
-    help="Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models).",
-)
-_JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
 
 @cli.command()
@@ -74,7 +27,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdo
     metavar="PATH",
     help="Where a URL's file goes (a file path, or a directory ending in /).",
 )
-@_OLLAMA_DIR
+@OLLAMA_DIR
 @click.option(
     "--include",
     multiple=True,
@@ -115,7 +68,7 @@ _JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdo
     metavar="SECONDS",
     help="With --via-server: stop and restart the server's pull after this long.",
 )
-@_JSON
+@JSON
 @click.option(
     "--progress",
     type=click.Choice(["auto", "bar", "plain", "none"]),
@@ -175,10 +128,10 @@ def get(
         _get_via_server(refs, options, view, recycle_after, as_json)
         return
     session = Session(settings)
-    reports = run_async(lambda: _with_view(view, session, session.get(refs, options)))
+    reports = run_async(lambda: with_view(view, session, session.get(refs, options)))
     if as_json:
         docs = [_report_json(f) for r in reports for f in r.files]
-        click.echo(json.dumps(docs, indent=2))
+        echo_json(docs)
         return
     checks = run_async(lambda: _server_checks(reports))
     for report in reports:
@@ -229,7 +182,7 @@ def _get_via_server(
     docs = []
     for name in names:
         pull = ServerPull(name, insecure=options.insecure, recycle_after=recycle_after)
-        outcome = run_async(lambda p=pull: _with_view(view, p, p.run()))  # type: ignore[misc]
+        outcome = run_async(lambda p=pull: with_view(view, p, p.run()))  # type: ignore[misc]
         docs.append(
             {
                 "ref": name,
@@ -245,27 +198,7 @@ def _get_via_server(
                 f"{outcome.restarts} restarts\n  ready: ollama run {name}"
             )
     if as_json:
-        click.echo(json.dumps(docs, indent=2))
-
-
-class _Observable(Protocol):
-    def statistics(self) -> list[TransferStats]: ...
-
-
-async def _with_view(view: ProgressView, session: _Observable, work: Awaitable[T]) -> T:
-    with collapse_groups():
-        return await _with_view_group(view, session, work)
-
-
-async def _with_view_group(view: ProgressView, session: _Observable, work: Awaitable[T]) -> T:
-    result: list[T] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(view.run, session.statistics)
-        try:
-            result.append(await work)
-        finally:
-            tg.cancel_scope.cancel()
-    return result[0]
+        echo_json(docs)
 
 
 def _print_plan(report: PlanReport) -> None:
@@ -333,151 +266,3 @@ def _report_json(r: FileReport) -> dict[str, Any]:
             discarded=o.discarded,
         )
     return doc
-
-
-@cli.command("ls")
-@_OLLAMA_DIR
-@_JSON
-def ls_command(ollama_dir: str | None, as_json: bool) -> None:
-    """List the models in the Ollama store and the Hugging Face cache, with size and state."""
-    root = ollama_store.models_dir(ollama_dir)
-    entries = ollama_store.list_models(root)
-    repos = hf_cache.list_repos(hf_cache.cache_dir())
-    if as_json:
-        docs: list[dict[str, Any]] = [
-            {
-                "name": e.name,
-                "store": "ollama",
-                "size": e.size,
-                "state": e.state,
-                "missing_blobs": e.missing,
-                "path": str(e.path),
-            }
-            for e in entries
-        ]
-        docs += [
-            {
-                "name": r.name,
-                "store": "hf",
-                "size": r.size,
-                "state": r.state,
-                "revisions": list(r.revisions),
-                "path": str(r.path),
-            }
-            for r in repos
-        ]
-        click.echo(json.dumps(docs, indent=2))
-        return
-    if not entries and not repos:
-        click.echo(f"no models in {root} or {hf_cache.cache_dir()}")
-        return
-    for entry in entries:
-        click.echo(ollama_store.describe(entry))
-    for repo in repos:
-        revisions = f"  ({', '.join(repo.revisions)})" if repo.revisions else ""
-        click.echo(f"{repo.name:<40} {human(repo.size):>10}  {repo.state}{revisions}")
-
-
-@cli.command("rm")
-@click.argument("ref")
-@_OLLAMA_DIR
-@_JSON
-def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
-    """Remove a model: its manifest (or HF snapshot), and the blobs nothing else uses."""
-    parsed = parse_ref(ref)
-    if isinstance(parsed, HfRef):
-        revision = None if "@" not in ref else parsed.revision
-        gone = hf_cache.remove_repo(
-            hf_cache.cache_dir(), parsed.repo_id, parsed.repo_type, revision
-        )
-        if as_json:
-            doc = {"name": gone.name, "revisions": list(gone.revisions), "freed": gone.freed}
-            click.echo(json.dumps(doc, indent=2))
-        else:
-            click.echo(f"removed {gone.name}: {len(gone.revisions)} revisions, {human(gone.freed)}")
-        return
-    if not isinstance(parsed, OllamaRef):
-        raise UsageError(f"{ref!r} is not a model name", hint="give a name such as llama3:8b")
-    root = ollama_store.models_dir(ollama_dir)
-    removal = ollama_store.remove_model(root, parsed)
-    if as_json:
-        doc = {
-            "name": removal.name,
-            "manifest": str(removal.manifest),
-            "removed": [str(p) for p in removal.removed],
-            "kept": [str(p) for p in removal.kept],
-            "freed": removal.freed,
-        }
-        click.echo(json.dumps(doc, indent=2))
-        return
-    click.echo(
-        f"removed {removal.name}: {len(removal.removed)} blobs, {human(removal.freed)} freed"
-        + (f"; {len(removal.kept)} blobs kept (used by other models)" if removal.kept else "")
-    )
-
-
-# ---------------------------------------------------------------------------- running
-
-
-def run_async(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn`` on an event loop; SIGINT / SIGTERM stop it cleanly (progress is kept)."""
-
-    async def main() -> T:
-        result: list[T] = []
-        stopped: list[int] = []
-        with collapse_groups():
-            await group(result, stopped)
-        if stopped:
-            name = signal.Signals(stopped[0]).name
-            raise Interrupted(
-                f"stopped by {name}; progress is saved",
-                hint="run the same command again to resume",
-            )
-        return result[0]
-
-    async def group(result: list[T], stopped: list[int]) -> None:
-        async with anyio.create_task_group() as tg:
-
-            async def watch_signals() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        stopped.append(signum)
-                        tg.cancel_scope.cancel()
-                        return
-
-            async def work() -> None:
-                result.append(await fn())
-                tg.cancel_scope.cancel()
-
-            tg.start_soon(watch_signals)
-            tg.start_soon(work)
-
-    return anyio.run(main)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Console entry point: exit codes come from :mod:`pullman.errors`, in this one place."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    try:
-        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("pullman: aborted", err=True)
-        sys.exit(Interrupted.exit_code)
-    except PullmanError as exc:
-        click.echo(f"pullman: error: {exc.explain()}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("pullman: interrupted; progress is saved, run again to resume", err=True)
-        sys.exit(Interrupted.exit_code)
-    except Exception as exc:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"pullman: internal error: {type(exc).__name__}: {exc}", err=True)
-        click.echo("  fix: rerun with --debug for details, and please report it", err=True)
-        sys.exit(EXIT_FAILED)
-    sys.exit(0)

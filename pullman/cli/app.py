@@ -1,0 +1,144 @@
+"""The ``pullman`` command group, error handling and running async work.
+
+Every error pullman raises on purpose is printed as what / why / fix, with the exit code of its
+family (:mod:`pullman.errors`); nothing reaches the user as a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+import anyio
+import click
+
+from pullman import __version__
+from pullman.errors import EXIT_CODES, EXIT_FAILED, Interrupted, PullmanError, collapse_groups
+from pullman.progress import ProgressView
+from pullman.transfer.engine import TransferStats
+
+T = TypeVar("T")
+log = logging.getLogger("pullman")
+
+_EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
+@click.version_option(__version__, prog_name="pullman")
+@click.option("-v", "--verbose", count=True, help="More log lines (repeat for debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
+@click.pass_context
+def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
+    """pullman: resilient, resumable, verified downloads of model weights."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    ctx.obj["verbose"] = verbose
+    level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="pullman: %(message)s", stream=sys.stderr)
+    logging.getLogger("httpx2").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+OLLAMA_DIR = click.option(
+    "--ollama-dir",
+    metavar="DIR",
+    help="Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models).",
+)
+JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def echo_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2))
+
+
+class Observable(Protocol):
+    def statistics(self) -> list[TransferStats]: ...
+
+
+async def with_view(view: ProgressView, source: Observable, work: Awaitable[T]) -> T:
+    """Run ``work`` while ``view`` draws ``source``'s statistics."""
+    with collapse_groups():
+        return await _with_view_group(view, source, work)
+
+
+async def _with_view_group(view: ProgressView, source: Observable, work: Awaitable[T]) -> T:
+    result: list[T] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(view.run, source.statistics)
+        try:
+            result.append(await work)
+        finally:
+            tg.cancel_scope.cancel()
+    return result[0]
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def run_async(fn: Callable[[], Awaitable[T]]) -> T:
+    """Run ``fn`` on an event loop; SIGINT / SIGTERM stop it cleanly (progress is kept)."""
+
+    async def main() -> T:
+        result: list[T] = []
+        stopped: list[int] = []
+        with collapse_groups():
+            await group(result, stopped)
+        if stopped:
+            name = signal.Signals(stopped[0]).name
+            raise Interrupted(
+                f"stopped by {name}; progress is saved",
+                hint="run the same command again to resume",
+            )
+        return result[0]
+
+    async def group(result: list[T], stopped: list[int]) -> None:
+        async with anyio.create_task_group() as tg:
+
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        stopped.append(signum)
+                        tg.cancel_scope.cancel()
+                        return
+
+            async def work() -> None:
+                result.append(await fn())
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch_signals)
+            tg.start_soon(work)
+
+    return anyio.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console entry point: exit codes come from :mod:`pullman.errors`, in this one place."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("pullman: aborted", err=True)
+        sys.exit(Interrupted.exit_code)
+    except PullmanError as exc:
+        click.echo(f"pullman: error: {exc.explain()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("pullman: interrupted; progress is saved, run again to resume", err=True)
+        sys.exit(Interrupted.exit_code)
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"pullman: internal error: {type(exc).__name__}: {exc}", err=True)
+        click.echo("  fix: rerun with --debug for details, and please report it", err=True)
+        sys.exit(EXIT_FAILED)
+    sys.exit(0)

@@ -1,0 +1,483 @@
+"""The scheduler: jobs from the index, run within budgets, windows and bandwidth caps.
+
+The index is the queue. The scheduler takes queued and waiting jobs (priority first, FIFO within
+one), runs up to ``[schedule] jobs`` of them at once, and gives every connection of every job a
+slot of the global budget and of its host's budget (:class:`~pullman.transfer.slots.Budget`),
+and every byte a token of its job's bucket and of the global one.
+
+- A job outside its time window waits (progress kept) and starts again when the window opens;
+  a running job whose window closes is stopped and waits.
+- A job short of disk space waits, saying how much is needed and free, and looks again later.
+- ``pause``/``cancel`` (rows changed by another process, then a wake-up) stop a running job.
+- A stop of the scheduler itself (daemon shutdown) puts running jobs back in the queue; a stop
+  of a foreground run (Ctrl-C, ``--until``) pauses its jobs, with the reason.
+
+Nothing here polls: the loop sleeps until a job ends, someone calls :meth:`Scheduler.wake`, or
+the next moment something is due (a window opening or closing, a disk-space check, a deadline).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+
+from pullman.config import Settings
+from pullman.digests import parse_sha256_option
+from pullman.errors import DiskFull, PullmanError, UsageError
+from pullman.get import GetOptions, PlanReport, Session
+from pullman.index import FileRecord, Index, Job, Source
+from pullman.limiter import Limiters, TokenBucket, format_rate, parse_rate
+from pullman.transfer.engine import TransferStats
+from pullman.transfer.slots import Budget
+from pullman.transfer.staging import human
+from pullman.windows import Window, local_now, seconds_until
+
+log = logging.getLogger("pullman.scheduler")
+
+PROGRESS_EVERY = 1.0
+"""Seconds between progress rows written to the index while a job runs."""
+
+
+# ------------------------------------------------------------------------------- job options
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What a job row's ``options`` hold (JSON, never a secret)."""
+
+    get: GetOptions = field(default_factory=GetOptions)
+    connections: int | None = None
+    limit: str | None = None
+    window: str | None = None
+    foreground: int | None = None
+    """The pid of the foreground ``pullman get`` that owns the job (the daemon leaves it be)."""
+
+    def to_json(self) -> dict[str, Any]:
+        g = self.get
+        doc: dict[str, Any] = {
+            "out": g.out,
+            "sha256": g.digest.hex if g.digest else None,
+            "force": g.force,
+            "insecure": g.insecure,
+            "ollama_dir": g.ollama_dir,
+            "verify_existing": g.verify_existing,
+            "include": list(g.include),
+            "exclude": list(g.exclude),
+            "local_dir": g.local_dir,
+            "connections": self.connections,
+            "limit": self.limit,
+            "window": self.window,
+            "foreground": self.foreground,
+        }
+        return {k: v for k, v in doc.items() if v not in (None, False, [])}
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> JobOptions:
+        digest = doc.get("sha256")
+        get = GetOptions(
+            out=doc.get("out"),
+            digest=parse_sha256_option(digest) if digest else None,
+            force=bool(doc.get("force")),
+            insecure=bool(doc.get("insecure")),
+            ollama_dir=doc.get("ollama_dir"),
+            verify_existing=bool(doc.get("verify_existing")),
+            include=tuple(doc.get("include") or ()),
+            exclude=tuple(doc.get("exclude") or ()),
+            local_dir=doc.get("local_dir"),
+        )
+        return cls(
+            get=get,
+            connections=doc.get("connections"),
+            limit=doc.get("limit"),
+            window=doc.get("window"),
+            foreground=doc.get("foreground"),
+        )
+
+    def same_request(self, other: JobOptions) -> bool:
+        """Whether two jobs ask for the same thing (a rerun resumes the old job)."""
+        mine, theirs = self.to_json(), other.to_json()
+        mine.pop("foreground", None)
+        theirs.pop("foreground", None)
+        return mine == theirs
+
+
+# ------------------------------------------------------------------------------- outcomes
+
+
+@dataclass
+class JobResult:
+    job_id: int
+    ref: str
+    state: str
+    reports: list[PlanReport] = field(default_factory=list)
+    error: PullmanError | None = None
+
+
+@dataclass
+class _Running:
+    job: Job
+    scope: anyio.CancelScope
+    session: Session
+    stop_as: tuple[str, str | None] | None = None
+    """Why it was stopped from outside: the state to leave it in, and the reason."""
+
+
+# ------------------------------------------------------------------------------- scheduler
+
+
+class Scheduler:
+    def __init__(
+        self,
+        settings: Settings,
+        index: Index,
+        *,
+        now: Callable[[], datetime] = local_now,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        on_stop: tuple[str, str | None] = ("queued", None),
+    ) -> None:
+        """``on_stop``: where running jobs go when the scheduler itself is stopped: back to the
+        queue for the daemon (its restart resumes them), paused for a foreground run."""
+        self.settings = settings
+        self.index = index
+        self._now = now
+        self._sleep = sleep
+        self._on_stop = on_stop
+        cfg = settings.schedule
+        self.budget = Budget(cfg.connections, cfg.per_host)
+        self.global_bucket = TokenBucket(self._global_limit())
+        self.results: dict[int, JobResult] = {}
+        self._running: dict[int, _Running] = {}
+        self._wake = anyio.Event()
+        self._disk_waits: dict[int, datetime] = {}
+
+    # ------------------------------------------------------------------ observing
+
+    def statistics(self) -> list[TransferStats]:
+        return [stat for run in self._running.values() for stat in run.session.statistics()]
+
+    def running_jobs(self) -> list[int]:
+        return list(self._running)
+
+    def wake(self) -> None:
+        """Look at the queue again now (new jobs, paused ones, a new limit)."""
+        self._wake.set()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """New settings (SIGHUP): new jobs use them; the global limit applies at once."""
+        self.settings = settings
+        self.global_bucket.set_rate(self._global_limit())
+        self.wake()
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(
+        self,
+        *,
+        only: Sequence[int] | None = None,
+        until: datetime | None = None,
+        forever: bool = False,
+    ) -> dict[int, JobResult]:
+        """Run queued jobs (``only`` these) until none is left, or ``forever`` (the daemon).
+
+        At ``until`` every running job is paused and :class:`~pullman.errors.Interrupted`
+        is raised by the caller's choice (see :meth:`deadline_passed`).
+        """
+        wanted = set(only) if only is not None else None
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._wake = anyio.Event()
+                await self._reconcile()
+                due = await self._start_runnable(tg, wanted)
+                if until is not None:
+                    due = min(due or until, until)
+                if not forever and not self._running and not await self._pending(wanted):
+                    break
+                if until is not None and self._now() >= until:
+                    self._stop_all("paused", f"stopped at --until {until:%H:%M}")
+                    break
+                timeout = None if due is None else max(0.0, seconds_until(due, self._now()))
+                with anyio.move_on_after(timeout):
+                    await self._wake.wait()
+        return self.results
+
+    def deadline_passed(self, until: datetime | None) -> bool:
+        return until is not None and self._now() >= until
+
+    async def _pending(self, wanted: set[int] | None) -> bool:
+        """Jobs still queued or waiting (for a window or disk space) among ``wanted``."""
+        jobs = await anyio.to_thread.run_sync(self.index.next_jobs, 1_000_000)
+        return any(self._mine(job, wanted) for job in jobs)
+
+    def _mine(self, job: Job, wanted: set[int] | None) -> bool:
+        if wanted is not None:
+            return job.id in wanted
+        owner = JobOptions.from_json(job.options).foreground
+        return owner is None or owner == os.getpid() or not _alive(owner)
+
+    async def _start_runnable(
+        self, tg: anyio.abc.TaskGroup, wanted: set[int] | None
+    ) -> datetime | None:
+        """Start what may start now; return when something next becomes due (or None)."""
+        now = self._now()
+        due: datetime | None = None
+        free = self.settings.schedule.jobs - len(self._running)
+        jobs = await anyio.to_thread.run_sync(self.index.next_jobs, 1_000_000)
+        for job in jobs:
+            if job.id in self._running or not self._mine(job, wanted):
+                continue
+            options = JobOptions.from_json(job.options)
+            window = Window.parse(options.window or self.settings.schedule.window)
+            if not window.contains(now):
+                opens = window.next_open(now)
+                await self._wait(job, f"outside its window {window}; starts at {opens:%H:%M}")
+                due = _earliest(due, opens)
+                continue
+            retry_at = self._disk_waits.get(job.id)
+            if retry_at is not None and now < retry_at:
+                due = _earliest(due, retry_at)
+                continue
+            if free <= 0:
+                continue
+            free -= 1
+            self._disk_waits.pop(job.id, None)
+            closes = window.next_close(now)
+            due = _earliest(due, closes)
+            await self._start(tg, job, options, closes)
+        for run in self._running.values():
+            window = Window.parse(
+                JobOptions.from_json(run.job.options).window or self.settings.schedule.window
+            )
+            due = _earliest(due, window.next_close(now))
+        return due
+
+    async def _wait(self, job: Job, reason: str) -> None:
+        if job.state != "waiting" or job.wait_reason != reason:
+            await anyio.to_thread.run_sync(
+                lambda: self.index.set_state(job.id, "waiting", wait_reason=reason)
+            )
+            log.info("job %s %s: waiting: %s", job.id, job.ref, reason)
+
+    async def _reconcile(self) -> None:
+        """Apply what other processes changed: paused or cancelled jobs, the global limit."""
+        self.global_bucket.set_rate(self._global_limit())
+        now = self._now()
+        for job_id, run in list(self._running.items()):
+            job = await anyio.to_thread.run_sync(self.index.job, job_id)
+            if job is not None and job.state in ("paused", "cancelled"):
+                run.stop_as = (job.state, job.wait_reason)
+                run.scope.cancel()
+                continue
+            window = Window.parse(
+                JobOptions.from_json(run.job.options).window or self.settings.schedule.window
+            )
+            if not window.contains(now):
+                opens = window.next_open(now)
+                run.stop_as = ("waiting", f"outside its window {window}; starts at {opens:%H:%M}")
+                run.scope.cancel()
+
+    def _stop_all(self, state: str, reason: str) -> None:
+        for run in self._running.values():
+            run.stop_as = (state, reason)
+            run.scope.cancel()
+
+    def _global_limit(self) -> float | None:
+        setting = self.index.get_setting("limit")
+        text = setting if setting is not None else self.settings.schedule.limit
+        try:
+            return parse_rate(text, what="limit")
+        except UsageError:
+            log.warning("ignoring an invalid global limit %r", text)
+            return None
+
+    # ------------------------------------------------------------------ one job
+
+    async def _start(
+        self, tg: anyio.abc.TaskGroup, job: Job, options: JobOptions, closes: datetime | None
+    ) -> None:
+        settings = self.settings
+        if options.connections:
+            from dataclasses import replace
+
+            settings = replace(
+                settings, transfer=replace(settings.transfer, connections=options.connections)
+            )
+        job_bucket = (
+            TokenBucket(parse_rate(options.limit, what="--limit")) if options.limit else None
+        )
+        session = Session(
+            settings,
+            slots_for=lambda spec: self.budget.slots_for(spec.url),
+            limiter=Limiters(job_bucket, self.global_bucket),
+        )
+        run = _Running(job, anyio.CancelScope(), session)
+        self._running[job.id] = run
+        await anyio.to_thread.run_sync(lambda: self.index.set_state(job.id, "running"))
+        limit = f", limit {format_rate(parse_rate(options.limit))}" if options.limit else ""
+        log.info("job %s %s: started%s", job.id, job.ref, limit)
+        tg.start_soon(self._run_job, run, options)
+
+    async def _run_job(self, run: _Running, options: JobOptions) -> None:
+        job = run.job
+        result = JobResult(job.id, job.ref, "running")
+        self.results[job.id] = result
+        try:
+            with run.scope:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._report_progress, run)
+                    try:
+                        result.reports = await run.session.get([job.ref], options.get)
+                    finally:
+                        tg.cancel_scope.cancel()
+                await self._finish(run, result, "done")
+                return
+        except DiskFull as exc:
+            retry = self.settings.schedule.disk_retry
+            self._disk_waits[job.id] = _after(self._now(), retry)
+            await self._finish(run, result, "waiting", reason=exc.explain().replace("\n", "; "))
+            return
+        except PullmanError as exc:
+            result.error = exc
+            await self._finish(run, result, "failed", error=exc)
+            return
+        except anyio.get_cancelled_exc_class():
+            # The scheduler itself is stopping (daemon shutdown, Ctrl-C): progress is on disk.
+            state, reason = self._on_stop
+            with anyio.CancelScope(shield=True):
+                await self._finish(run, result, state, reason=reason)
+            raise
+        except Exception as exc:  # a bug: fail this job, keep the scheduler (and daemon) alive
+            log.exception("job %s %s: internal error", job.id, job.ref)
+            error = PullmanError(f"internal error: {type(exc).__name__}: {exc}")
+            result.error = error
+            await self._finish(run, result, "failed", error=error)
+            return
+        finally:
+            self._running.pop(job.id, None)
+            self.wake()
+        if run.stop_as is not None:  # stopped from outside: pause, cancel, window, deadline
+            state, reason = run.stop_as
+            await self._finish(run, result, state, reason=reason)
+
+    async def _finish(
+        self,
+        run: _Running,
+        result: JobResult,
+        state: str,
+        *,
+        reason: str | None = None,
+        error: PullmanError | None = None,
+    ) -> None:
+        job = run.job
+        result.state = state
+        await self._write_progress(run)
+
+        def record() -> None:
+            if error is not None:
+                self.index.set_state(
+                    job.id, "failed", error=error.explain(), exit_code=error.exit_code
+                )
+            elif state == "waiting":
+                self.index.set_state(job.id, "waiting", wait_reason=reason)
+            elif state in ("paused", "cancelled", "queued"):
+                current = self.index.job(job.id)
+                if current is not None and current.state != state:
+                    self.index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
+            else:
+                self.index.set_state(job.id, "done")
+                for report in result.reports:
+                    _record_model(self.index, report)
+
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(record)
+        detail = f": {reason}" if reason else f": {error.what}" if error else ""
+        done = sum(s.done for s in run.session.statistics())
+        log.info("job %s %s: %s (%s)%s", job.id, job.ref, state, human(done), detail)
+
+    async def _report_progress(self, run: _Running) -> None:
+        """Progress rows every second; also notices a pause or cancel from another process
+        and a new global limit, since a running job is busy anyway (no idle polling)."""
+        seen = (0, 0)
+        while True:
+            await self._sleep(PROGRESS_EVERY)
+            await self._write_progress(run)
+            job = await anyio.to_thread.run_sync(self.index.job, run.job.id)
+            if job is not None and job.state in ("paused", "cancelled"):
+                run.stop_as = (job.state, job.wait_reason)
+                run.scope.cancel()
+            self.global_bucket.set_rate(await anyio.to_thread.run_sync(self._global_limit))
+            stats = run.session.statistics()
+            now = (sum(s.recycles for s in stats), sum(s.retries for s in stats))
+            if now[0] > seen[0]:
+                detail = f"{now[0] - seen[0]} connections"
+                await anyio.to_thread.run_sync(self.index.log_event, run.job.id, "recycled", detail)
+            if now[1] > seen[1]:
+                detail = f"{now[1] - seen[1]} requests"
+                await anyio.to_thread.run_sync(self.index.log_event, run.job.id, "retried", detail)
+            seen = now
+
+    async def _write_progress(self, run: _Running) -> None:
+        stats = run.session.statistics()
+        done = sum(s.done for s in stats)
+        total = sum(s.size for s in stats) or None
+        rate = sum(s.rate for s in stats)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                self.index.update_progress, run.job.id, done, total, rate
+            )
+
+
+def _record_model(index: Index, report: PlanReport) -> None:
+    """What a finished job put in a store, for ``status``, ``verify`` and ``doctor``."""
+    plan = report.plan
+    source: Source = "ollama" if plan.store == "ollama" else "hf" if plan.store == "hf" else "url"
+    files = [
+        FileRecord(
+            path=str(f.path.relative_to(plan.root))
+            if f.path.is_relative_to(plan.root)
+            else str(f.path),
+            size=f.size,
+            digest=f.digest,
+            state="verified" if f.verified else "complete",
+        )
+        for f in report.files
+    ]
+    verified = all(f.verified for f in report.files)
+    index.upsert_model(
+        plan.display or plan.ref,
+        source,
+        plan.root,
+        title=plan.title,
+        size=sum(f.size for f in report.files),
+        state="verified" if verified else "complete",
+        verified_at=time.time() if verified else None,
+        files=files,
+    )
+
+
+def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def _after(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
