@@ -60,6 +60,11 @@ class PullmanError(Exception):
     def __str__(self) -> str:
         return self.what
 
+    def with_code(self, code: int) -> PullmanError:
+        """The same error, exiting with ``code`` (for errors read back from a job row)."""
+        self.exit_code = code
+        return self
+
     def explain(self) -> str:
         """The full, multi-line message shown to users: what, why, and what to do."""
         lines = [self.what]

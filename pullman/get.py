@@ -179,10 +179,10 @@ class Session:
                 name=spec.name,
                 path=outcome.dest,
                 size=outcome.size,
-                status="downloaded",
+                status="present" if outcome.reused else "downloaded",
                 verified=outcome.verified,
                 digest=outcome.digest,
-                outcome=outcome,
+                outcome=None if outcome.reused else outcome,
             )
         )
 

@@ -30,7 +30,7 @@ import anyio
 
 from pullman.config import Settings
 from pullman.digests import parse_sha256_option
-from pullman.errors import DiskFull, PullmanError, UsageError
+from pullman.errors import DiskFull, PullmanError, UsageError, collapse_groups
 from pullman.get import GetOptions, PlanReport, Session
 from pullman.index import FileRecord, Index, Job, Source
 from pullman.limiter import Limiters, TokenBucket, format_rate, parse_rate
@@ -141,6 +141,7 @@ class Scheduler:
         now: Callable[[], datetime] = local_now,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         on_stop: tuple[str, str | None] = ("queued", None),
+        wait_for_disk: bool = True,
     ) -> None:
         """``on_stop``: where running jobs go when the scheduler itself is stopped: back to the
         queue for the daemon (its restart resumes them), paused for a foreground run."""
@@ -149,6 +150,7 @@ class Scheduler:
         self._now = now
         self._sleep = sleep
         self._on_stop = on_stop
+        self._wait_for_disk = wait_for_disk
         cfg = settings.schedule
         self.budget = Budget(cfg.connections, cfg.per_host)
         self.global_bucket = TokenBucket(self._global_limit())
@@ -219,7 +221,7 @@ class Scheduler:
         if wanted is not None:
             return job.id in wanted
         owner = JobOptions.from_json(job.options).foreground
-        return owner is None or owner == os.getpid() or not _alive(owner)
+        return owner is None or owner == os.getpid() or not process_alive(owner)
 
     async def _start_runnable(
         self, tg: anyio.abc.TaskGroup, wanted: set[int] | None
@@ -328,7 +330,7 @@ class Scheduler:
         result = JobResult(job.id, job.ref, "running")
         self.results[job.id] = result
         try:
-            with run.scope:
+            with run.scope, collapse_groups():
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._report_progress, run)
                     try:
@@ -338,6 +340,10 @@ class Scheduler:
                 await self._finish(run, result, "done")
                 return
         except DiskFull as exc:
+            if not self._wait_for_disk:  # a foreground run says so and stops (exit 5)
+                result.error = exc
+                await self._finish(run, result, "failed", error=exc)
+                return
             retry = self.settings.schedule.disk_retry
             self._disk_waits[job.id] = _after(self._now(), retry)
             await self._finish(run, result, "waiting", reason=exc.explain().replace("\n", "; "))
@@ -473,7 +479,7 @@ def _after(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +13,19 @@ import click
 
 from pullman import config
 from pullman.cli.app import JSON, OLLAMA_DIR, cli, echo_json, run_async, with_view
+from pullman.cli.follow import follow_jobs, open_index
+from pullman.daemon import daemon_pid, poke
 from pullman.digests import parse_sha256_option
-from pullman.errors import UsageError
-from pullman.get import FileReport, GetOptions, PlanReport, Session
+from pullman.errors import Interrupted, UsageError
+from pullman.get import FileReport, GetOptions, PlanReport
+from pullman.index import Index
+from pullman.layouts import ollama as ollama_store
+from pullman.limiter import parse_rate
 from pullman.progress import ProgressView
 from pullman.refs import OllamaRef, parse_ref
+from pullman.scheduler import JobOptions, JobResult, Scheduler, process_alive
 from pullman.transfer.staging import human
+from pullman.windows import Window, local_now, until_deadline
 
 
 @cli.command()
@@ -68,6 +78,15 @@ from pullman.transfer.staging import human
     metavar="SECONDS",
     help="With --via-server: stop and restart the server's pull after this long.",
 )
+@click.option("--detach", is_flag=True, help="Queue the jobs for the daemon and return at once.")
+@click.option(
+    "--priority", type=int, default=0, show_default=True, help="Higher runs first (FIFO within)."
+)
+@click.option("--window", metavar="HH:MM-HH:MM", help="Only download inside this daily window.")
+@click.option(
+    "--until", metavar="HH:MM", help="Stop cleanly at this time (exit 75); rerun to resume."
+)
+@click.option("--limit", metavar="RATE", help="Bandwidth cap for this job, e.g. 20MB/s.")
 @JSON
 @click.option(
     "--progress",
@@ -90,6 +109,11 @@ def get(
     insecure: bool,
     via_server: bool,
     recycle_after: float,
+    detach: bool,
+    priority: int,
+    window: str | None,
+    until: str | None,
+    limit: str | None,
     as_json: bool,
     progress: str,
 ) -> None:
@@ -113,31 +137,124 @@ def get(
         overrides["connections"] = connections
     settings = config.load(transfer=overrides)
     options = GetOptions(
-        out=output,
+        out=_absolute(output),
         digest=parse_sha256_option(sha256) if sha256 else None,
         force=force,
         insecure=insecure,
-        ollama_dir=ollama_dir,
+        ollama_dir=str(ollama_store.models_dir(ollama_dir)),
         verify_existing=verify_existing,
         include=include,
         exclude=exclude,
-        local_dir=local_dir,
+        local_dir=_absolute(local_dir),
     )
     view = ProgressView("none" if as_json and progress == "auto" else progress)
     if via_server:
-        _get_via_server(refs, options, view, recycle_after, as_json)
+        if ollama_dir is not None:
+            raise UsageError(
+                "--via-server cannot be combined with --ollama-dir",
+                hint="the Ollama server writes to its own models directory",
+            )
+        _get_via_server(refs, replace(options, ollama_dir=None), view, recycle_after, as_json)
         return
-    session = Session(settings)
-    reports = run_async(lambda: with_view(view, session, session.get(refs, options)))
+    for text in refs:
+        parse_ref(text, insecure=insecure)  # bad refs fail here, before anything is queued
+    if limit is not None:
+        parse_rate(limit, what="--limit")
+    if window is not None:
+        Window.parse(window)
+    deadline = until_deadline(until, local_now()) if until else None
+    job = JobOptions(options, connections=connections, limit=limit, window=window)
+    index = open_index(settings.paths)
+    daemon = daemon_pid(settings.paths)
+    if daemon is not None or detach:
+        if deadline is not None:
+            raise UsageError(
+                "--until applies to a foreground run", hint="use --window for the daemon"
+            )
+        ids = [index.add_job(text, job.to_json(), priority) for text in refs]
+        poke(settings.paths)
+        if detach or daemon is None:
+            _say_queued(ids, refs, daemon, as_json)
+            return
+        follow_jobs(index, ids, view, as_json)
+        return
+    job = replace(job, foreground=os.getpid())
+    ids = [take_job(index, text, job, priority) for text in refs]
+    scheduler = Scheduler(
+        settings,
+        index,
+        on_stop=("paused", "interrupted; run the same command again to resume"),
+        wait_for_disk=False,
+    )
+    results = run_async(lambda: with_view(view, scheduler, scheduler.run(only=ids, until=deadline)))
+    _finish_foreground(ids, results, deadline, as_json)
+
+
+def _absolute(path: str | None) -> str | None:
+    """Paths go into job rows the daemon reads from another directory: make them absolute."""
+    if path is None:
+        return None
+    full = str(Path(path).expanduser().absolute())
+    return full + "/" if path.endswith("/") and not full.endswith("/") else full
+
+
+def take_job(index: Index, ref: str, job: JobOptions, priority: int) -> int:
+    """A rerun of the same command takes its earlier, unfinished job over; else a new job."""
+    for old in index.jobs(["queued", "waiting", "paused", "failed"]):
+        theirs = JobOptions.from_json(old.options)
+        if old.ref == ref and theirs.same_request(job):
+            owner = theirs.foreground
+            if owner is not None and owner != os.getpid() and process_alive(owner):
+                continue  # another terminal runs it right now
+            index.set_options(old.id, job.to_json())
+            if old.state != "queued":
+                index.set_state(old.id, "queued")
+            return old.id
+    return index.add_job(ref, job.to_json(), priority)
+
+
+def _say_queued(ids: Sequence[int], refs: Sequence[str], daemon: int | None, as_json: bool) -> None:
     if as_json:
-        docs = [_report_json(f) for r in reports for f in r.files]
-        echo_json(docs)
+        echo_json([{"id": i, "ref": r, "state": "queued"} for i, r in zip(ids, refs, strict=True)])
         return
-    checks = run_async(lambda: _server_checks(reports))
-    for report in reports:
-        _print_plan(report)
-        if report.plan.display in checks:
-            click.echo(f"  {checks[report.plan.display]}")
+    for job_id, ref in zip(ids, refs, strict=True):
+        click.echo(f"queued job {job_id}: {ref}")
+    if daemon is None:
+        click.echo(
+            "no pullman daemon is running: start one with `pullman daemon` or "
+            "`pullman service install`, or run `pullman get` without --detach"
+        )
+    else:
+        click.echo(f"the daemon (pid {daemon}) runs them; follow with `pullman status --follow`")
+
+
+def _finish_foreground(
+    ids: Sequence[int], results: dict[int, JobResult], deadline: datetime | None, as_json: bool
+) -> None:
+    done = [results[i] for i in ids if i in results]
+    reports = [r for res in done for r in res.reports]
+    if as_json:
+        echo_json([_report_json(f) for r in reports for f in r.files])
+    else:
+        checks = run_async(lambda: _server_checks(reports))
+        for report in reports:
+            _print_plan(report)
+            if report.plan.display in checks:
+                click.echo(f"  {checks[report.plan.display]}")
+    failed = [res for res in done if res.error is not None]
+    for res in failed[1:]:
+        assert res.error is not None
+        click.echo(f"pullman: error: {res.error.explain()}", err=True)
+    if failed:
+        assert failed[0].error is not None
+        raise failed[0].error
+    stopped = [i for i in ids if i not in results or results[i].state not in ("done",)]
+    if stopped:
+        at = f" at {deadline:%H:%M}" if deadline is not None else ""
+        raise Interrupted(
+            f"stopped{at} with {len(stopped)} job(s) unfinished; progress is saved",
+            hint="run the same command again to resume",
+        )
 
 
 async def _server_checks(reports: Sequence[PlanReport]) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 from pullman.errors import NotWritable, RemoteError
@@ -71,7 +72,7 @@ def check_writable(root: Path, hint: str) -> None:
     try:
         with disk_errors(root):
             root.mkdir(parents=True, exist_ok=True)
-            probe = root / f".pullman-write-test-{os.getpid()}"
+            probe = root / f".pullman-write-test-{os.getpid()}-{secrets.token_hex(4)}"
             probe.write_bytes(b"")
             probe.unlink()
     except NotWritable as exc:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pullman.errors import NotFound, NotWritable
+from pullman.layouts import common
 from pullman.ollama_manifest import BadManifest, Manifest, parse_manifest
 from pullman.refs import OllamaRef, valid_part
 from pullman.transfer.staging import disk_errors, human
@@ -70,11 +71,7 @@ def check_writable(root: Path) -> None:
         if target.exists() and not os.access(target, os.W_OK):
             raise _not_writable(root, target)
     try:
-        with disk_errors(root):
-            staging_dir(root).mkdir(parents=True, exist_ok=True)
-            probe_file = staging_dir(root) / ".write-test"
-            probe_file.write_bytes(b"")
-            probe_file.unlink()
+        common.check_writable(staging_dir(root), hint="")
     except NotWritable:
         raise _not_writable(root, root) from None
 

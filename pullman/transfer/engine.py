@@ -141,6 +141,8 @@ class Outcome:
     retries: int
     discarded: int = 0
     """Bytes thrown away because they did not verify (then fetched again)."""
+    reused: bool = False
+    """Another process committed the file while this one waited for it: nothing fetched."""
 
 
 class _StartOver(Exception):
@@ -349,6 +351,7 @@ class Transfer:
             tail=0.0,
             recycles=0,
             retries=0,
+            reused=True,
         )
 
     def _expected_size(self, target: Target) -> int:

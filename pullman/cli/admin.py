@@ -1,0 +1,69 @@
+"""Running in the background: ``daemon`` and ``service install|uninstall|status``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from pullman import config, service
+from pullman.cli.app import JSON, cli, echo_json, run_async
+from pullman.daemon import run_daemon
+
+
+@cli.command()
+def daemon() -> None:
+    """Run the scheduler in the foreground (what systemd and launchd start).
+
+    It sleeps until there is work: jobs from `pullman get`, a config change, a time window.
+    SIGTERM stops it cleanly (jobs go back to the queue); SIGHUP reloads the config.
+    """
+    # One line per meaningful event; journald adds its own timestamps, a log file does not.
+    stamp = "" if os.environ.get("INVOCATION_ID") else "%(asctime)s "
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(logging.Formatter(stamp + "pullman: %(message)s"))
+    if root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    logging.getLogger("pullman.transfer").setLevel(logging.WARNING)
+    run_async(lambda: run_daemon(config.load))
+
+
+@cli.group()
+def service_group() -> None:
+    """Install pullman's daemon as a user service (systemd on Linux, launchd on macOS)."""
+
+
+_DRY = click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+
+
+@service_group.command("install")
+@_DRY
+def service_install(dry_run: bool) -> None:
+    """Write the unit / LaunchAgent and start it; prints the commands it runs."""
+    service.install(sys.platform, dry_run=dry_run, echo=click.echo)
+
+
+@service_group.command("uninstall")
+@_DRY
+def service_uninstall(dry_run: bool) -> None:
+    """Stop the service and remove its unit / LaunchAgent."""
+    service.uninstall(sys.platform, dry_run=dry_run, echo=click.echo)
+
+
+@service_group.command("status")
+@JSON
+def service_status(as_json: bool) -> None:
+    """Whether the service is installed and running."""
+    state = service.status(sys.platform)
+    if as_json:
+        echo_json(state.to_json())
+        return
+    for key, value in state.to_json().items():
+        click.echo(f"{key}: {value}")
+
+
+service_group.name = "service"
+cli.add_command(service_group, "service")
