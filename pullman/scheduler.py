@@ -108,6 +108,22 @@ class JobOptions:
         return mine == theirs
 
 
+# ------------------------------------------------------------------------------- time
+
+
+class WallClock:
+    """The scheduler's view of time: wall-clock now (for windows) and real seconds to wait.
+
+    Tests inject a faster clock, so a window that opens in ten minutes opens in a second.
+    """
+
+    def now(self) -> datetime:
+        return local_now()
+
+    def seconds_until(self, when: datetime) -> float:
+        return seconds_until(when, self.now())
+
+
 # ------------------------------------------------------------------------------- outcomes
 
 
@@ -138,7 +154,7 @@ class Scheduler:
         settings: Settings,
         index: Index,
         *,
-        now: Callable[[], datetime] = local_now,
+        clock: WallClock | None = None,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         on_stop: tuple[str, str | None] = ("queued", None),
         wait_for_disk: bool = True,
@@ -147,7 +163,8 @@ class Scheduler:
         queue for the daemon (its restart resumes them), paused for a foreground run."""
         self.settings = settings
         self.index = index
-        self._now = now
+        self.clock = clock or WallClock()
+        self._now = self.clock.now
         self._sleep = sleep
         self._on_stop = on_stop
         self._wait_for_disk = wait_for_disk
@@ -204,7 +221,7 @@ class Scheduler:
                 if until is not None and self._now() >= until:
                     self._stop_all("paused", f"stopped at --until {until:%H:%M}")
                     break
-                timeout = None if due is None else max(0.0, seconds_until(due, self._now()))
+                timeout = None if due is None else max(0.0, self.clock.seconds_until(due))
                 with anyio.move_on_after(timeout):
                     await self._wake.wait()
         return self.results
