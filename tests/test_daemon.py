@@ -7,6 +7,7 @@ wait with a deadline; nothing sleeps and hopes.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -171,3 +172,27 @@ def test_get_follows_the_daemon_and_pause_resume_cancel(
     assert (r.returncode == 0 and "2.0 MB/s" in r.stdout) or "2 MB/s" in r.stdout
     r = pullman("status", home=home, env=daemon_env)
     assert "global limit: 2 MB/s" in r.stdout and "cancelled" in r.stdout
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_an_idle_daemon_sleeps_and_wakes_on_a_new_job(
+    sim: Simulator, tmp_path: Path, daemon_env: dict[str, str], daemon: Daemon
+) -> None:
+    daemon.start()
+    pid = daemon.proc.pid  # type: ignore[union-attr]
+    before = _cpu_seconds(pid)
+    time.sleep(2.0)  # deliberately idle: measuring that nothing polls
+    assert _cpu_seconds(pid) - before < 0.1
+    registry = OllamaRegistry(sim)
+    registry.add_model("library/quick", layers=[("model", make_data(MiB, 9))])
+    home = tmp_path / "home"
+    r = pullman("get", "--detach", "--insecure", "--ollama-dir", str(tmp_path / "models"),
+                registry.name("library/quick"), home=home, env=daemon_env)  # fmt: skip
+    assert r.returncode == 0
+    wait_for("the job to be picked up at once",
+             lambda: status(daemon_env, home)[1]["state"] == "done", timeout=15)  # fmt: skip
