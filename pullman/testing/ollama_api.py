@@ -21,13 +21,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
+from pullman.testing.runner import ServerRunner
 from pullman.testing.server import ConnState, Origin, Request, send_simple
 
 TICK = 0.05
@@ -134,12 +132,15 @@ class _Stream:
         await self.conn.send(b"0\r\n\r\n")
 
 
-class OllamaAPI:
+class OllamaAPI(ServerRunner):
     """The stand-in server; :meth:`start` serves it from a background thread."""
+
+    thread_name = "pullman-ollama-api"
 
     def __init__(
         self, script: PullScript | None = None, host: str = "127.0.0.1", port: int = 0
     ) -> None:
+        super().__init__()
         self.origin = Origin("ollama", host, port)
         self.script = script or PullScript()
         self.models: dict[str, Model] = {}
@@ -148,11 +149,6 @@ class OllamaAPI:
         self.closed_early: list[int] = []
         """Pull attempts whose stream the client closed before it ended."""
         self.pull_bodies: list[dict[str, Any]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        self._error: BaseException | None = None
         self.origin.route("POST", r"/api/pull", self._pull)
         self.origin.route("POST", r"/api/show", self._show)
         self.origin.route("GET", r"/api/tags", self._tags)
@@ -271,61 +267,8 @@ class OllamaAPI:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def serve(self, ready: Callable[[], None] | None = None) -> None:
-        """Run until :meth:`stop` (or cancellation), in the current event loop."""
-        self._stopping = asyncio.Event()
-        await self.origin.start()
-        if ready is not None:
-            ready()
-        try:
-            await self._stopping.wait()
-        finally:
-            await self.origin.stop()
-
-    def start(self) -> OllamaAPI:
-        """Serve from a background thread (for tests in the same process)."""
-        self._thread = threading.Thread(target=self._run, name="pullman-ollama-api", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the Ollama stand-in did not start")
-        if self._error is not None:
-            raise RuntimeError("the Ollama stand-in failed to start") from self._error
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self.serve(ready=self._ready.set))
-        except BaseException as exc:  # report startup failures to the starting thread
-            self._error = exc
-            self._ready.set()
-        finally:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-    def __enter__(self) -> OllamaAPI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def origins(self) -> list[Origin]:
+        return [self.origin]
 
 
 def _progress(layer: Layer) -> dict[str, Any]:

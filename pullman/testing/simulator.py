@@ -8,35 +8,31 @@ Later modules add Ollama registry and Hub endpoints on the same origins.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import threading
 import time
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from urllib.parse import quote
 
 from pullman.testing.faults import Fault, Throttle
 from pullman.testing.files import SimFile, serve_file
+from pullman.testing.runner import ServerRunner
 from pullman.testing.server import Origin, Request, send_simple
 
 _SECRET = b"pullman-simulator"
 
 
-class Simulator:
+class Simulator(ServerRunner):
+    thread_name = "pullman-simulator"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0) -> None:
+        super().__init__()
         self.origin = Origin("origin", host, port)
         self.cdn = Origin("cdn", host, cdn_port)
         self.files: dict[str, SimFile] = {}
         self.cdn_throttle: Throttle | None = None
         self.origin_throttle: Throttle | None = None
         self.clock: Callable[[], float] = time.time
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._stopping: asyncio.Event | None = None
-        self._error: BaseException | None = None
         self.origin.route("GET", r"/files/(?P<name>.+)", self._serve_origin)
         self.cdn.route("GET", r"/cdn/(?P<name>.+)", self._serve_cdn)
 
@@ -117,63 +113,8 @@ class Simulator:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def serve(self, ready: Callable[[], None] | None = None) -> None:
-        """Run until :meth:`stop` (or cancellation), in the current event loop."""
-        self._stopping = asyncio.Event()
-        await self.origin.start()
-        await self.cdn.start()
-        if ready is not None:
-            ready()
-        try:
-            await self._stopping.wait()
-        finally:
-            await self.origin.stop()
-            await self.cdn.stop()
-
-    def start(self) -> Simulator:
-        """Serve from a background thread (for tests in the same process)."""
-        self._thread = threading.Thread(target=self._run, name="pullman-simulator", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("simulator did not start")
-        if self._error is not None:
-            raise RuntimeError("simulator failed to start") from self._error
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None and self._stopping is not None:
-            self._loop.call_soon_threadsafe(self._stopping.set)
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        try:
-            loop.run_until_complete(self.serve(ready=self._ready.set))
-        except BaseException as exc:  # report startup failures to the starting thread
-            self._error = exc
-            self._ready.set()
-        finally:
-            pending = asyncio.all_tasks(loop)
-            for task in pending:
-                task.cancel()
-            if pending:
-                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            loop.close()
-
-    def __enter__(self) -> Simulator:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def origins(self) -> list[Origin]:
+        return [self.origin, self.cdn]
 
 
 def _first(values: list[str] | None) -> str | None:
