@@ -21,12 +21,13 @@ from pullman.errors import UsageError, collapse_groups
 from pullman.layouts import hf_cache
 from pullman.layouts import ollama as ollama_store
 from pullman.layouts.common import apply_finals, check_plan, check_writable
+from pullman.limiter import Limiter
 from pullman.plan import FileSpec, Plan
 from pullman.refs import HfRef, OllamaRef, UrlRef, parse_ref
 from pullman.sources import huggingface as hf_source
 from pullman.sources import ollama as ollama_source
 from pullman.sources.url import plan_url
-from pullman.transfer.engine import Limiter, Outcome, Transfer, TransferStats
+from pullman.transfer.engine import Outcome, Transfer, TransferStats
 from pullman.transfer.slots import Slots
 from pullman.transfer.staging import disk_errors
 

@@ -47,9 +47,14 @@ _SLACK = 0.01
 
 
 class Limiter(Protocol):
-    """What the transfer engine needs (structurally the engine's own ``Limiter``)."""
+    """What the transfer engine needs of a bandwidth limiter shared by connections."""
 
     async def acquire(self, nbytes: int) -> None: ...
+
+    @property
+    def limited(self) -> bool:
+        """Whether a cap is in force now: then a slow connection is the cap, not the CDN."""
+        ...
 
 
 class BucketStats(NamedTuple):
@@ -96,6 +101,10 @@ class TokenBucket:
     @property
     def rate(self) -> float | None:
         return self._rate
+
+    @property
+    def limited(self) -> bool:
+        return self._rate is not None
 
     @property
     def burst(self) -> float:
@@ -170,6 +179,10 @@ class Limiters:
     async def acquire(self, nbytes: int) -> None:
         for limiter in self.limiters:
             await limiter.acquire(nbytes)
+
+    @property
+    def limited(self) -> bool:
+        return any(limiter.limited for limiter in self.limiters)
 
 
 _RATE = re.compile(

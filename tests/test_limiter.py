@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pullman.errors import UsageError
-from pullman.limiter import Limiters, TokenBucket, format_rate, parse_rate
-from pullman.transfer.engine import Limiter
+from pullman.limiter import Limiter, Limiters, TokenBucket, format_rate, parse_rate
 
 MB = 1_000_000
 KiB = 1024
@@ -90,6 +89,8 @@ def test_is_an_engine_limiter() -> None:
     limiter: Limiter = bucket(MB, t)
     both: Limiter = Limiters(limiter, None)
     assert isinstance(both, Limiters)
+    assert limiter.limited and both.limited
+    assert not bucket(None, t).limited and not Limiters(bucket(None, t), None).limited
 
 
 def test_burst_passes_without_waiting_then_the_rate_holds() -> None:

@@ -198,3 +198,16 @@ def test_a_stalled_connection_teaches_the_learner_nothing() -> None:
 def test_config_refuses_nonsense(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         RecycleConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_under_a_bandwidth_cap_speed_is_not_judged_but_stalls_are() -> None:
+    cfg = RecycleConfig(
+        rate_window=0.5, warmup=0.5, burst_floor=0.3, slow_grace=0.5, stall_timeout=3
+    )
+    fleet = Fleet(cfg)
+    w = fleet.open("capped", 0.0)
+    t = feed_steady(w, 0.0, 1.0, 50 * MiB)
+    t = feed_steady(w, t, t + 2.0, 1 * MiB)  # throttled by our own cap, not the CDN
+    assert fleet.tick(t, judge_speed=False) == []
+    t += 3.5  # then nothing at all: that is still a stall
+    assert fleet.tick(t, judge_speed=False) == [("capped", Reason.STALL)]

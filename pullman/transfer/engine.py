@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, TypeVar
 
 import anyio
 
@@ -45,6 +45,7 @@ from pullman.errors import (
     collapse_groups,
 )
 from pullman.headers import parse_content_length, strong_etag
+from pullman.limiter import Limiter
 from pullman.plan import FileSpec
 from pullman.retry import RetryPolicy, retrying
 from pullman.transfer.journal import Journal
@@ -61,12 +62,6 @@ T = TypeVar("T")
 MiB = 1 << 20
 HASH_BLOCK = 8 * MiB
 HASH_SLICE = 64 * MiB  # at most this much hashed per thread call, so cancellation stays prompt
-
-
-class Limiter(Protocol):
-    """A bandwidth limiter shared by connections (the scheduler provides one)."""
-
-    async def acquire(self, nbytes: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -707,7 +702,9 @@ class Transfer:
     async def _watchdog(self) -> None:
         while True:
             await anyio.sleep(self.config.tick)
-            for wid, reason in self._fleet.tick(self._clock()):
+            # Under a bandwidth cap connections are slow on purpose: judge stalls, not speed.
+            judge_speed = self._limiter is None or not self._limiter.limited
+            for wid, reason in self._fleet.tick(self._clock(), judge_speed=judge_speed):
                 worker = self._workers.get(int(str(wid)))
                 if worker is None:
                     continue

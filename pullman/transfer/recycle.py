@@ -170,7 +170,9 @@ class Watch:
     def age(self, now: float) -> float:
         return now - self.opened
 
-    def verdict(self, now: float, siblings: Iterable[float], box: int) -> Verdict:
+    def verdict(
+        self, now: float, siblings: Iterable[float], box: int, *, judge_speed: bool = True
+    ) -> Verdict:
         cfg = self._config
         age = now - self.opened
         if age >= cfg.stall_timeout:
@@ -181,7 +183,7 @@ class Watch:
             return Verdict(True, Reason.TIME_BOX)
         if cfg.learn and self.base + self.bytes >= box:
             return Verdict(True, Reason.BYTE_BOX)
-        if self._is_slow(now, age, list(siblings)):
+        if judge_speed and self._is_slow(now, age, list(siblings)):
             if self._slow_since is None:
                 self._slow_since = now
                 self._bytes_at_slow = self._last_fast_point(now)
@@ -254,15 +256,18 @@ class Fleet:
     def close(self, key: Hashable) -> None:
         self._watches.pop(key, None)
 
-    def tick(self, now: float) -> list[tuple[Hashable, Reason]]:
-        """Judge every connection; return those to recycle now, with why."""
+    def tick(self, now: float, *, judge_speed: bool = True) -> list[tuple[Hashable, Reason]]:
+        """Judge every connection; return those to recycle now, with why.
+
+        ``judge_speed=False`` (a bandwidth cap is in force) judges stalls and time boxes only.
+        """
         rates = {
             key: w.rate(now) for key, w in self._watches.items() if w.age(now) >= self.config.warmup
         }
         doomed: list[tuple[Hashable, Reason]] = []
         for key, watch in list(self._watches.items()):
             siblings = [r for k, r in rates.items() if k != key]
-            verdict = watch.verdict(now, siblings, self.learner.box)
+            verdict = watch.verdict(now, siblings, self.learner.box, judge_speed=judge_speed)
             if verdict.recycle and verdict.reason is not None:
                 self._note(watch, verdict.reason)
                 doomed.append((key, verdict.reason))
