@@ -157,6 +157,8 @@ class _Worker:
     scope: anyio.CancelScope | None = None
     holding: bool = False
     """Whether this worker holds a connection slot (from opening its connection to closing it)."""
+    clean: bool = True
+    """Whether its last request ran at full speed to the end (no slow spell began)."""
 
 
 class _Buffer:
@@ -527,7 +529,7 @@ class Transfer:
         box = self._fleet.learner.box
         if cfg.recycle.learn and box - worker.conn_bytes < cfg.min_piece and worker.conn_bytes:
             # The connection spent its byte box on whole requests: recycle between requests.
-            self._fleet.learner.box_reached()
+            self._fleet.boundary(reached_box=True, last_clean=worker.clean)
             worker.pending = Reason.BYTE_BOX
             worker.conn_bytes = 0
         room = box - worker.conn_bytes if cfg.recycle.learn else cfg.piece_size
@@ -630,6 +632,7 @@ class Transfer:
             except TransientError as exc:
                 error = exc
             finally:
+                worker.clean = not watch.slowing
                 self._fleet.close(wid)
                 worker.scope = None
                 with anyio.CancelScope(shield=True):

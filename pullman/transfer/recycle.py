@@ -41,17 +41,17 @@ class RecycleConfig:
     """The byte box to start from, and the largest it can grow to."""
     min_request_bytes: int = 1 * MiB
     """The learned byte box never shrinks below this."""
-    rate_window: float = 0.5
+    rate_window: float = 0.3
     """Seconds over which a connection's current rate is measured."""
-    warmup: float = 0.5
+    warmup: float = 0.3
     """A connection younger than this is never judged slow (TCP slow start)."""
     burst_floor: float = 0.3
     """Slow if below this share of the connection's own peak rate..."""
     sibling_floor: float = 0.25
     """...or below this share of the median rate of its siblings..."""
-    slow_grace: float = 0.5
+    slow_grace: float = 0.3
     """...for this many seconds."""
-    pause: float = 0.1
+    pause: float = 0.05
     """Seconds to sleep between stopping a connection and opening the next one."""
     learn: bool = True
     """Learn the CDN's burst size and recycle connections just before it."""
@@ -85,10 +85,12 @@ CONTINUE = Verdict(False)
 class BurstLearner:
     """Learns how many bytes a connection gets before the CDN slows it down.
 
-    Each slow-down observed at ``b`` bytes sets the box to a safety share of the median of recent
-    observations, once at least ``quorum`` agree that there is a pattern (one odd connection
-    does not set the box). After ``probe_after`` connections in a row reached the box without
-    slowing down, the box grows by ``growth``, so a CDN that relaxes is noticed.
+    Each slow-down observed at ``b`` bytes sets the box to a safety share of their median, once
+    the last ``quorum`` observations agree within ``spread`` of it: a throttle slows every
+    connection at the same byte count, while congestion (a busy link, a busy CPU) slows them at
+    random points, which must not shrink the box. After ``probe_after`` connections in a row
+    reached the box without slowing down, the box grows by ``growth``, so a CDN that relaxes is
+    noticed.
     """
 
     def __init__(
@@ -99,7 +101,8 @@ class BurstLearner:
         probe_after: int = 8,
         growth: float = 1.25,
         memory: int = 5,
-        quorum: int = 2,
+        quorum: int = 3,
+        spread: float = 0.2,
     ) -> None:
         self._config = config
         self._safety = safety
@@ -107,6 +110,7 @@ class BurstLearner:
         self._growth = growth
         self._observed: deque[int] = deque(maxlen=memory)
         self._quorum = quorum
+        self._spread = spread
         self._clean_streak = 0
         self.box = config.request_bytes
 
@@ -115,8 +119,12 @@ class BurstLearner:
             return
         self._observed.append(nbytes)
         self._clean_streak = 0
-        if len(self._observed) >= self._quorum:
-            self.box = self._clamp(int(self._safety * stats.median(self._observed)))
+        recent = list(self._observed)[-self._quorum :]
+        if len(recent) < self._quorum:
+            return
+        middle = stats.median(recent)
+        if middle > 0 and all(abs(b - middle) <= self._spread * middle for b in recent):
+            self.box = self._clamp(int(self._safety * middle))
 
     def box_reached(self) -> None:
         if not self._config.learn:
@@ -194,6 +202,11 @@ class Watch:
         return CONTINUE
 
     @property
+    def slowing(self) -> bool:
+        """Whether a slow spell has begun (the grace period may not be over)."""
+        return self._slow_since is not None
+
+    @property
     def crawling(self) -> bool:
         """Whether the connection still moved at least ``min_rate`` in its last window."""
         return self._last_rate >= max(1.0, self._config.min_rate)
@@ -254,7 +267,16 @@ class Fleet:
         return watch
 
     def close(self, key: Hashable) -> None:
-        self._watches.pop(key, None)
+        """A request ended on its own. If it ended mid slow-down, learn from that too."""
+        watch = self._watches.pop(key, None)
+        if watch is not None and watch.slowing and watch.crawling:
+            self.learner.slowed_at(watch.bytes_when_slowed)
+
+    def boundary(self, reached_box: bool, last_clean: bool) -> None:
+        """A connection spent its byte box on whole requests (the engine recycles it between
+        requests): a clean run lets the learner probe a larger box."""
+        if reached_box and last_clean:
+            self.learner.box_reached()
 
     def tick(self, now: float, *, judge_speed: bool = True) -> list[tuple[Hashable, Reason]]:
         """Judge every connection; return those to recycle now, with why.
@@ -289,4 +311,8 @@ class Fleet:
             # A connection that went (nearly) silent is a stall, which says nothing about it.
             self.learner.slowed_at(watch.bytes_when_slowed)
         elif reason is Reason.BYTE_BOX:
-            self.learner.box_reached()
+            if watch.slowing:  # it had already begun to crawl: the box is too large
+                if watch.crawling:
+                    self.learner.slowed_at(watch.bytes_when_slowed)
+            else:
+                self.learner.box_reached()
