@@ -332,7 +332,7 @@ class Scheduler:
         )
         session = Session(
             settings,
-            slots_for=lambda spec: self.budget.slots_for(spec.url),
+            slots_for=lambda spec: self.budget.slots_for(spec.url, options.connections or 1),
             limiter=Limiters(job_bucket, self.global_bucket),
         )
         run = _Running(job, anyio.CancelScope(), session)

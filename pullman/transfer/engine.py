@@ -623,7 +623,11 @@ class Transfer:
                         if self._limiter is not None:
                             await self._limiter.acquire(len(chunk))
                         if claim.pos + buffer.size >= self._smap.end_of(wid):
-                            break
+                            # All we want. Read on to the body's end when it ends here (the
+                            # connection can then be reused); stop now if a steal moved our end
+                            # or the server sends more than was asked.
+                            if self._smap.end_of(wid) < end or room < len(chunk):
+                                break
                     else:
                         finished = True
             except LinkExpired as exc:

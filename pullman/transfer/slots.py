@@ -73,11 +73,16 @@ class Budget:
         self.per_host = per_host
         self._hosts: dict[tuple[str, str, int], anyio.CapacityLimiter] = {}
 
-    def slots_for(self, url: str) -> SlotSet:
+    def slots_for(self, url: str, at_least: int = 1) -> SlotSet:
+        """The slots for connections to ``url``'s host. ``at_least``: a job asked for that many
+        connections (``--connections``), so neither budget may be smaller for it."""
         key = origin(url)
         host = self._hosts.get(key)
         if host is None:
             host = self._hosts[key] = anyio.CapacityLimiter(self.per_host)
+        for limiter in (host, self.total):
+            if limiter.total_tokens < at_least:
+                limiter.total_tokens = at_least
         return SlotSet(host, self.total)
 
     def in_use(self) -> int:
