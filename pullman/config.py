@@ -40,7 +40,7 @@ from pullman.errors import UsageError
 from pullman.transfer.engine import TransferConfig
 from pullman.transfer.recycle import RecycleConfig
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*", re.I)
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?i?b?)?\s*", re.I | re.ASCII)
 _UNITS = {
     "": 1,
     "b": 1,
@@ -132,6 +132,13 @@ class Paths:
     @property
     def daemon_lock(self) -> Path:
         return self.data / "daemon.lock"
+
+    def ensure(self) -> Path:
+        """The state directory, created private to the user (0700) if it is not there yet."""
+        if not self.data.exists():
+            self.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data.chmod(0o700)  # mkdir's mode is filtered by the umask
+        return self.data
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Paths:

@@ -88,6 +88,7 @@ def poke(paths: Paths) -> None:
 async def run_daemon(load: Callable[[], Settings]) -> None:
     settings = load()
     paths = settings.paths
+    await anyio.to_thread.run_sync(paths.ensure)
     lock = DaemonLock(paths.daemon_lock)
     if not await anyio.to_thread.run_sync(lock.acquire):
         raise UsageError(

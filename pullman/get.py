@@ -17,7 +17,7 @@ import anyio
 
 from pullman.config import Settings
 from pullman.digests import Digest
-from pullman.errors import UsageError, collapse_groups
+from pullman.errors import DiskFull, UsageError, collapse_groups
 from pullman.layouts import hf_cache
 from pullman.layouts import ollama as ollama_store
 from pullman.layouts.common import apply_finals, check_plan, check_writable
@@ -29,7 +29,7 @@ from pullman.sources import ollama as ollama_source
 from pullman.sources.url import plan_url
 from pullman.transfer.engine import Outcome, Transfer, TransferStats
 from pullman.transfer.slots import Slots
-from pullman.transfer.staging import disk_errors
+from pullman.transfer.staging import Staging, disk_errors, free_space, human
 
 log = logging.getLogger("pullman.get")
 
@@ -123,7 +123,8 @@ class Session:
         return await self._plan_ollama(ref, options)
 
     async def _plan_hf(self, ref: HfRef, options: GetOptions) -> Plan:
-        snapshot = await hf_source.resolve(ref, self.settings.transfer.retry_policy)
+        cfg = self.settings.transfer
+        snapshot = await hf_source.resolve(ref, cfg.retry_policy, cfg.metadata_deadline)
         files, note = hf_source.select(snapshot, options.include, options.exclude)
         if note:
             log.warning("%s: %s", ref, note)
@@ -140,7 +141,8 @@ class Session:
     async def _plan_ollama(self, ref: OllamaRef, options: GetOptions) -> Plan:
         root = ollama_store.models_dir(options.ollama_dir)
         await anyio.to_thread.run_sync(ollama_store.check_writable, root)
-        resolved = await ollama_source.resolve(ref, self.settings.transfer.retry_policy)
+        cfg = self.settings.transfer
+        resolved = await ollama_source.resolve(ref, cfg.retry_policy, cfg.metadata_deadline)
         return ollama_source.plan(resolved, root)
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
@@ -153,12 +155,32 @@ class Session:
                 todo.append(spec)
             else:
                 report.files.append(present)
+        await anyio.to_thread.run_sync(self._check_space, plan, todo)
         with collapse_groups():
             async with anyio.create_task_group() as tg:
                 for spec in todo:
                     tg.start_soon(self._fetch_one, plan, spec, report)
         await anyio.to_thread.run_sync(apply_finals, plan)
         return report
+
+    def _check_space(self, plan: Plan, todo: Sequence[FileSpec]) -> None:
+        """Room for every file of the plan at once (each file checks itself again as it starts)."""
+        needed = 0
+        for spec in todo:
+            journal = Staging(plan.staging, spec.key).load_journal()
+            done = sum(e - s for s, e in journal.done) if journal is not None else 0
+            needed += max(0, (spec.size or 0) - done)
+        margin = self.settings.transfer.space_margin
+        free = free_space(plan.staging)
+        if needed and free < needed + margin:
+            raise DiskFull(
+                f"not enough free space for {plan.title or plan.ref}",
+                needed=needed + margin,
+                free=free,
+                why=f"{human(needed + margin)} is needed (with a safety margin), "
+                f"{human(free)} is free in {plan.staging}",
+                hint="free some space, or download somewhere else",
+            )
 
     async def _fetch_one(self, plan: Plan, spec: FileSpec, report: PlanReport) -> None:
         transfer = Transfer(

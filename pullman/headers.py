@@ -14,7 +14,9 @@ from typing import NamedTuple
 MAX_SIZE = 1 << 50  # 1 PiB: no model file is larger
 MAX_RETRY_AFTER = 24 * 3600.0
 
-_CONTENT_RANGE = re.compile(r"bytes[ \t]+(?:(\d{1,16})-(\d{1,16})|\*)/(\d{1,16}|\*)", re.I)
+_CONTENT_RANGE = re.compile(
+    r"bytes[ \t]+(?:([0-9]{1,16})-([0-9]{1,16})|\*)/([0-9]{1,16}|\*)", re.I | re.ASCII
+)
 
 
 class ContentRange(NamedTuple):

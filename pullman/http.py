@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import anyio
 import httpcore2
 import httpx2
 
@@ -269,6 +270,14 @@ class Document:
     url: str
 
 
+def deadline_error(url: str, seconds: float) -> NetworkError:
+    return NetworkError(
+        f"{redact(url)} did not answer completely within {seconds:g} s",
+        why="the server stalls or drips its answer",
+        hint="try again later; if it persists the server is broken",
+    )
+
+
 async def fetch(
     url: str,
     headers: Headers | None = None,
@@ -276,8 +285,23 @@ async def fetch(
     limit: int = 8 << 20,
     insecure: bool = False,
     method: str = "GET",
+    deadline: float = 60.0,
 ) -> Document:
-    """Fetch a small document (a manifest, a JSON listing) without following redirects."""
+    """Fetch a small document (a manifest, a JSON listing) without following redirects.
+
+    The whole answer must arrive within ``deadline`` seconds: a server that never answers, or
+    drips its answer a byte at a time, is cut off (a socket timeout alone would not be).
+    """
+    try:
+        with anyio.fail_after(deadline):
+            return await _fetch(url, headers, limit=limit, insecure=insecure, method=method)
+    except TimeoutError:
+        raise deadline_error(url, deadline) from None
+
+
+async def _fetch(
+    url: str, headers: Headers | None, *, limit: int, insecure: bool, method: str
+) -> Document:
     async with httpx2.AsyncClient(
         verify=_ssl_context(url, insecure), timeout=_timeouts(60.0), trust_env=False
     ) as client:
@@ -418,3 +442,53 @@ def ollama_transport_errors() -> tuple[type[BaseException], ...]:
     import httpx
 
     return (httpx.TransportError,)
+
+
+# ---------------------------------------------------------------------------- huggingface_hub
+#
+# huggingface_hub makes its own requests (with httpx2) and sends some with no timeout at all.
+# Its client factory is set here to one whose transport enforces our timeouts on every request.
+
+
+class _FixedTimeouts(httpx2.BaseTransport):
+    def __init__(self, inner: httpx2.BaseTransport, timeout: httpx2.Timeout) -> None:
+        self._inner = inner
+        self._timeout = timeout
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        request.extensions["timeout"] = self._timeout.as_dict()
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+_HUB_READ_TIMEOUT: float | None = None
+
+
+def configure_hub_client(read_timeout: float) -> None:
+    """Every request huggingface_hub makes gets ``read_timeout`` (idempotent)."""
+    global _HUB_READ_TIMEOUT
+    if read_timeout == _HUB_READ_TIMEOUT:
+        return
+    from huggingface_hub import set_client_factory
+    from huggingface_hub.utils._http import default_client_factory
+
+    timeout = httpx2.Timeout(connect=20.0, read=read_timeout, write=20.0, pool=20.0)
+
+    def factory() -> httpx2.Client:
+        base = default_client_factory()
+        hooks = base.event_hooks
+        base.close()
+        transport = _FixedTimeouts(httpx2.HTTPTransport(), timeout)
+        return httpx2.Client(event_hooks=hooks, follow_redirects=True, transport=transport)
+
+    set_client_factory(factory)
+    _HUB_READ_TIMEOUT = read_timeout
+
+
+def close_hub_session() -> None:
+    """Close huggingface_hub's connections (unblocks a metadata call we gave up on)."""
+    from huggingface_hub import close_session
+
+    close_session()

@@ -96,6 +96,8 @@ def parse_manifest(raw: bytes) -> Manifest:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad(f"it is not JSON ({exc})") from None
+    except RecursionError:
+        raise _bad("it nests JSON deeper than any manifest does") from None
     if not isinstance(doc, dict):
         raise _bad("it is not a JSON object")
     if doc.get("schemaVersion") != 2:

@@ -97,8 +97,8 @@ class HfRef:
 Ref = UrlRef | OllamaRef | HfRef
 
 HF_HOSTS = ("hf.co", "huggingface.co")
-_HF_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
-_HF_REVISION = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,199}")
+_HF_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}", re.ASCII)
+_HF_REVISION = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,199}", re.ASCII)
 _QUANT = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 
 
@@ -153,7 +153,8 @@ def _parse_hf_url(text: str, rest: str) -> HfRef:
             revision = "/".join([revision, tail[0], tail[1]])
             tail = tail[2:]
     repo_id = f"{_hf_repo_part(text, org)}/{_hf_repo_part(text, name)}"
-    if not _HF_REVISION.fullmatch(revision) or ".." in revision:
+    segments = revision.split("/")
+    if not _HF_REVISION.fullmatch(revision) or any(s in ("", ".", "..") for s in segments):
         raise RefError(f"{text!r}: {revision!r} is not a valid revision")
     pattern = "/".join(tail) or None
     if pattern is not None and (".." in pattern.split("/") or "" in pattern.split("/")):

@@ -40,8 +40,10 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     ctx.obj["verbose"] = verbose
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="pullman: %(message)s", stream=sys.stderr)
-    logging.getLogger("httpx2").setLevel(logging.DEBUG if debug else logging.WARNING)
-    logging.getLogger("httpx").setLevel(logging.DEBUG if debug else logging.WARNING)
+    # The HTTP libraries log full URLs, and presigned CDN URLs carry credentials in their query
+    # strings: they stay quiet whatever the verbosity (pullman logs redacted URLs itself).
+    for name in ("httpx2", "httpcore2", "httpx", "httpcore", "huggingface_hub", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 OLLAMA_DIR = click.option(

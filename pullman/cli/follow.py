@@ -20,6 +20,7 @@ FOLLOW_EVERY = 0.5
 
 
 def open_index(paths: Paths) -> Index:
+    paths.ensure()
     index = Index.open(paths.index)
     if index.recovered_from is not None:
         click.echo(

@@ -200,12 +200,15 @@ def _absolute(path: str | None) -> str | None:
 
 def take_job(index: Index, ref: str, job: JobOptions, priority: int) -> int:
     """A rerun of the same command takes its earlier, unfinished job over; else a new job."""
-    for old in index.jobs(["queued", "waiting", "paused", "failed"]):
+    for old in index.jobs(["queued", "waiting", "paused", "failed", "running"]):
         theirs = JobOptions.from_json(old.options)
         if old.ref == ref and theirs.same_request(job):
             owner = theirs.foreground
             if owner is not None and owner != os.getpid() and process_alive(owner):
                 continue  # another terminal runs it right now
+            if old.state == "running" and (theirs.foreground is None or old.pid is None
+                                           or process_alive(old.pid)):  # fmt: skip
+                continue  # the daemon runs it
             index.set_options(old.id, job.to_json())
             if old.state != "queued":
                 index.set_state(old.id, "queued")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pullman.errors import NotWritable, RemoteError
 from pullman.plan import Plan, Symlink, WriteFile
-from pullman.transfer.staging import disk_errors, fsync_dir
+from pullman.transfer.staging import NOFOLLOW, disk_errors, fsync_dir
 
 
 def inside(root: Path, path: Path) -> bool:
@@ -30,14 +30,26 @@ def check_plan(plan: Plan) -> None:
                 why="a name or digest from the server would escape the store",
                 hint="the server is broken or hostile; nothing was written",
             )
+    for path in [*(f.dest for f in plan.files), *(x.path for x in plan.finals)]:
+        if inside(plan.staging, path):
+            raise RemoteError(
+                f"refusing to write {path}: it is inside pullman's staging area",
+                why="a file name from the server collides with pullman's own partial files",
+                hint="the server is broken or hostile; nothing was written",
+            )
+
+
+def _temp_name(path: Path) -> Path:
+    """A temp name beside ``path`` that no other writer (or planted link) can share."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.pullman-tmp")
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync dir."""
     with disk_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.pullman-tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        tmp = _temp_name(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, mode)
         try:
             os.write(fd, data)
             os.fsync(fd)
@@ -51,8 +63,7 @@ def symlink_atomic(path: Path, target: str) -> None:
     """Create or replace a symlink in one step (a temp link renamed over the old one)."""
     with disk_errors(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.pullman-tmp")
-        tmp.unlink(missing_ok=True)
+        tmp = _temp_name(path)
         tmp.symlink_to(target)
         tmp.replace(path)
         fsync_dir(path.parent)

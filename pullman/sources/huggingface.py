@@ -13,6 +13,7 @@ import fnmatch
 import itertools
 import os
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +26,14 @@ from pullman import http
 from pullman.digests import Digest
 from pullman.errors import (
     AccessDenied,
+    NetworkError,
     NotFound,
     PullmanError,
     RateLimited,
     RemoteError,
     ServerError,
     UsageError,
+    collapse_groups,
 )
 from pullman.headers import parse_retry_after
 from pullman.layouts import hf_cache
@@ -83,11 +86,58 @@ def endpoint(env: Mapping[str, str] | None = None) -> str:
 # ------------------------------------------------------------------------------- metadata
 
 
-async def resolve(ref: HfRef, policy: RetryPolicy) -> Snapshot:
-    """The commit of ``ref``'s revision and every file in it (sizes, digests)."""
+async def resolve(ref: HfRef, policy: RetryPolicy, deadline: float = 60.0) -> Snapshot:
+    """The commit of ``ref``'s revision and every file in it (sizes, digests).
+
+    huggingface_hub works synchronously, in a worker thread; a watchdog gives up when no answer
+    (no listing entry) has come for ``deadline`` seconds, so a silent or endless Hub cannot hold
+    pullman, and Ctrl-C does not wait for it.
+    """
     base = endpoint()
+    http.configure_hub_client(read_timeout=deadline)
     token = await anyio.to_thread.run_sync(_token)
-    return await retrying(lambda: anyio.to_thread.run_sync(_list_files, ref, base, token), policy)
+    return await retrying(lambda: _watched(ref, base, token, deadline), policy)
+
+
+class _Progress:
+    """When huggingface_hub last gave us something (written by its thread, read by ours)."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def mark(self) -> None:
+        self.last = time.monotonic()
+
+
+async def _watched(ref: HfRef, base: str, token: str | None, deadline: float) -> Snapshot:
+    progress = _Progress()
+    result: list[Snapshot] = []
+
+    async def work() -> None:
+        result.append(
+            await anyio.to_thread.run_sync(
+                _list_files, ref, base, token, progress, abandon_on_cancel=True
+            )
+        )
+
+    with collapse_groups():
+        async with anyio.create_task_group() as tg:
+
+            async def watchdog() -> None:
+                while True:
+                    await anyio.sleep(min(1.0, deadline / 4))
+                    if time.monotonic() - progress.last > deadline:
+                        http.close_hub_session()  # unblocks the abandoned thread
+                        raise NetworkError(
+                            f"the Hub at {base} stopped answering for {deadline:g} s",
+                            why="no metadata (or no new file in a listing) arrived",
+                            hint="try again later",
+                        )
+
+            tg.start_soon(watchdog)
+            await work()
+            tg.cancel_scope.cancel()
+    return result[0]
 
 
 def _token() -> str | None:
@@ -96,7 +146,7 @@ def _token() -> str | None:
     return get_token()
 
 
-def _list_files(ref: HfRef, base: str, token: str | None) -> Snapshot:
+def _list_files(ref: HfRef, base: str, token: str | None, progress: _Progress) -> Snapshot:
     from huggingface_hub import HfApi
     from huggingface_hub.hf_api import RepoFile
 
@@ -105,6 +155,7 @@ def _list_files(ref: HfRef, base: str, token: str | None) -> Snapshot:
         info = api.repo_info(ref.repo_id, revision=ref.revision, repo_type=ref.repo_type)
     except Exception as exc:
         raise _translate(exc, ref, base, token) from exc
+    progress.mark()
     if getattr(info, "gated", False) and not token:
         raise hf_gated_error(ref, base)
     commit = hf_cache.check_commit(str(info.sha))
@@ -112,7 +163,10 @@ def _list_files(ref: HfRef, base: str, token: str | None) -> Snapshot:
         tree = api.list_repo_tree(
             ref.repo_id, revision=commit, repo_type=ref.repo_type, recursive=True
         )
-        entries = list(itertools.islice(tree, MAX_FILES + 1))
+        entries = []
+        for entry in itertools.islice(tree, MAX_FILES + 1):
+            progress.mark()
+            entries.append(entry)
     except Exception as exc:
         raise _translate(exc, ref, base, token) from exc
     if len(entries) > MAX_FILES:

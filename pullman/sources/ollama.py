@@ -43,7 +43,7 @@ def blob_url(ref: OllamaRef, digest_hex: str) -> str:
     return f"{ref.registry}/v2/{ref.namespace}/{ref.model}/blobs/sha256:{digest_hex}"
 
 
-async def resolve(ref: OllamaRef, policy: RetryPolicy) -> Resolved:
+async def resolve(ref: OllamaRef, policy: RetryPolicy, deadline: float = 60.0) -> Resolved:
     """Fetch and validate the manifest, getting a registry token first if one is demanded."""
     insecure = ref.scheme == "http"
     auth: dict[str, str] = {}
@@ -51,13 +51,13 @@ async def resolve(ref: OllamaRef, policy: RetryPolicy) -> Resolved:
 
     async def get(tag: str | None = None) -> http.Document:
         return await retrying(
-            lambda: _fetch_checked(manifest_url(ref, tag), {**headers, **auth}, insecure),
+            lambda: _fetch_checked(manifest_url(ref, tag), {**headers, **auth}, insecure, deadline),
             policy,
         )
 
     doc = await get()
     if doc.status == 401:
-        token = await retrying(lambda: _token(ref, doc, insecure), policy)
+        token = await retrying(lambda: _token(ref, doc, insecure, deadline), policy)
         auth = {"Authorization": f"Bearer {token}"}
         doc = await get()
     if doc.status == 200:
@@ -69,14 +69,16 @@ async def resolve(ref: OllamaRef, policy: RetryPolicy) -> Resolved:
     raise http.error_for_status(doc.status, doc.url, doc.headers)
 
 
-async def _fetch_checked(url: str, headers: dict[str, str], insecure: bool) -> http.Document:
-    doc = await http.fetch(url, headers, limit=MAX_MANIFEST, insecure=insecure)
+async def _fetch_checked(
+    url: str, headers: dict[str, str], insecure: bool, deadline: float
+) -> http.Document:
+    doc = await http.fetch(url, headers, limit=MAX_MANIFEST, insecure=insecure, deadline=deadline)
     if doc.status == 429 or doc.status >= 500:
         raise http.error_for_status(doc.status, url, doc.headers)
     return doc
 
 
-async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool) -> str:
+async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool, deadline: float) -> str:
     params = parse_bearer_challenge(challenged.headers.get("www-authenticate"))
     if params is None:
         raise _private(ref)
@@ -92,7 +94,7 @@ async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool) -> s
     query = {"service": params.get("service", ref.host)}
     query["scope"] = params.get("scope", f"repository:{ref.namespace}/{ref.model}:pull")
     url = realm + ("&" if parts.query else "?") + urlencode(query)
-    doc = await http.fetch(url, limit=MAX_TOKEN_DOC, insecure=insecure)
+    doc = await http.fetch(url, limit=MAX_TOKEN_DOC, insecure=insecure, deadline=deadline)
     if doc.status in (401, 403):
         raise _private(ref)
     if doc.status == 429 or doc.status >= 500:
@@ -102,7 +104,7 @@ async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool) -> s
     try:
         body = json.loads(doc.body)
         token = body.get("token") or body.get("access_token")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         token = None
     if not isinstance(token, str) or not token or any(c in token for c in "\r\n"):
         raise RemoteError(f"the registry {ref.host} sent no usable token")
@@ -123,7 +125,7 @@ def _error_codes(body: bytes) -> set[str]:
     try:
         doc = json.loads(body)
         return {str(e.get("code")) for e in doc.get("errors", []) if isinstance(e, dict)}
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError, RecursionError):
         return set()
 
 

@@ -62,6 +62,8 @@ T = TypeVar("T")
 MiB = 1 << 20
 HASH_BLOCK = 8 * MiB
 HASH_SLICE = 64 * MiB  # at most this much hashed per thread call, so cancellation stays prompt
+MEANINGFUL = 64 * 1024
+"""Bytes a failed or recycled request must bring to count as progress."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,11 @@ class TransferConfig:
     @property
     def flush_bytes(self) -> int:
         return self.journal_bytes or 2 * MiB * self.connections
+
+    @property
+    def metadata_deadline(self) -> float:
+        """Seconds a small answer (a probe, a manifest, a listing page) may take in all."""
+        return 2 * self.recycle.stall_timeout
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -212,7 +219,7 @@ class Transfer:
         # Connections open at once, shared with other files of the same run when given.
         self._slots: Slots = slots or anyio.CapacityLimiter(self.config.connections)
         self._staging = Staging(staging_dir, spec.key)
-        self._resolver = Resolver(spec)
+        self._resolver = Resolver(spec, deadline=self.config.metadata_deadline)
         self._fleet = Fleet(self.config.recycle)
         self._meter = RateMeter()
         self._smap = SegmentMap(spec.size or 0, min_piece=self.config.min_piece)
@@ -235,7 +242,7 @@ class Transfer:
         self._target: Target | None = None
         self._digest_hex: str | None = None
         self._sha256_hex: str | None = None
-        self._hash_buffer = bytearray(HASH_BLOCK)
+        self._hash_buffer = bytearray()
 
     # ------------------------------------------------------------------ observability
 
@@ -583,13 +590,18 @@ class Transfer:
         got, error, finished, cancelled = await self._stream(wid, worker, target, headers, claim)
         if not finished:
             await self._drop_connection(worker)  # a half-read body cannot be reused
-        if cancelled and got == 0:
+        # A request that ends badly counts as progress (and renews the retry budget) only if it
+        # brought something worth having: a server that drips a few bytes per request and then
+        # stalls would otherwise be retried for ever.
+        worthwhile = got >= min(MEANINGFUL, end - start)
+        if cancelled and not worthwhile:
             cfg = self.config.recycle
             raise NetworkError(
-                f"{self.spec.name}: no data for {cfg.stall_timeout:g} s",
-                why="the connection stalled before its first byte",
+                f"{self.spec.name}: {'no' if got == 0 else 'hardly any'} data "
+                f"for {cfg.stall_timeout:g} s",
+                why="the connection stalled or dripped",
             )
-        if error is not None and got == 0:
+        if error is not None and not worthwhile:
             raise error
         if error is None and got == 0 and claim.remaining > 0 and not cancelled:
             raise NetworkError(f"{http.redact(target.url)} sent no data")
@@ -622,12 +634,12 @@ class Transfer:
                             await self._write(wid, buffer)
                         if self._limiter is not None:
                             await self._limiter.acquire(len(chunk))
-                        if claim.pos + buffer.size >= self._smap.end_of(wid):
-                            # All we want. Read on to the body's end when it ends here (the
-                            # connection can then be reused); stop now if a steal moved our end
-                            # or the server sends more than was asked.
-                            if self._smap.end_of(wid) < end or room < len(chunk):
-                                break
+                        # All we want? Read on to the body's end when it ends here (the
+                        # connection can then be reused); stop now if a steal moved our end or
+                        # the server sends more than was asked.
+                        full = claim.pos + buffer.size >= self._smap.end_of(wid)
+                        if full and (self._smap.end_of(wid) < end or room < len(chunk)):
+                            break
                     else:
                         finished = True
             except LinkExpired as exc:
@@ -746,10 +758,12 @@ class Transfer:
         self._state = "verifying"
 
     def _hash_span(self, main: Hasher, extra: Hasher | None, start: int, end: int) -> None:
+        if not self._hash_buffer:  # one buffer per file, no larger than the file
+            self._hash_buffer = bytearray(max(1, min(HASH_BLOCK, self._smap.size)))
         view = memoryview(self._hash_buffer)
         pos = start
         while pos < end:
-            n = self._staging.read_into(pos, view[: min(HASH_BLOCK, end - pos)])
+            n = self._staging.read_into(pos, view[: min(len(view), end - pos)])
             if n <= 0:
                 raise IntegrityError(f"{self.spec.name}: partial file shrank while hashing")
             main.update(view[:n])

@@ -38,7 +38,10 @@ class Journal:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Journal:
         """Parse a journal; raises ``ValueError`` for anything damaged or foreign."""
-        doc = json.loads(raw)
+        try:
+            doc = json.loads(raw)
+        except RecursionError:
+            raise ValueError("journal nests too deep") from None
         if not isinstance(doc, dict) or doc.get("version") != VERSION:
             raise ValueError("not a pullman journal of this version")
         size = doc.get("size")

@@ -52,8 +52,11 @@ class Target:
 
 
 class Resolver:
-    def __init__(self, spec: FileSpec) -> None:
+    """``deadline``: seconds the whole probe (every redirect hop) may take."""
+
+    def __init__(self, spec: FileSpec, deadline: float = 60.0) -> None:
         self.spec = spec
+        self.deadline = deadline
         self.current: Target | None = None
         self.refreshes = 0
         self._lock = anyio.Lock()
@@ -73,6 +76,13 @@ class Resolver:
             return self.current
 
     async def _probe(self) -> Target:
+        try:
+            with anyio.fail_after(self.deadline):
+                return await self._probe_hops()
+        except TimeoutError:
+            raise http.deadline_error(self.spec.url, self.deadline) from None
+
+    async def _probe_hops(self) -> Target:
         url = self.spec.url
         conn = http.Connection(insecure=self.spec.insecure)
         try:

@@ -22,6 +22,9 @@ from pathlib import Path
 from pullman.errors import DiskFull, NotWritable, StorageError
 from pullman.transfer.journal import Journal
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+"""Files pullman creates in a store are never reached through a symlink planted there."""
+
 _MAGIC = b"PULLJRN1"
 _HEADER = struct.Struct(">8sQII")  # magic, sequence, payload length, crc32
 _SLOT = 64 << 10
@@ -148,7 +151,8 @@ class Staging:
             slot *= 2
         self._close_journal()
         tmp = self.journal_path.with_suffix(".journal.tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp.unlink(missing_ok=True)  # whatever is there (even a planted symlink) goes
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
         try:
             os.pwrite(fd, bytes(2 * slot), 0)  # real blocks, not a hole: saves never allocate
             os.fsync(fd)
@@ -164,8 +168,8 @@ class Staging:
         """Reopen an existing two-slot journal file for saving; False if there is none."""
         self._close_journal()
         try:
-            fd = os.open(self.journal_path, os.O_RDWR)
-        except FileNotFoundError:
+            fd = os.open(self.journal_path, os.O_RDWR | NOFOLLOW)
+        except OSError:  # missing, or a symlink where a journal should be
             return False
         size = os.fstat(fd).st_size
         if size < 2 * _SLOT or size % 2:
@@ -188,7 +192,7 @@ class Staging:
             return True
         with disk_errors(self.directory):
             self.directory.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             # The holder removes the lock file when it commits: a lock taken on a file that is
@@ -216,7 +220,9 @@ class Staging:
     def open(self, size: int, *, fresh: bool) -> None:
         with disk_errors(self.part, needed=size):
             self.directory.mkdir(parents=True, exist_ok=True)
-            flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
+            if self.part.is_symlink():
+                self.part.unlink()  # never write through a link planted in the store
+            flags = os.O_RDWR | os.O_CREAT | NOFOLLOW | (os.O_TRUNC if fresh else 0)
             self.fd = os.open(self.part, flags, 0o644)
             if os.fstat(self.fd).st_size != size:
                 os.ftruncate(self.fd, size)
@@ -266,6 +272,11 @@ class Staging:
         assert self.fd is not None
         with disk_errors(dest):
             os.fsync(self.fd)
+            if os.fstat(self.fd).st_ino != self.part.lstat().st_ino:
+                raise StorageError(
+                    f"the partial file {self.part} was replaced while pullman wrote it",
+                    hint="something else writes into pullman's staging area; nothing was committed",
+                )
             self.close()
             dest.parent.mkdir(parents=True, exist_ok=True)
             self.part.replace(dest)
