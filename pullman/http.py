@@ -10,10 +10,12 @@ which is exactly what a per-connection CDN throttle punishes.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import ipaddress
 import socket
 import ssl
+import threading
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -450,12 +452,46 @@ def ollama_transport_errors() -> tuple[type[BaseException], ...]:
 # Its client factory is set here to one whose transport enforces our timeouts on every request.
 
 
+class HubCallStopped(Exception):
+    """Raised inside huggingface_hub's thread (not an HTTP error, so it is not retried there)."""
+
+
+class HubCall:
+    """One metadata call through huggingface_hub, which pullman can stop from outside.
+
+    ``hub_call`` (a context variable) carries it into the worker thread making the requests;
+    once :meth:`stop` is called, or after ``max_requests``, its next request fails at once, so
+    an abandoned call ends instead of paging on for ever.
+    """
+
+    def __init__(self, max_requests: int) -> None:
+        self.max_requests = max_requests
+        self.requests = 0
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def check(self) -> None:
+        self.requests += 1
+        if self._stopped.is_set():
+            raise HubCallStopped("pullman stopped waiting for the Hub")
+        if self.requests > self.max_requests:
+            raise HubCallStopped(f"more than {self.max_requests} requests for one listing")
+
+
+hub_call: contextvars.ContextVar[HubCall | None] = contextvars.ContextVar("hub_call", default=None)
+
+
 class _FixedTimeouts(httpx2.BaseTransport):
     def __init__(self, inner: httpx2.BaseTransport, timeout: httpx2.Timeout) -> None:
         self._inner = inner
         self._timeout = timeout
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        call = hub_call.get()
+        if call is not None:
+            call.check()
         request.extensions["timeout"] = self._timeout.as_dict()
         return self._inner.handle_request(request)
 
@@ -485,10 +521,3 @@ def configure_hub_client(read_timeout: float) -> None:
 
     set_client_factory(factory)
     _HUB_READ_TIMEOUT = read_timeout
-
-
-def close_hub_session() -> None:
-    """Close huggingface_hub's connections (unblocks a metadata call we gave up on)."""
-    from huggingface_hub import close_session
-
-    close_session()

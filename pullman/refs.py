@@ -268,7 +268,10 @@ def safe_filename(name: str, fallback: str = "download") -> str:
 
 
 def parse_url(text: str) -> UrlRef:
-    parts = urlsplit(text.strip())
+    try:
+        parts = urlsplit(text.strip())
+    except ValueError as exc:  # e.g. a stray '[' ("Invalid IPv6 URL")
+        raise RefError(f"{text!r} is not a valid URL", why=str(exc)) from None
     if parts.scheme.lower() not in ("http", "https"):
         raise RefError(f"{text!r} is not an http(s) URL")
     if not parts.hostname:

@@ -43,6 +43,8 @@ from pullman.retry import RetryPolicy, retrying
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_FILES = 100_000
+MAX_PAGES = 2_000
+"""Requests one listing may take (the Hub pages 1,000 entries at a time)."""
 DEFAULT_QUANTS = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q8_0")
 _QUANT_IN_NAME = re.compile(r"(?<![A-Z0-9])(I?Q\d[A-Z0-9_]*?|F16|BF16|F32)(?=[-.](?!\d)|$|-\d)")
 
@@ -112,13 +114,18 @@ class _Progress:
 async def _watched(ref: HfRef, base: str, token: str | None, deadline: float) -> Snapshot:
     progress = _Progress()
     result: list[Snapshot] = []
+    call = http.HubCall(max_requests=MAX_PAGES)
 
     async def work() -> None:
-        result.append(
-            await anyio.to_thread.run_sync(
-                _list_files, ref, base, token, progress, abandon_on_cancel=True
+        token_ctx = http.hub_call.set(call)  # copied into the worker thread's context
+        try:
+            result.append(
+                await anyio.to_thread.run_sync(
+                    _list_files, ref, base, token, progress, abandon_on_cancel=True
+                )
             )
-        )
+        finally:
+            http.hub_call.reset(token_ctx)
 
     with collapse_groups():
         async with anyio.create_task_group() as tg:
@@ -127,7 +134,7 @@ async def _watched(ref: HfRef, base: str, token: str | None, deadline: float) ->
                 while True:
                     await anyio.sleep(min(1.0, deadline / 4))
                     if time.monotonic() - progress.last > deadline:
-                        http.close_hub_session()  # unblocks the abandoned thread
+                        call.stop()  # the abandoned thread's next request fails: it ends
                         raise NetworkError(
                             f"the Hub at {base} stopped answering for {deadline:g} s",
                             why="no metadata (or no new file in a listing) arrived",
@@ -207,6 +214,12 @@ def _translate(exc: Exception, ref: HfRef, base: str, token: str | None) -> Pull
 
     repo = ref.repo_id
     login = "log in with `hf auth login` or set HF_TOKEN"
+    if isinstance(exc, http.HubCallStopped):
+        return RemoteError(
+            f"the Hub's answer about {repo} never ended",
+            why=str(exc),
+            hint="the Hub (or what answers as the Hub) is broken; try again later",
+        )
     if isinstance(exc, hf.GatedRepoError):
         return AccessDenied(
             f"{repo} is a gated repo",
