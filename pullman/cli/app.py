@@ -21,6 +21,7 @@ from pullman import __version__
 from pullman.errors import EXIT_CODES, EXIT_FAILED, Interrupted, PullmanError, collapse_groups
 from pullman.progress import ProgressView
 from pullman.transfer.engine import TransferStats
+from pullman.tuning import tune_process
 
 T = TypeVar("T")
 log = logging.getLogger("pullman")
@@ -120,6 +121,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point: exit codes come from :mod:`pullman.errors`, in this one place."""
+    tune_process()
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)

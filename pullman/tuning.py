@@ -1,0 +1,59 @@
+"""Process-wide settings that make moving gigabytes through Python cheaper.
+
+Applied once, by the command-line entry point, before any event loop starts. Measured on this
+project's 2-core VM, streaming 1 GiB from nginx on loopback: 800 MB/s as Python comes, 1.5 GB/s
+with both settings; a verified 1 GiB download went from 4.7 s to 2.7 s. Each setting is skipped
+where it does not apply (another event loop, another C library).
+
+- **Bigger socket reads.** asyncio's selector transport reads at most 256 KiB per call; 1 MiB
+  means a quarter of the calls, allocations and event-loop turns per byte.
+- **Buffers from the heap, not mmap.** glibc serves allocations above 128 KiB (adjusted
+  dynamically) with fresh ``mmap`` calls, and every page of a fresh mapping faults when first
+  touched. Each received chunk is a new ``bytes`` object, so that is a page fault every 4 KiB
+  of the download; page faults are slow on virtual machines. Raising the mmap threshold keeps
+  those buffers in the heap, where freed memory is reused; the trim threshold bounds how much
+  freed heap is kept.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import platform
+
+log = logging.getLogger("pullman.tuning")
+
+READ_SIZE = 1 << 20
+MMAP_THRESHOLD = 16 << 20
+TRIM_THRESHOLD = 64 << 20
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+
+
+def tune_process() -> None:
+    _bigger_socket_reads()
+    _keep_buffers_in_the_heap()
+
+
+def _bigger_socket_reads() -> None:
+    try:
+        from asyncio import selector_events
+    except ImportError:  # pragma: no cover - every CPython has it
+        return
+    transport = getattr(selector_events, "_SelectorSocketTransport", None)
+    if transport is not None and getattr(transport, "max_size", READ_SIZE) < READ_SIZE:
+        transport.max_size = READ_SIZE
+
+
+def _keep_buffers_in_the_heap() -> None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        ok &= libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    except (OSError, AttributeError):
+        return
+    if not ok:
+        log.debug("mallopt refused the allocator settings")
