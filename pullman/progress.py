@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import anyio
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 from pullman.transfer.engine import TransferStats
 from pullman.transfer.staging import human
@@ -77,6 +78,9 @@ class ProgressView:
                 last[s.name] = line
 
     async def _bars(self, source: StatsSource) -> None:
+        from rich.console import Console  # only terminals need rich
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
         console = Console(file=self.stream)
         columns = (
             TextColumn("{task.description}"),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from types import ModuleType
 
 import click
 
-from pullman import config, service
+from pullman import config
 from pullman.cli.app import JSON, cli, echo_json, run_async
-from pullman.daemon import run_daemon
+
+# The daemon and service modules are imported by the commands that use them: every other
+# command starts faster without them.
 
 
 @cli.command()
@@ -28,12 +31,20 @@ def daemon() -> None:
     if root.level > logging.INFO:
         root.setLevel(logging.INFO)
     logging.getLogger("pullman.transfer").setLevel(logging.WARNING)
+    from pullman.daemon import run_daemon
+
     run_async(lambda: run_daemon(config.load))
 
 
 @cli.group()
 def service_group() -> None:
     """Install pullman's daemon as a user service (systemd on Linux, launchd on macOS)."""
+
+
+def _service() -> ModuleType:
+    from pullman import service
+
+    return service
 
 
 _DRY = click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
@@ -43,21 +54,21 @@ _DRY = click.option("--dry-run", is_flag=True, help="Print what would be done; c
 @_DRY
 def service_install(dry_run: bool) -> None:
     """Write the unit / LaunchAgent and start it; prints the commands it runs."""
-    service.install(sys.platform, dry_run=dry_run, echo=click.echo)
+    _service().install(sys.platform, dry_run=dry_run, echo=click.echo)
 
 
 @service_group.command("uninstall")
 @_DRY
 def service_uninstall(dry_run: bool) -> None:
     """Stop the service and remove its unit / LaunchAgent."""
-    service.uninstall(sys.platform, dry_run=dry_run, echo=click.echo)
+    _service().uninstall(sys.platform, dry_run=dry_run, echo=click.echo)
 
 
 @service_group.command("status")
 @JSON
 def service_status(as_json: bool) -> None:
     """Whether the service is installed and running."""
-    state = service.status(sys.platform)
+    state = _service().status(sys.platform)
     if as_json:
         echo_json(state.to_json())
         return

@@ -98,8 +98,8 @@ class BurstLearner:
         config: RecycleConfig,
         *,
         safety: float = 0.85,
-        probe_after: int = 8,
-        growth: float = 1.25,
+        probe_after: int = 16,
+        growth: float = 1.15,
         memory: int = 5,
         quorum: int = 3,
         spread: float = 0.2,
@@ -267,10 +267,8 @@ class Fleet:
         return watch
 
     def close(self, key: Hashable) -> None:
-        """A request ended on its own. If it ended mid slow-down, learn from that too."""
-        watch = self._watches.pop(key, None)
-        if watch is not None and watch.slowing and watch.crawling:
-            self.learner.slowed_at(watch.bytes_when_slowed)
+        """A request ended on its own."""
+        self._watches.pop(key, None)
 
     def boundary(self, reached_box: bool, last_clean: bool) -> None:
         """A connection spent its byte box on whole requests (the engine recycles it between
@@ -310,9 +308,7 @@ class Fleet:
             # A crawl (still moving, just slowly) is the CDN's throttle: learn where it began.
             # A connection that went (nearly) silent is a stall, which says nothing about it.
             self.learner.slowed_at(watch.bytes_when_slowed)
-        elif reason is Reason.BYTE_BOX:
-            if watch.slowing:  # it had already begun to crawl: the box is too large
-                if watch.crawling:
-                    self.learner.slowed_at(watch.bytes_when_slowed)
-            else:
-                self.learner.box_reached()
+        elif reason is Reason.BYTE_BOX and not watch.slowing:
+            # A box reached at full speed is a clean run (one reached during a slow spell that
+            # was not yet confirmed teaches nothing either way).
+            self.learner.box_reached()
