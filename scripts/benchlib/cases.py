@@ -101,6 +101,7 @@ CONTENDERS = (
     "curl",
     "seed",
     "hf_hub_download",
+    "curl-sha",
     "openssl",
 )
 
@@ -136,6 +137,7 @@ CASES: dict[str, Case] = {
                 "aria2c",
                 "curl",
                 "seed",
+                "curl-sha",
                 "openssl",
             ),
             "a URL on nginx, unthrottled",

@@ -340,6 +340,8 @@ def run_one(
 def check_output(contender: str, path: Path | None, stdout: str, target: Target) -> tuple[str, str]:
     if contender == "openssl":
         return ("ok", "") if target.sha256 in stdout else ("bad-output", "wrong digest")
+    if contender == "curl-sha" and target.sha256 not in stdout:
+        return "bad-output", "the pipeline printed the wrong digest"
     if path is None or not path.exists():
         return "bad-output", f"no output file ({path})"
     size = path.stat().st_size

@@ -213,6 +213,13 @@ def build_job(contender: str, t: Target, tools: Tools, run_dir: Path) -> Job:
         )
         return Job(argv, env, shown, "yes", lambda _s: out_file, _seed_extra)
 
+    if contender == "curl-sha":
+        script = 'curl -sS -f "$1" | tee "$2" | "$3" dgst -sha256'
+        argv = ["bash", "-o", "pipefail", "-c", script, "curl-sha", t.data_url, str(out_file)]
+        argv.append(tools.openssl)
+        shown = "curl -sS -f URL | tee FILE | openssl dgst -sha256 (bash -o pipefail)"
+        return Job(argv, env, shown, "yes", lambda _s: out_file)
+
     if contender == "openssl":
         argv = [tools.openssl, "dgst", "-sha256", str(t.source)]
         return Job(
