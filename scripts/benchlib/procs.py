@@ -129,8 +129,13 @@ def start(
 
 class ConnSampler(threading.Thread):
     """Counts ESTABLISHED client-side TCP connections to ``ports`` on loopback, every
-    ``interval`` seconds (from /proc/net/tcp): the peak is how many connections a contender
-    kept open at once."""
+    ``interval`` seconds: the peak is how many connections a contender kept open at once.
+
+    /proc/net/tcp is not read atomically: while connections open and close, one socket can be
+    listed twice in a read, or a closed one beside its successor. So a sample counts distinct
+    socket inodes, and only those the contender's process tree holds (its fds), once
+    :meth:`watch` has named the tree's root.
+    """
 
     def __init__(self, ports: Iterable[int], interval: float = 0.025) -> None:
         super().__init__(name="conn-sampler", daemon=True)
@@ -138,24 +143,32 @@ class ConnSampler(threading.Thread):
         self.interval = interval
         self.peak = 0
         self.seen: set[str] = set()
+        self.root: int | None = None
         self._stop_event = threading.Event()
 
+    def watch(self, pid: int) -> None:
+        self.root = pid
+
     def sample(self) -> int:
-        n = 0
+        owned = _socket_inodes(_tree(self.root)) if self.root is not None else None
+        inodes: set[str] = set()
         try:
             with Path("/proc/net/tcp").open() as f:
                 next(f, None)
                 for line in f:
-                    parts = line.split(None, 4)
-                    if len(parts) < 4 or parts[3] != "01":  # 01: ESTABLISHED
+                    parts = line.split()
+                    if len(parts) < 10 or parts[3] != "01":  # 01: ESTABLISHED
                         continue
-                    local, remote = parts[1], parts[2]
-                    if remote[-4:] in self.ports:  # the client's end of the connection
-                        n += 1
-                        self.seen.add(local)
+                    local, remote, inode = parts[1], parts[2], parts[9]
+                    if remote[-4:] not in self.ports:  # the client's end of the connection
+                        continue
+                    if owned is not None and inode not in owned:
+                        continue
+                    inodes.add(inode)
+                    self.seen.add(local)
         except OSError:
             return 0
-        return n
+        return len(inodes)
 
     def run(self) -> None:
         while not self._stop_event.is_set():
@@ -166,6 +179,36 @@ class ConnSampler(threading.Thread):
         self._stop_event.set()
         self.join(2)
         return self.peak
+
+
+def _tree(root: int | None) -> list[int]:
+    """``root`` and its descendants (from /proc/PID/task/TID/children)."""
+    out: list[int] = []
+    todo = [root] if root is not None else []
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+def _socket_inodes(pids: Iterable[int]) -> set[str]:
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = str(fd.readlink())
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes
 
 
 # ---------------------------------------------------------------------- measured runs
@@ -224,6 +267,7 @@ def run_measured(
     sampler.start()
     t0 = time.monotonic()
     proc = start(full, env=env, cwd=cwd or run_dir, stdout=out, stderr=err)
+    sampler.watch(proc.pid)
     timed_out = False
     try:
         rc: int | None = proc.wait(timeout)
