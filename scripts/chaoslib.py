@@ -996,6 +996,20 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pullman ARGS`` to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "pullman", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def check_journals(
     staging: Path, blobs: dict[str, bytes], flips: dict[str, set[int]] | None = None
 ) -> tuple[int, list[str]]:
@@ -1160,14 +1174,7 @@ def run_crashloop(
         paths = pconfig.Paths.from_env(env)
         daemon_log = (work / "daemon.log").open("ab")
         # The daemon's job: the same pull, queued once; the foreground runs make their own.
-        r = subprocess.run(
-            [sys.executable, "-m", "pullman", *args, "--detach"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        r = run_cli([*args, "--detach"], env, 60)
         if r.returncode != 0:
             problems.append(f"get --detach failed: {r.stderr}")
         order = ["cli"] * kills_cli + ["daemon"] * kills_daemon
@@ -1201,14 +1208,7 @@ def run_crashloop(
         elapsed = time.monotonic() - started
         # A last foreground run must find everything in place and fetch nothing.
         before = served()
-        r = subprocess.run(
-            [sys.executable, "-m", "pullman", *args, "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_cli([*args, "--json"], env, 120)
         if r.returncode != 0:
             problems.append(f"final get failed ({r.returncode}): {r.stderr}")
         if served() != before:
@@ -1281,14 +1281,7 @@ def run_many(
             datas[name] = data
         refs = [sim.url(n) for n in datas]
         t0 = time.monotonic()
-        r = subprocess.run(
-            [sys.executable, "-m", "pullman", "get", "--detach", *refs],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_cli(["get", "--detach", *refs], env, 120)
         if r.returncode != 0:
             problems.append(f"get --detach failed: {r.stderr}")
         queued_in = time.monotonic() - t0
