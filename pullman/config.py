@@ -1,7 +1,7 @@
 """Settings: defaults, then ``pullman.toml``, then ``PULLMAN_*`` environment, then flags.
 
 Built once at the edge (the CLI or the daemon) and passed down as narrow frozen objects
-(:class:`~pullman.transfer.engine.TransferConfig`, paths). Unknown keys are errors, so a typo in
+(:class:`~pullman.transfer.config.TransferConfig`, paths). Unknown keys are errors, so a typo in
 the config file is reported instead of silently ignored.
 
 ``pullman.toml``::
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,27 +35,12 @@ from typing import Any
 
 import platformdirs
 
+from pullman.core.units import parse_rate, parse_size
+from pullman.core.windows import Window
 from pullman.errors import UsageError
-from pullman.transfer.engine import TransferConfig
+from pullman.transfer.config import TransferConfig
 from pullman.transfer.recycle import RecycleConfig
 
-_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?i?b?)?\s*", re.I | re.ASCII)
-_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1000,
-    "kb": 1000,
-    "kib": 1 << 10,
-    "m": 1000**2,
-    "mb": 1000**2,
-    "mib": 1 << 20,
-    "g": 1000**3,
-    "gb": 1000**3,
-    "gib": 1 << 30,
-    "t": 1000**4,
-    "tb": 1000**4,
-    "tib": 1 << 40,
-}
 _SIZE_KEYS = {
     "piece_size",
     "min_piece",
@@ -66,22 +50,6 @@ _SIZE_KEYS = {
     "request_bytes",
     "min_request_bytes",
 }
-
-
-def parse_size(text: str | int | float, *, what: str = "size") -> int:
-    """``"32MiB"``, ``"1.5GB"``, ``"512k"`` or a plain number of bytes."""
-    if isinstance(text, bool):
-        raise UsageError(f"{what}: expected a size, got {text!r}")
-    if isinstance(text, int | float):
-        return int(text)
-    m = _SIZE.fullmatch(text)
-    unit = (m.group(2) or "").lower() if m else None
-    if m is None or unit not in _UNITS:
-        raise UsageError(
-            f"{what}: {text!r} is not a size",
-            hint='write a number of bytes or a number with a unit, e.g. "32MiB" or "1.5GB"',
-        )
-    return int(float(m.group(1)) * _UNITS[unit])
 
 
 @dataclass(frozen=True)
@@ -102,9 +70,6 @@ class ScheduleConfig:
     """Seconds between checks of free space for a job waiting for it."""
 
     def __post_init__(self) -> None:
-        from pullman.limiter import parse_rate
-        from pullman.windows import Window
-
         if self.connections < 1 or self.per_host < 1 or self.jobs < 1:
             raise ValueError("connections, per_host and jobs must be >= 1")
         parse_rate(self.limit, what="[schedule] limit")

@@ -25,9 +25,9 @@ import anyio
 
 from pullman.config import Paths, Settings
 from pullman.errors import UsageError
+from pullman.fsio import disk_errors
 from pullman.index import Index
 from pullman.scheduler import Scheduler
-from pullman.transfer.staging import disk_errors
 
 log = logging.getLogger("pullman.daemon")
 

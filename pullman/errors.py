@@ -24,11 +24,15 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
     ├── StorageError                  exit 5  the local disk said no
     │   ├── DiskFull                          carries the bytes needed and free
     │   └── NotWritable                       permission denied / read-only destination
+    ├── JobConflict                   exit 1  a job is not in a state it can move from (a race)
+    ├── InternalError                 exit 70 a bug in pullman (EX_SOFTWARE): never retried
     └── Interrupted                   exit 75 stopped early on purpose (signal, deadline); resumable
 
-Third-party exceptions are translated into this tree in exactly one place per adapter
-(``pullman.http`` for the HTTP client, the engine's writer for ``OSError``), always with
-``raise ... from`` so the original stays attached for debugging.
+Third-party exceptions are translated into this tree in exactly one place per adapter:
+:mod:`pullman.net.errors` for the HTTP clients (and huggingface_hub's status errors),
+:mod:`pullman.fsio` for ``OSError``, :mod:`pullman.index` for SQLite, always with
+``raise ... from`` so the original stays attached for debugging. An exception that is not in
+this tree is a bug: the CLI exits 70 for it, so a retry loop in cron never spins on one.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ EXIT_NOT_FOUND = 3
 EXIT_INTEGRITY = 4
 EXIT_STORAGE = 5
 EXIT_ACCESS = 6
+EXIT_SOFTWARE = 70  # EX_SOFTWARE: an internal error (a bug); retrying will not help
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped early, run the same command again to resume
 
 
@@ -161,6 +166,29 @@ class NotWritable(StorageError):
     """Permission denied or a read-only destination."""
 
 
+class JobConflict(PullmanError, ValueError):
+    """A job was not in a state it may move from: another process changed it first.
+
+    Also a ``ValueError``: asking for a move the job model never allows is a bad value.
+    """
+
+    def __init__(self, job_id: int, current: str, wanted: str) -> None:
+        super().__init__(
+            f"job {job_id} cannot go from {current} to {wanted}",
+            why="another command changed it first" if current != wanted else None,
+            hint="`pullman status` shows its state now",
+        )
+        self.job_id = job_id
+        self.current = current
+        self.wanted = wanted
+
+
+class InternalError(PullmanError):
+    """A bug: an exception pullman did not expect. Never retried."""
+
+    exit_code = EXIT_SOFTWARE
+
+
 class Interrupted(PullmanError):
     """Stopped early on purpose (signal, deadline). Progress is kept; rerun to resume."""
 
@@ -168,10 +196,10 @@ class Interrupted(PullmanError):
 
 
 def exit_code_for(error: BaseException) -> int:
-    """The process exit code for an error; unknown errors are plain failures."""
+    """The process exit code for an error; an exception outside the tree is a bug (70)."""
     if isinstance(error, PullmanError):
         return error.exit_code
-    return EXIT_FAILED
+    return EXIT_SOFTWARE
 
 
 EXIT_CODES: dict[int, str] = {
@@ -182,6 +210,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTEGRITY: "verification failed: the data did not match its digest, twice",
     EXIT_STORAGE: "local storage: disk full, or the destination is not writable (progress kept)",
     EXIT_ACCESS: "access denied: the server wants credentials or refuses them",
+    EXIT_SOFTWARE: "internal error: a bug in pullman (rerun with --debug and report it)",
     EXIT_INTERRUPTED: "stopped early (Ctrl-C, SIGTERM or --until); rerun the command to resume",
 }
 

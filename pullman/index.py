@@ -30,7 +30,6 @@ token file when a job runs. The file is created ``0600`` in a ``0700`` directory
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import os
@@ -38,60 +37,34 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, cast, get_args
 
-from pullman.errors import NotWritable, PullmanError, StorageError
+from pullman.core.jobs import (
+    ACTIVE,
+    EVENT_KINDS,
+    JOB_STATES,
+    EventKind,
+    Job,
+    JobState,
+    event_for,
+    moved,
+    sources_of,
+)
+from pullman.core.plan import IndexSource
+from pullman.errors import JobConflict, NotWritable, PullmanError, StorageError
+from pullman.procs import pid_alive
 
 log = logging.getLogger("pullman.index")
 T = TypeVar("T")
 
-JobState = Literal["queued", "waiting", "running", "paused", "done", "failed", "cancelled"]
-EventKind = Literal[
-    "started",
-    "resumed",
-    "waiting",
-    "paused",
-    "recycled",
-    "retried",
-    "verified",
-    "done",
-    "failed",
-    "cancelled",
-]
-Source = Literal["ollama", "hf", "url"]
+Source = IndexSource
 ItemState = Literal["partial", "complete", "verified", "missing", "damaged"]
 """States of models and files: ``complete`` is whole but not checked against a digest."""
 
-JOB_STATES: Final = frozenset(get_args(JobState))
-EVENT_KINDS: Final = frozenset(get_args(EventKind))
 SOURCES: Final = frozenset(get_args(Source))
 ITEM_STATES: Final = frozenset(get_args(ItemState))
-ACTIVE: Final[tuple[JobState, ...]] = ("queued", "waiting")
-"""States :meth:`Index.next_jobs` picks from."""
-FINISHED: Final[frozenset[JobState]] = frozenset({"done", "failed", "cancelled"})
-
-TRANSITIONS: Final[Mapping[JobState, frozenset[JobState]]] = {
-    "queued": frozenset({"waiting", "running", "paused", "failed", "cancelled"}),
-    "waiting": frozenset({"queued", "running", "paused", "failed", "cancelled"}),
-    "running": frozenset({"queued", "waiting", "paused", "done", "failed", "cancelled"}),
-    "paused": frozenset({"queued", "waiting", "running", "cancelled"}),
-    "failed": frozenset({"queued", "cancelled"}),
-    "done": frozenset(),
-    "cancelled": frozenset(),
-}
-"""Allowed moves between different states; any state may also be set again (a no-op that can
-update ``wait_reason`` or ``error``). ``running -> queued`` puts back a job whose runner died;
-``failed -> queued`` is a retry."""
-
-_STATE_EVENTS: Final[Mapping[JobState, EventKind]] = {
-    "waiting": "waiting",
-    "paused": "paused",
-    "done": "done",
-    "failed": "failed",
-    "cancelled": "cancelled",
-}
 
 _SECRET_WORDS: Final = ("token", "password", "passwd", "secret", "authorization", "cookie")
 _SECRET_KEYS: Final = frozenset({"auth", "api_key", "apikey", "credentials"})
@@ -157,50 +130,6 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 _DAMAGE_CODES: Final = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
-
-
-@dataclass(frozen=True)
-class Job:
-    id: int
-    ref: str
-    options: Mapping[str, Any] = field(hash=False, compare=False)
-    priority: int
-    state: JobState
-    wait_reason: str | None
-    bytes_done: int
-    bytes_total: int | None
-    rate: float
-    error: str | None
-    created_at: float
-    updated_at: float
-    started_at: float | None
-    finished_at: float | None
-    pid: int | None
-    exit_code: int | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.state in FINISHED
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "ref": self.ref,
-            "state": self.state,
-            "wait_reason": self.wait_reason,
-            "priority": self.priority,
-            "bytes_done": self.bytes_done,
-            "bytes_total": self.bytes_total,
-            "rate": self.rate,
-            "error": self.error,
-            "options": dict(self.options),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "pid": self.pid,
-            "exit_code": self.exit_code,
-        }
 
 
 @dataclass(frozen=True)
@@ -372,51 +301,46 @@ class Index:
         job_id: int,
         state: JobState,
         *,
+        only_from: Iterable[JobState] | None = None,
         error: str | None = None,
         wait_reason: str | None = None,
         pid: int | None = None,
         exit_code: int | None = None,
     ) -> Job:
-        """Move a job to ``state``, checked against :data:`TRANSITIONS`, and log the event.
+        """Move a job to ``state`` and log the event; a compare-and-set on the job's state.
 
-        Raises ``ValueError`` for a move that is not allowed (``done -> running``) and
-        ``LookupError`` for an unknown job. Entering ``running`` records ``pid`` (default: this
-        process) and, the first time, ``started_at``, and logs ``started`` or ``resumed``;
-        ``waiting``, ``paused``, ``done``, ``failed`` and ``cancelled`` log events of the same
-        name with the reason or error as detail. Setting the current state again logs nothing.
+        The move happens only if the job is, at that moment, in one of ``only_from`` (default:
+        every state the job model lets move to ``state``, :func:`pullman.core.jobs.sources_of`);
+        else :class:`~pullman.errors.JobConflict` says what state it is in. ``LookupError`` for
+        an unknown job. Entering ``running`` records ``pid`` (default: this process); see
+        :func:`pullman.core.jobs.moved` for the rest. Setting the current state again logs
+        nothing.
         """
         if state not in JOB_STATES:
             raise ValueError(f"unknown job state {state!r}")
+        allowed = sources_of(state) & frozenset(only_from if only_from is not None else JOB_STATES)
         now = self._clock()
         with self._write() as db:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise LookupError(f"no job {job_id}")
             old = _job(row)
-            if state != old.state and state not in TRANSITIONS[old.state]:
-                raise ValueError(f"job {job_id} cannot go from {old.state} to {state}")
-            new = _next_row(old, state, now, error=error, wait_reason=wait_reason, pid=pid)
-            if exit_code is not None or state != old.state:
-                new = dataclasses.replace(new, exit_code=exit_code)
-            db.execute(
-                "UPDATE jobs SET state = ?, wait_reason = ?, error = ?, pid = ?, rate = ?,"
-                " updated_at = ?, started_at = ?, finished_at = ?, exit_code = ? WHERE id = ?",
-                (
-                    new.state,
-                    new.wait_reason,
-                    new.error,
-                    new.pid,
-                    new.rate,
-                    new.updated_at,
-                    new.started_at,
-                    new.finished_at,
-                    new.exit_code,
-                    job_id,
-                ),
+            if old.state not in allowed:
+                raise JobConflict(job_id, old.state, state)
+            new = moved(
+                old,
+                state,
+                now,
+                os.getpid(),
+                pid=pid,
+                error=error,
+                wait_reason=wait_reason,
+                exit_code=exit_code,
             )
-            kind = _event_for(old, new)
-            if kind is not None:
-                _insert_event(db, job_id, now, kind, _detail(kind, new))
+            _store_move(db, new, allowed)
+            event = event_for(old, new)
+            if event is not None:
+                _insert_event(db, job_id, now, *event)
             return new
 
     def update_progress(
@@ -438,14 +362,14 @@ class Index:
         Run by the daemon at start: after a ``kill -9`` or a crash the rows still say
         ``running``. ``alive(pid)`` defaults to a signal-0 probe of this machine's processes.
         """
-        alive = alive or _pid_alive
+        alive = alive or pid_alive
         back = []
         for job in self.jobs(["running"]):
             if job.pid is None or job.pid == os.getpid() or not alive(job.pid):
                 back.append(job.id)
         for job_id in back:
-            with contextlib.suppress(ValueError, LookupError):  # raced by another process
-                self.set_state(job_id, "queued")
+            with contextlib.suppress(JobConflict, LookupError):  # raced by another process
+                self.set_state(job_id, "queued", only_from=["running"])
                 self.log_event(job_id, "retried", "its runner stopped; queued again")
         return back
 
@@ -630,54 +554,6 @@ def _model(row: sqlite3.Row, files: list[FileRecord]) -> Model:
     )
 
 
-def _next_row(
-    old: Job,
-    state: JobState,
-    now: float,
-    *,
-    error: str | None,
-    wait_reason: str | None,
-    pid: int | None,
-) -> Job:
-    """The job row after a move to ``state`` (pure; the transition is already checked)."""
-    same = state == old.state
-    running = state == "running"
-    return dataclasses.replace(
-        old,
-        state=state,
-        wait_reason=(
-            _kept(wait_reason, old.wait_reason, same) if state in ("waiting", "paused") else None
-        ),
-        error=_kept(error, old.error, same),
-        rate=old.rate if running else 0.0,
-        updated_at=now,
-        started_at=now if running and old.started_at is None else old.started_at,
-        finished_at=(_kept(None, old.finished_at, same) or now) if state in FINISHED else None,
-        pid=(_kept(pid, old.pid, same) or os.getpid()) if running else None,
-    )
-
-
-def _kept(new: T | None, current: T | None, same: bool) -> T | None:
-    """A new value if given, else the current one while the state stays the same."""
-    if new is not None:
-        return new
-    return current if same else None
-
-
-def _event_for(old: Job, new: Job) -> EventKind | None:
-    if old.state == new.state:
-        return None
-    if new.state == "running":
-        return "started" if old.started_at is None else "resumed"
-    return _STATE_EVENTS.get(new.state)
-
-
-def _detail(kind: EventKind, job: Job) -> str:
-    if kind in ("started", "resumed"):
-        return f"pid {job.pid}"
-    return job.error or job.wait_reason or ""
-
-
 def _insert_event(
     db: sqlite3.Connection, job_id: int, at: float, kind: EventKind, detail: str
 ) -> None:
@@ -685,6 +561,30 @@ def _insert_event(
         "INSERT INTO events (job_id, at, kind, detail) VALUES (?, ?, ?, ?)",
         (job_id, at, kind, detail),
     )
+
+
+def _store_move(db: sqlite3.Connection, new: Job, allowed: frozenset[JobState]) -> None:
+    """Write a move, only if the row is still in a state it may come from (compare-and-set)."""
+    cur = db.execute(
+        "UPDATE jobs SET state = ?, wait_reason = ?, error = ?, pid = ?, rate = ?,"
+        " updated_at = ?, started_at = ?, finished_at = ?, exit_code = ?"
+        " WHERE id = ? AND state IN (SELECT value FROM json_each(?))",
+        (
+            new.state,
+            new.wait_reason,
+            new.error,
+            new.pid,
+            new.rate,
+            new.updated_at,
+            new.started_at,
+            new.finished_at,
+            new.exit_code,
+            new.id,
+            json.dumps(sorted(allowed)),
+        ),
+    )
+    if cur.rowcount != 1:
+        raise JobConflict(new.id, "changed", new.state)
 
 
 def _checked_states(states: Iterable[str]) -> Iterator[str]:
@@ -708,18 +608,6 @@ def _refuse_secrets(value: object, where: str = "options") -> None:
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             _refuse_secrets(item, f"{where}[{i}]")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    except OSError:
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------- opening

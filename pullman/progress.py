@@ -11,8 +11,8 @@ import anyio
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-from pullman.transfer.engine import TransferStats
-from pullman.transfer.staging import human
+from pullman.core.units import human
+from pullman.transfer.stats import TransferStats
 
 StatsSource = Callable[[], list[TransferStats]]
 

@@ -21,91 +21,35 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import anyio
 
 from pullman.config import Settings
-from pullman.digests import parse_sha256_option
-from pullman.errors import DiskFull, PullmanError, UsageError, collapse_groups
-from pullman.get import GetOptions, PlanReport, Session
-from pullman.index import FileRecord, Index, Job, Source
-from pullman.limiter import Limiters, TokenBucket, format_rate, parse_rate
-from pullman.transfer.engine import TransferStats
+from pullman.core.jobs import ACTIVE, Job, JobOptions, JobState
+from pullman.core.units import format_rate, human, parse_rate
+from pullman.core.windows import Window, local_now, seconds_until
+from pullman.errors import (
+    DiskFull,
+    InternalError,
+    JobConflict,
+    PullmanError,
+    UsageError,
+    collapse_groups,
+)
+from pullman.index import FileRecord, Index
+from pullman.procs import pid_alive
+from pullman.session import PlanReport, Session
+from pullman.transfer.limiter import Limiters, TokenBucket
 from pullman.transfer.slots import Budget
-from pullman.transfer.staging import human
-from pullman.windows import Window, local_now, seconds_until
+from pullman.transfer.stats import TransferStats
 
 log = logging.getLogger("pullman.scheduler")
 
 PROGRESS_EVERY = 1.0
 """Seconds between progress rows written to the index while a job runs."""
-
-
-# ------------------------------------------------------------------------------- job options
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """What a job row's ``options`` hold (JSON, never a secret)."""
-
-    get: GetOptions = field(default_factory=GetOptions)
-    connections: int | None = None
-    limit: str | None = None
-    window: str | None = None
-    foreground: int | None = None
-    """The pid of the foreground ``pullman get`` that owns the job (the daemon leaves it be)."""
-
-    def to_json(self) -> dict[str, Any]:
-        g = self.get
-        doc: dict[str, Any] = {
-            "out": g.out,
-            "sha256": g.digest.hex if g.digest else None,
-            "force": g.force,
-            "insecure": g.insecure,
-            "ollama_dir": g.ollama_dir,
-            "verify_existing": g.verify_existing,
-            "include": list(g.include),
-            "exclude": list(g.exclude),
-            "local_dir": g.local_dir,
-            "connections": self.connections,
-            "limit": self.limit,
-            "window": self.window,
-            "foreground": self.foreground,
-        }
-        return {k: v for k, v in doc.items() if v not in (None, False, [])}
-
-    @classmethod
-    def from_json(cls, doc: Mapping[str, Any]) -> JobOptions:
-        digest = doc.get("sha256")
-        get = GetOptions(
-            out=doc.get("out"),
-            digest=parse_sha256_option(digest) if digest else None,
-            force=bool(doc.get("force")),
-            insecure=bool(doc.get("insecure")),
-            ollama_dir=doc.get("ollama_dir"),
-            verify_existing=bool(doc.get("verify_existing")),
-            include=tuple(doc.get("include") or ()),
-            exclude=tuple(doc.get("exclude") or ()),
-            local_dir=doc.get("local_dir"),
-        )
-        return cls(
-            get=get,
-            connections=doc.get("connections"),
-            limit=doc.get("limit"),
-            window=doc.get("window"),
-            foreground=doc.get("foreground"),
-        )
-
-    def same_request(self, other: JobOptions) -> bool:
-        """Whether two jobs ask for the same thing (a rerun resumes the old job)."""
-        mine, theirs = self.to_json(), other.to_json()
-        mine.pop("foreground", None)
-        theirs.pop("foreground", None)
-        return mine == theirs
 
 
 # ------------------------------------------------------------------------------- time
@@ -237,8 +181,8 @@ class Scheduler:
     def _mine(self, job: Job, wanted: set[int] | None) -> bool:
         if wanted is not None:
             return job.id in wanted
-        owner = JobOptions.from_json(job.options).foreground
-        return owner is None or owner == os.getpid() or not process_alive(owner)
+        owner = job.request.foreground
+        return owner is None or owner == os.getpid() or not pid_alive(owner)
 
     async def _start_runnable(
         self, tg: anyio.abc.TaskGroup, wanted: set[int] | None
@@ -251,8 +195,8 @@ class Scheduler:
         for job in jobs:
             if job.id in self._running or not self._mine(job, wanted):
                 continue
-            options = JobOptions.from_json(job.options)
-            window = Window.parse(options.window or self.settings.schedule.window)
+            options = job.request
+            window = self._window(options)
             if not window.contains(now):
                 opens = window.next_open(now)
                 await self._wait(job, f"outside its window {window}; starts at {opens:%H:%M}")
@@ -270,18 +214,30 @@ class Scheduler:
             due = _earliest(due, closes)
             await self._start(tg, job, options, closes)
         for run in self._running.values():
-            window = Window.parse(
-                JobOptions.from_json(run.job.options).window or self.settings.schedule.window
-            )
-            due = _earliest(due, window.next_close(now))
+            due = _earliest(due, self._window(run.job.request).next_close(now))
         return due
 
+    def _window(self, options: JobOptions) -> Window:
+        return Window.parse(options.window or self.settings.schedule.window)
+
     async def _wait(self, job: Job, reason: str) -> None:
-        if job.state != "waiting" or job.wait_reason != reason:
-            await anyio.to_thread.run_sync(
-                lambda: self.index.set_state(job.id, "waiting", wait_reason=reason)
-            )
+        changed = job.state != "waiting" or job.wait_reason != reason
+        if changed and await self._move(job, "waiting", wait_reason=reason):
             log.info("job %s %s: waiting: %s", job.id, job.ref, reason)
+
+    async def _move(self, job: Job, state: JobState, *, wait_reason: str | None = None) -> bool:
+        """Move a queued or waiting job, unless another process moved it first (then skip it:
+        a ``cancel`` or ``pause`` that lands between reading the queue and this move wins)."""
+
+        def move() -> None:
+            self.index.set_state(job.id, state, only_from=ACTIVE, wait_reason=wait_reason)
+
+        try:
+            await anyio.to_thread.run_sync(move)
+        except JobConflict as exc:
+            log.info("job %s %s: left alone: %s", job.id, job.ref, exc.what)
+            return False
+        return True
 
     async def _reconcile(self) -> None:
         """Apply what other processes changed: paused or cancelled jobs, the global limit."""
@@ -293,9 +249,7 @@ class Scheduler:
                 run.stop_as = (job.state, job.wait_reason)
                 run.scope.cancel()
                 continue
-            window = Window.parse(
-                JobOptions.from_json(run.job.options).window or self.settings.schedule.window
-            )
+            window = self._window(run.job.request)
             if not window.contains(now):
                 opens = window.next_open(now)
                 run.stop_as = ("waiting", f"outside its window {window}; starts at {opens:%H:%M}")
@@ -322,8 +276,6 @@ class Scheduler:
     ) -> None:
         settings = self.settings
         if options.connections:
-            from dataclasses import replace
-
             settings = replace(
                 settings, transfer=replace(settings.transfer, connections=options.connections)
             )
@@ -337,7 +289,9 @@ class Scheduler:
         )
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
-        await anyio.to_thread.run_sync(lambda: self.index.set_state(job.id, "running"))
+        if not await self._move(job, "running"):
+            del self._running[job.id]
+            return
         limit = f", limit {format_rate(parse_rate(options.limit))}" if options.limit else ""
         log.info("job %s %s: started%s", job.id, job.ref, limit)
         tg.start_soon(self._run_job, run, options)
@@ -377,7 +331,7 @@ class Scheduler:
             raise
         except Exception as exc:  # a bug: fail this job, keep the scheduler (and daemon) alive
             log.exception("job %s %s: internal error", job.id, job.ref)
-            error = PullmanError(f"internal error: {type(exc).__name__}: {exc}")
+            error = InternalError(f"internal error: {type(exc).__name__}: {exc}")
             result.error = error
             await self._finish(run, result, "failed", error=error)
             return
@@ -402,26 +356,38 @@ class Scheduler:
         await self._write_progress(run)
 
         def record() -> None:
-            if error is not None:
-                self.index.set_state(
-                    job.id, "failed", error=error.explain(), exit_code=error.exit_code
-                )
-            elif state == "waiting":
-                self.index.set_state(job.id, "waiting", wait_reason=reason)
-            elif state in ("paused", "cancelled", "queued"):
-                current = self.index.job(job.id)
-                if current is not None and current.state != state:
-                    self.index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
-            else:
-                self.index.set_state(job.id, "done")
-                for report in result.reports:
-                    _record_model(self.index, report)
+            try:
+                self._record(job, result, state, reason, error)
+            except JobConflict as exc:  # another process moved it meanwhile: its move stands
+                log.info("job %s %s: %s; left as it is", job.id, job.ref, exc.what)
 
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(record)
         detail = f": {reason}" if reason else f": {error.what}" if error else ""
         done = sum(s.done for s in run.session.statistics())
         log.info("job %s %s: %s (%s)%s", job.id, job.ref, state, human(done), detail)
+
+    def _record(
+        self,
+        job: Job,
+        result: JobResult,
+        state: str,
+        reason: str | None,
+        error: PullmanError | None,
+    ) -> None:
+        """Write how a job ended (in a worker thread)."""
+        if error is not None:
+            self.index.set_state(job.id, "failed", error=error.explain(), exit_code=error.exit_code)
+        elif state == "waiting":
+            self.index.set_state(job.id, "waiting", wait_reason=reason)
+        elif state in ("paused", "cancelled", "queued"):
+            current = self.index.job(job.id)
+            if current is not None and current.state != state:
+                self.index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
+        else:
+            for report in result.reports:  # the files are in place, whatever the row says
+                _record_model(self.index, report)
+            self.index.set_state(job.id, "done")
 
     async def _report_progress(self, run: _Running) -> None:
         """Progress rows every second; also notices a pause or cancel from another process
@@ -459,7 +425,6 @@ class Scheduler:
 def _record_model(index: Index, report: PlanReport) -> None:
     """What a finished job put in a store, for ``status``, ``verify`` and ``doctor``."""
     plan = report.plan
-    source: Source = "ollama" if plan.store == "ollama" else "hf" if plan.store == "hf" else "url"
     files = [
         FileRecord(
             path=str(f.path.relative_to(plan.root))
@@ -474,7 +439,7 @@ def _record_model(index: Index, report: PlanReport) -> None:
     verified = all(f.verified for f in report.files)
     index.upsert_model(
         plan.display or plan.ref,
-        source,
+        plan.store.index_source,
         plan.root,
         title=plan.title,
         size=sum(f.size for f in report.files),
@@ -494,13 +459,3 @@ def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:
 
 def _after(now: datetime, seconds: float) -> datetime:
     return now + timedelta(seconds=seconds)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -5,7 +5,7 @@ Entry point: ``scripts/chaos`` (see ``scripts/chaos --help``). Subcommands:
 
 - ``soak``: hundreds of seeded runs against the simulator. Each run picks a target (a plain
   URL, an Ollama model, a Hugging Face repo), a random engine configuration and a random mix of
-  every fault the simulator can script, runs pullman in-process (:class:`pullman.get.Session`),
+  every fault the simulator can script, runs pullman in-process (:class:`pullman.session.Session`),
   and then checks every final path against the bytes the simulator serves. A run that failed
   is run once more with the faults removed ("heal"): the progress kept must let it finish.
   Runs execute in worker processes; the parent kills a worker whose run outlives its deadline
@@ -97,7 +97,7 @@ def environ(**values: str | None) -> Iterator[None]:
 
 def fast_transfer_config(rng: random.Random | None = None) -> Any:
     """Small pieces and short timeouts (like tests/conftest.py's fast_config), randomised."""
-    from pullman.transfer.engine import TransferConfig
+    from pullman.transfer.config import TransferConfig
     from pullman.transfer.recycle import RecycleConfig
 
     r = rng or random.Random(0)
@@ -388,8 +388,8 @@ class Scenario:
 
 
 def build_url(rng: random.Random, sim: Any, work: Path) -> Scenario:
-    from pullman.digests import sha256
-    from pullman.get import GetOptions
+    from pullman.core.digests import sha256
+    from pullman.core.jobs import GetOptions
 
     size = random_size(rng)
     data = _data(rng, size)
@@ -435,9 +435,9 @@ KINDS = ("template", "params", "license", "system", "projector")
 
 
 def build_ollama(rng: random.Random, sim: Any, work: Path, seed: int) -> Scenario:
-    from pullman.get import GetOptions
+    from pullman.core.jobs import GetOptions
     from pullman.layouts import ollama as store
-    from pullman.refs import parse_ollama
+    from pullman.core.refs import parse_ollama
     from pullman.testing.registry import OllamaRegistry
 
     auth = rng.choice(["none", "token"])
@@ -482,7 +482,7 @@ def build_ollama(rng: random.Random, sim: Any, work: Path, seed: int) -> Scenari
 
 
 def build_hf(rng: random.Random, sim: Any, work: Path, seed: int) -> Scenario:
-    from pullman.get import GetOptions
+    from pullman.core.jobs import GetOptions
     from pullman.testing.hub import HubSimulator
 
     expires = round(rng.uniform(0.3, 3.0), 2) if rng.random() < 0.3 else 3600.0
@@ -580,7 +580,7 @@ def _attempt(
     import anyio
 
     from pullman.errors import PullmanError
-    from pullman.get import Session
+    from pullman.session import Session
 
     sessions = [Session(settings) for _ in range(twins)]
     outcomes: list[Any] = [None] * twins
@@ -1099,7 +1099,7 @@ def run_crashloop(
     from pullman.daemon import daemon_pid
     from pullman.index import Index
     from pullman.layouts import ollama as store
-    from pullman.refs import parse_ollama
+    from pullman.core.refs import parse_ollama
     from pullman.testing import Simulator, Throttle, make_data
     from pullman.testing.registry import OllamaRegistry
 

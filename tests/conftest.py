@@ -9,11 +9,13 @@ from pathlib import Path
 import anyio
 import pytest
 
-from pullman.digests import sha256
-from pullman.plan import FileSpec
+from pullman.core.digests import sha256
+from pullman.core.plan import FileSpec
 from pullman.testing import Simulator
-from pullman.transfer.engine import Outcome, Transfer, TransferConfig
+from pullman.transfer.config import TransferConfig
+from pullman.transfer.engine import Transfer
 from pullman.transfer.recycle import RecycleConfig
+from pullman.transfer.stats import Outcome
 
 KiB = 1 << 10
 MiB = 1 << 20

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from test_chaos import load_chaoslib
 
-from pullman.layouts.common import symlink_atomic, write_atomic
+from pullman.fsio import symlink_atomic, write_atomic
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullman.headers import (
+from pullman.core.headers import (
     ContentRange,
     parse_content_length,
     parse_content_range,

@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pullman.digests import Digest
+from pullman.core.digests import Digest
+from pullman.core.names import check_repo_path
+from pullman.core.refs import HfRef, parse_ref
 from pullman.errors import NotFound, RefError, RemoteError
-from pullman.layouts.hf_cache import check_repo_path, link_target
-from pullman.refs import HfRef, parse_ref
-from pullman.sources.huggingface import HubFile, Snapshot, quant_tags, select
+from pullman.layouts.hf_cache import link_target
+from pullman.sources.hf_select import HubFile, Snapshot, quant_tags, select
 
 
 def hub_file(path: str, size: int = 10) -> HubFile:

@@ -35,10 +35,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pullman import config
-from pullman.daemon import daemon_pid
-from pullman.errors import PullmanError, RefError, RemoteError
-from pullman.get import GetOptions, PlanReport, Session
-from pullman.headers import (
+from pullman.core.headers import (
     MAX_RETRY_AFTER,
     MAX_SIZE,
     parse_bearer_challenge,
@@ -47,11 +44,15 @@ from pullman.headers import (
     parse_retry_after,
     strong_etag,
 )
+from pullman.core.jobs import GetOptions
+from pullman.core.ollama_manifest import CONFIG_TYPE, MANIFEST_V2, BadManifest, parse_manifest
+from pullman.core.refs import HfRef, OllamaRef, UrlRef, parse_ref
+from pullman.daemon import daemon_pid
+from pullman.errors import PullmanError, RefError, RemoteError
 from pullman.layouts import hf_cache
 from pullman.layouts import ollama as ollama_store
-from pullman.ollama_manifest import CONFIG_TYPE, MANIFEST_V2, BadManifest, parse_manifest
-from pullman.refs import HfRef, OllamaRef, UrlRef, parse_ref
-from pullman.sources.huggingface import _hub_file
+from pullman.session import PlanReport, Session
+from pullman.sources.hf import _hub_file
 from pullman.testing import Drip, Simulator, Throttle, make_data
 from pullman.testing.hub import HubSimulator, git_blob_sha1
 from pullman.testing.registry import OllamaRegistry, build_manifest

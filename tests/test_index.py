@@ -13,15 +13,9 @@ from pathlib import Path
 import pytest
 
 import pullman.index as index_module
+from pullman.core.jobs import JOB_STATES, TRANSITIONS, JobState
 from pullman.errors import NotWritable, PullmanError, StorageError
-from pullman.index import (
-    JOB_STATES,
-    SCHEMA_VERSION,
-    TRANSITIONS,
-    FileRecord,
-    Index,
-    JobState,
-)
+from pullman.index import SCHEMA_VERSION, FileRecord, Index
 
 
 class Clock:

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pullman.core.units import format_rate, parse_rate
 from pullman.errors import UsageError
-from pullman.limiter import Limiter, Limiters, TokenBucket, format_rate, parse_rate
+from pullman.transfer.limiter import Limiter, Limiters, TokenBucket
 
 MB = 1_000_000
 KiB = 1024

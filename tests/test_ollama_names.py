@@ -9,13 +9,13 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from pullman.core.refs import OllamaRef, UrlRef, parse_ollama, parse_ollama_name, parse_ref
 from pullman.errors import RefError
-from pullman.refs import OllamaRef, UrlRef, parse_ollama, parse_ollama_name, parse_ref
 
 # Test vectors from Ollama's own name tests (copied from the project's reference notes).
 VECTORS = Path(__file__).with_name("ollama-names.tsv")
 
-# Ollama's per-part grammar, written independently of pullman.refs as regular expressions.
+# Ollama's per-part grammar, written independently of pullman.core.refs as regular expressions.
 PART = {
     "host": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:-]{0,349}"),
     "namespace": re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,79}"),

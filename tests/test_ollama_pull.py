@@ -17,7 +17,8 @@ import anyio
 import pytest
 
 from pullman import config
-from pullman.get import GetOptions, Session
+from pullman.core.jobs import GetOptions
+from pullman.session import Session
 from pullman.testing import FlipByte, Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 

@@ -25,12 +25,12 @@ import pytest
 from test_chaos import load_chaoslib
 
 from pullman import config
+from pullman.core.jobs import GetOptions, JobOptions
+from pullman.core.refs import parse_ollama
 from pullman.daemon import daemon_pid
-from pullman.get import GetOptions
 from pullman.index import Index
 from pullman.layouts import ollama as ollama_store
-from pullman.refs import parse_ollama
-from pullman.scheduler import JobOptions, Scheduler
+from pullman.scheduler import Scheduler
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry

@@ -14,8 +14,9 @@ import anyio
 import pytest
 
 from pullman import config
+from pullman.core.jobs import JobOptions
 from pullman.index import Index
-from pullman.scheduler import JobOptions, Scheduler, WallClock
+from pullman.scheduler import Scheduler, WallClock
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
@@ -50,7 +51,7 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def options(models: Path, **kw: object) -> dict[str, object]:
-    from pullman.get import GetOptions
+    from pullman.core.jobs import GetOptions
 
     return JobOptions(GetOptions(insecure=True, ollama_dir=str(models)), **kw).to_json()  # type: ignore[arg-type]
 

@@ -154,7 +154,7 @@ def test_throttled_connections_are_recycled_and_burst_is_learned(
     assert stats.recycles >= 8
     # Without recycling, 4 connections at 64 KiB/s would need about 30 s for 8 MiB.
     assert outcome.elapsed < 20
-    assert transfer._fleet.statistics().box < 512 * KiB
+    assert transfer.shared.fleet.statistics().box < 512 * KiB
 
 
 def test_404_fails_fast_without_retries(sim: Simulator, tmp_path: Path) -> None:

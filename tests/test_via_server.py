@@ -14,8 +14,9 @@ import anyio
 import pytest
 
 from pullman.errors import NetworkError, NotFound, ServerError
-from pullman.ollama_server import ServerPull, ServerPullOutcome, server_sees
+from pullman.sources.ollama_server import server_sees
 from pullman.testing.ollama_api import OllamaAPI, PullScript
+from pullman.transfer.via_server import ServerPull, ServerPullOutcome
 
 KiB = 1 << 10
 MiB = 1 << 20

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pullman.core.windows import Window, local_now, local_zone, seconds_until, until_deadline
 from pullman.errors import UsageError
-from pullman.windows import Window, local_now, local_zone, seconds_until, until_deadline
 
 DAY = datetime(2024, 5, 14)  # a Tuesday, no DST change anywhere near
 WINDOWS = ["01:00-07:00", "22:00-06:00", "00:00-00:30", "23:59-00:01", "12:00-00:00", "05:17-05:18"]

@@ -1,7 +1,10 @@
-"""The ``pullman`` command group, error handling and running async work.
+"""The ``pullman`` command group, its context, error handling and running async work.
 
-Every error pullman raises on purpose is printed as what / why / fix, with the exit code of its
-family (:mod:`pullman.errors`); nothing reaches the user as a traceback unless ``--debug``.
+The group puts one :class:`Context` in ``ctx.obj``: the settings (loaded once, on first use) and
+the index (opened once, closed when the command ends). Commands only parse and print; each runs
+its async work on one event loop (:func:`run_async`). Every error pullman raises on purpose is
+printed as what / why / fix, with the exit code of its family (:mod:`pullman.errors`); anything
+else is a bug: exit 70, no traceback unless ``--debug``.
 """
 
 from __future__ import annotations
@@ -12,21 +15,56 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import click
 
-from pullman import __version__
-from pullman.errors import EXIT_CODES, EXIT_FAILED, Interrupted, PullmanError, collapse_groups
+from pullman import __version__, config
+from pullman.errors import EXIT_CODES, EXIT_SOFTWARE, Interrupted, PullmanError, collapse_groups
 from pullman.progress import ProgressView
-from pullman.transfer.engine import TransferStats
+from pullman.transfer.stats import TransferStats
 from pullman.tuning import tune_process
+
+if TYPE_CHECKING:
+    from pullman.index import Index
 
 T = TypeVar("T")
 log = logging.getLogger("pullman")
 
 _EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+
+
+class Context:
+    """What every command shares: settings, loaded once, and the index, opened once."""
+
+    def __init__(self, *, debug: bool = False, verbose: int = 0) -> None:
+        self.debug = debug
+        self.verbose = verbose
+        self._settings: config.Settings | None = None
+        self._index: Index | None = None
+
+    @property
+    def settings(self) -> config.Settings:
+        if self._settings is None:
+            self._settings = config.load()
+        return self._settings
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            from pullman.cli.follow import open_index
+
+            self._index = open_index(self.settings.paths)
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            index, self._index = self._index, None
+            index.close()
+
+
+pass_context = click.make_pass_decorator(Context)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
@@ -36,9 +74,8 @@ _EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in 
 @click.pass_context
 def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     """pullman: resilient, resumable, verified downloads of model weights."""
-    ctx.ensure_object(dict)
-    ctx.obj["debug"] = debug
-    ctx.obj["verbose"] = verbose
+    ctx.obj = Context(debug=debug, verbose=verbose)
+    ctx.call_on_close(ctx.obj.close)
     level = logging.DEBUG if verbose > 1 or debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, format="pullman: %(message)s", stream=sys.stderr)
     # The HTTP libraries log full URLs, and presigned CDN URLs carry credentials in their query
@@ -139,10 +176,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("pullman: interrupted; progress is saved, run again to resume", err=True)
         sys.exit(Interrupted.exit_code)
-    except Exception as exc:
+    except Exception as exc:  # a bug: exit 70, so a retry loop in cron never spins on it
         if debug:
             traceback.print_exc()
         click.echo(f"pullman: internal error: {type(exc).__name__}: {exc}", err=True)
         click.echo("  fix: rerun with --debug for details, and please report it", err=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(EXIT_SOFTWARE)
     sys.exit(0)

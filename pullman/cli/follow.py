@@ -10,11 +10,12 @@ import click
 
 from pullman.cli.app import echo_json, run_async
 from pullman.config import Paths
+from pullman.core.jobs import FINISHED, Job
+from pullman.core.units import human
 from pullman.errors import EXIT_INTERRUPTED, EXIT_OK, Interrupted, PullmanError
-from pullman.index import FINISHED, Index, Job
+from pullman.index import Index
 from pullman.progress import ProgressView
-from pullman.transfer.engine import TransferStats
-from pullman.transfer.staging import human
+from pullman.transfer.stats import TransferStats
 
 FOLLOW_EVERY = 0.5
 
@@ -67,12 +68,12 @@ class _Rows:
         return all(j.state in FINISHED or j.state == "paused" for j in self.jobs)
 
 
-def follow_jobs(index: Index, ids: Sequence[int], view: ProgressView, as_json: bool) -> None:
-    """Draw the jobs' progress until they end; exit as the first failure's command would."""
+def watch(index: Index, ids: Sequence[int], view: ProgressView) -> list[Job]:
+    """Draw the jobs' progress until each is finished or paused; the jobs as they ended."""
     rows = _Rows(index, ids)
     rows.refresh()
 
-    async def watch() -> None:
+    async def follow() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(view.run, rows.statistics)
             while True:
@@ -82,8 +83,14 @@ def follow_jobs(index: Index, ids: Sequence[int], view: ProgressView, as_json: b
                 await anyio.sleep(FOLLOW_EVERY)
             tg.cancel_scope.cancel()
 
+    run_async(follow)
+    return rows.jobs
+
+
+def follow_jobs(index: Index, ids: Sequence[int], view: ProgressView, as_json: bool) -> None:
+    """Draw the jobs' progress until they end; exit as the first failure's command would."""
     try:
-        run_async(watch)
+        jobs = watch(index, ids, view)
     except Interrupted:
         click.echo(
             "pullman: stopped following; the daemon carries on "
@@ -91,10 +98,10 @@ def follow_jobs(index: Index, ids: Sequence[int], view: ProgressView, as_json: b
             err=True,
         )
         return
-    report(rows.jobs, as_json)
-    code = exit_code(rows.jobs)
+    report(jobs, as_json)
+    code = exit_code(jobs)
     if code != EXIT_OK:
-        failed = next((j for j in rows.jobs if j.state == "failed"), None)
+        failed = next((j for j in jobs if j.state == "failed"), None)
         if failed is not None:
             raise PullmanError(failed.error or f"job {failed.id} failed").with_code(code)
         sys.exit(code)

@@ -1,34 +1,106 @@
-"""``pullman get``: download refs, in the foreground or through the daemon."""
+"""``pullman get``: download refs, in the foreground, through the daemon, or via the Ollama server.
+
+The command only parses (into a :class:`GetRequest`) and prints (:mod:`pullman.cli.reports`);
+each way of running is one function with one event loop.
+"""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pullman import config
-from pullman.cli.app import JSON, OLLAMA_DIR, cli, echo_json, run_async, with_view
-from pullman.cli.follow import follow_jobs, open_index
+from pullman.cli import reports
+from pullman.cli.app import JSON, OLLAMA_DIR, Context, cli, pass_context, run_async, with_view
+from pullman.cli.follow import follow_jobs
+from pullman.config import Settings
+from pullman.core.digests import parse_sha256_option
+from pullman.core.jobs import GetOptions, JobOptions
+from pullman.core.plan import Store
+from pullman.core.refs import OllamaRef, parse_ref
+from pullman.core.units import parse_rate
+from pullman.core.windows import Window, local_now, until_deadline
 from pullman.daemon import daemon_pid, poke
-from pullman.digests import parse_sha256_option
 from pullman.errors import Interrupted, UsageError
-from pullman.get import FileReport, GetOptions, PlanReport
-from pullman.index import Index
+from pullman.jobqueue import submit, take
 from pullman.layouts import ollama as ollama_store
-from pullman.limiter import parse_rate
 from pullman.progress import ProgressView
-from pullman.refs import OllamaRef, parse_ref
-from pullman.scheduler import JobOptions, JobResult, Scheduler, process_alive
-from pullman.transfer.staging import human
-from pullman.windows import Window, local_now, until_deadline
+from pullman.scheduler import JobResult, Scheduler
+from pullman.session import PlanReport
+
+
+@dataclass(frozen=True)
+class GetRequest:
+    """Everything ``pullman get`` was asked, as typed (one field per flag)."""
+
+    refs: tuple[str, ...]
+    sha256: str | None
+    output: str | None
+    ollama_dir: str | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    local_dir: str | None
+    connections: int | None
+    force: bool
+    verify_existing: bool
+    insecure: bool
+    via_server: bool
+    recycle_after: float
+    detach: bool
+    priority: int
+    window: str | None
+    until: str | None
+    limit: str | None
+    as_json: bool
+    progress: str
+
+    def check(self) -> None:
+        """Usage errors, before anything is queued or fetched."""
+        if self.sha256 is not None and len(self.refs) != 1:
+            raise UsageError("--sha256 applies to a single URL", hint="run one get per URL")
+        if self.output is not None and len(self.refs) != 1:
+            raise UsageError("-o applies to a single URL", hint="run one get per URL")
+        for text in self.refs:
+            parse_ref(text, insecure=self.insecure)  # bad refs fail here
+        if self.limit is not None:
+            parse_rate(self.limit, what="--limit")
+        if self.window is not None:
+            Window.parse(self.window)
+
+    def options(self) -> GetOptions:
+        return GetOptions(
+            out=_absolute(self.output),
+            digest=parse_sha256_option(self.sha256) if self.sha256 else None,
+            force=self.force,
+            insecure=self.insecure,
+            ollama_dir=str(ollama_store.models_dir(self.ollama_dir)),
+            verify_existing=self.verify_existing,
+            include=self.include,
+            exclude=self.exclude,
+            local_dir=_absolute(self.local_dir),
+        )
+
+    def job(self) -> JobOptions:
+        return JobOptions(self.options(), self.connections, self.limit, self.window)
+
+    def deadline(self) -> datetime | None:
+        return until_deadline(self.until, local_now()) if self.until else None
+
+    def view(self) -> ProgressView:
+        return ProgressView("none" if self.as_json and self.progress == "auto" else self.progress)
+
+    def settings(self, base: Settings) -> Settings:
+        if self.connections is None:
+            return base
+        return replace(base, transfer=replace(base.transfer, connections=self.connections))
 
 
 @cli.command()
+@pass_context
 @click.argument("refs", nargs=-1, required=True)
 @click.option("--sha256", "sha256", metavar="HEX", help="Expected sha256 of a URL's file.")
 @click.option(
@@ -95,28 +167,7 @@ from pullman.windows import Window, local_now, until_deadline
     show_default=True,
     help="Progress display: bars on a terminal, plain lines otherwise.",
 )
-def get(
-    refs: tuple[str, ...],
-    sha256: str | None,
-    output: str | None,
-    ollama_dir: str | None,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-    local_dir: str | None,
-    connections: int | None,
-    force: bool,
-    verify_existing: bool,
-    insecure: bool,
-    via_server: bool,
-    recycle_after: float,
-    detach: bool,
-    priority: int,
-    window: str | None,
-    until: str | None,
-    limit: str | None,
-    as_json: bool,
-    progress: str,
-) -> None:
+def get(context: Context, /, **params: Any) -> None:
     """Download REFS resumably, verify them, and put them in place.
 
     \b
@@ -128,66 +179,17 @@ def get(
 
     Run the same command again after an interruption to resume where it stopped.
     """
-    if sha256 is not None and len(refs) != 1:
-        raise UsageError("--sha256 applies to a single URL", hint="run one get per URL")
-    if output is not None and len(refs) != 1:
-        raise UsageError("-o applies to a single URL", hint="run one get per URL")
-    overrides: dict[str, Any] = {}
-    if connections is not None:
-        overrides["connections"] = connections
-    settings = config.load(transfer=overrides)
-    options = GetOptions(
-        out=_absolute(output),
-        digest=parse_sha256_option(sha256) if sha256 else None,
-        force=force,
-        insecure=insecure,
-        ollama_dir=str(ollama_store.models_dir(ollama_dir)),
-        verify_existing=verify_existing,
-        include=include,
-        exclude=exclude,
-        local_dir=_absolute(local_dir),
-    )
-    view = ProgressView("none" if as_json and progress == "auto" else progress)
-    if via_server:
-        if ollama_dir is not None:
-            raise UsageError(
-                "--via-server cannot be combined with --ollama-dir",
-                hint="the Ollama server writes to its own models directory",
-            )
-        _get_via_server(refs, replace(options, ollama_dir=None), view, recycle_after, as_json)
+    request = GetRequest(**params)
+    if request.via_server:
+        _via_server(request)
         return
-    for text in refs:
-        parse_ref(text, insecure=insecure)  # bad refs fail here, before anything is queued
-    if limit is not None:
-        parse_rate(limit, what="--limit")
-    if window is not None:
-        Window.parse(window)
-    deadline = until_deadline(until, local_now()) if until else None
-    job = JobOptions(options, connections=connections, limit=limit, window=window)
-    index = open_index(settings.paths)
+    request.check()
+    settings = request.settings(context.settings)
     daemon = daemon_pid(settings.paths)
-    if daemon is not None or detach:
-        if deadline is not None:
-            raise UsageError(
-                "--until applies to a foreground run", hint="use --window for the daemon"
-            )
-        ids = [index.add_job(text, job.to_json(), priority) for text in refs]
-        poke(settings.paths)
-        if detach or daemon is None:
-            _say_queued(ids, refs, daemon, as_json)
-            return
-        follow_jobs(index, ids, view, as_json)
-        return
-    job = replace(job, foreground=os.getpid())
-    ids = [take_job(index, text, job, priority) for text in refs]
-    scheduler = Scheduler(
-        settings,
-        index,
-        on_stop=("paused", "interrupted; run the same command again to resume"),
-        wait_for_disk=False,
-    )
-    results = run_async(lambda: with_view(view, scheduler, scheduler.run(only=ids, until=deadline)))
-    _finish_foreground(ids, results, deadline, as_json)
+    if daemon is not None or request.detach:
+        _through_daemon(context, request, daemon)
+    else:
+        _in_foreground(context, request, settings)
 
 
 def _absolute(path: str | None) -> str | None:
@@ -198,60 +200,54 @@ def _absolute(path: str | None) -> str | None:
     return full + "/" if path.endswith("/") and not full.endswith("/") else full
 
 
-def take_job(index: Index, ref: str, job: JobOptions, priority: int) -> int:
-    """A rerun of the same command takes its earlier, unfinished job over; else a new job."""
-    for old in index.jobs(["queued", "waiting", "paused", "failed", "running"]):
-        theirs = JobOptions.from_json(old.options)
-        if old.ref == ref and theirs.same_request(job):
-            owner = theirs.foreground
-            if owner is not None and owner != os.getpid() and process_alive(owner):
-                continue  # another terminal runs it right now
-            if old.state == "running" and (theirs.foreground is None or old.pid is None
-                                           or process_alive(old.pid)):  # fmt: skip
-                continue  # the daemon runs it
-            index.set_options(old.id, job.to_json())
-            if old.state != "queued":
-                index.set_state(old.id, "queued")
-            return old.id
-    return index.add_job(ref, job.to_json(), priority)
-
-
-def _say_queued(ids: Sequence[int], refs: Sequence[str], daemon: int | None, as_json: bool) -> None:
-    if as_json:
-        echo_json([{"id": i, "ref": r, "state": "queued"} for i, r in zip(ids, refs, strict=True)])
+def _through_daemon(context: Context, request: GetRequest, daemon: int | None) -> None:
+    if request.until is not None:
+        raise UsageError("--until applies to a foreground run", hint="use --window for the daemon")
+    index = context.index
+    ids = submit(index, request.refs, request.job(), request.priority)
+    poke(context.settings.paths)
+    if request.detach or daemon is None:
+        reports.queued(ids, request.refs, daemon, request.as_json)
         return
-    for job_id, ref in zip(ids, refs, strict=True):
-        click.echo(f"queued job {job_id}: {ref}")
-    if daemon is None:
-        click.echo(
-            "no pullman daemon is running: start one with `pullman daemon` or "
-            "`pullman service install`, or run `pullman get` without --detach"
+    follow_jobs(index, ids, request.view(), request.as_json)
+
+
+def _in_foreground(context: Context, request: GetRequest, settings: Settings) -> None:
+    """Run the jobs here, on one event loop; then say where each model is and if Ollama sees it."""
+    index = context.index
+    deadline = request.deadline()
+    job = replace(request.job(), foreground=os.getpid())
+    ids = take(index, request.refs, job, request.priority)
+    scheduler = Scheduler(
+        settings,
+        index,
+        on_stop=("paused", "interrupted; run the same command again to resume"),
+        wait_for_disk=False,
+    )
+
+    async def work() -> tuple[dict[int, JobResult], dict[str, str]]:
+        results = await with_view(
+            request.view(), scheduler, scheduler.run(only=ids, until=deadline)
         )
-    else:
-        click.echo(f"the daemon (pid {daemon}) runs them; follow with `pullman status --follow`")
+        done = [r for i in ids if i in results for r in results[i].reports]
+        checks = {} if request.as_json else await _server_checks(done)
+        return results, checks
+
+    results, checks = run_async(work)
+    reports.foreground(ids, results, checks, request.as_json)
+    _raise_for(ids, results, deadline)
 
 
-def _finish_foreground(
-    ids: Sequence[int], results: dict[int, JobResult], deadline: datetime | None, as_json: bool
-) -> None:
-    done = [results[i] for i in ids if i in results]
-    reports = [r for res in done for r in res.reports]
-    if as_json:
-        echo_json([_report_json(f) for r in reports for f in r.files])
-    else:
-        checks = run_async(lambda: _server_checks(reports))
-        for report in reports:
-            _print_plan(report)
-            if report.plan.display in checks:
-                click.echo(f"  {checks[report.plan.display]}")
-    failed = [res for res in done if res.error is not None]
+def _raise_for(ids: list[int], results: dict[int, JobResult], deadline: datetime | None) -> None:
+    """The exit of a foreground run: the first job's error, or 75 if some did not finish."""
+    failed = [results[i] for i in ids if i in results and results[i].error is not None]
     for res in failed[1:]:
         assert res.error is not None
         click.echo(f"pullman: error: {res.error.explain()}", err=True)
     if failed:
         assert failed[0].error is not None
         raise failed[0].error
-    stopped = [i for i in ids if i not in results or results[i].state not in ("done",)]
+    stopped = [i for i in ids if i not in results or results[i].state != "done"]
     if stopped:
         at = f" at {deadline:%H:%M}" if deadline is not None else ""
         raise Interrupted(
@@ -260,12 +256,12 @@ def _finish_foreground(
         )
 
 
-async def _server_checks(reports: Sequence[PlanReport]) -> dict[str, str]:
+async def _server_checks(done: list[PlanReport]) -> dict[str, str]:
     """For each model pulled into the Ollama store: can the running server use it now?"""
-    names = [r.plan.display for r in reports if r.plan.store == "ollama"]
+    names = [r.plan.display for r in done if r.plan.store is Store.OLLAMA]
     if not names:
         return {}
-    from pullman.ollama_server import server_sees  # imports the ollama client: only when needed
+    from pullman.sources.ollama_server import server_sees  # the ollama client: only when needed
 
     out: dict[str, str] = {}
     for name in names:
@@ -279,110 +275,32 @@ async def _server_checks(reports: Sequence[PlanReport]) -> dict[str, str]:
     return out
 
 
-def _get_via_server(
-    refs: Sequence[str],
-    options: GetOptions,
-    view: ProgressView,
-    recycle_after: float,
-    as_json: bool,
-) -> None:
-    from pullman.ollama_server import ServerPull  # imports the ollama client: only when needed
+def _via_server(request: GetRequest) -> None:
+    """The running Ollama server pulls each model; pullman recycles its pull streams."""
+    from pullman.transfer.via_server import ServerPull, ServerPullOutcome  # the ollama client
 
-    if options.out or options.digest or options.ollama_dir:
+    if request.output or request.sha256 or request.ollama_dir:
         raise UsageError(
             "--via-server cannot be combined with -o, --sha256 or --ollama-dir",
             hint="the Ollama server writes to its own models directory",
         )
     names = []
-    for text in refs:
-        ref = parse_ref(text, insecure=options.insecure)
+    for text in request.refs:
+        ref = parse_ref(text, insecure=request.insecure)
         if not isinstance(ref, OllamaRef):
             raise UsageError(f"--via-server pulls Ollama models, not {text!r}")
         names.append(ref.short())
-    docs = []
-    for name in names:
-        pull = ServerPull(name, insecure=options.insecure, recycle_after=recycle_after)
-        outcome = run_async(lambda p=pull: with_view(view, p, p.run()))  # type: ignore[misc]
-        docs.append(
-            {
-                "ref": name,
-                "elapsed": round(outcome.elapsed, 3),
-                "restarts": outcome.restarts,
-                "failures": outcome.failures,
-                "size": outcome.total_bytes,
-            }
-        )
-        if not as_json:
-            click.echo(
-                f"{name}: pulled by the Ollama server in {outcome.elapsed:.1f} s, "
-                f"{outcome.restarts} restarts\n  ready: ollama run {name}"
-            )
-    if as_json:
-        echo_json(docs)
+    view = request.view()
 
+    async def work() -> list[ServerPullOutcome]:
+        outcomes = []
+        for name in names:
+            pull = ServerPull(name, insecure=request.insecure, recycle_after=request.recycle_after)
+            outcomes.append(await with_view(view, pull, pull.run()))
+            if not request.as_json:
+                reports.via_server(outcomes[-1])
+        return outcomes
 
-def _print_plan(report: PlanReport) -> None:
-    plan = report.plan
-    if not plan.finals:
-        _print_files(report.files)
-        return
-    fetched = [f for f in report.files if f.outcome is not None]
-    present = len(report.files) - len(fetched)
-    size = sum(f.size for f in report.files)
-    noun = "blobs" if plan.store == "ollama" else "files"
-    line = f"{plan.title}: {len(report.files)} {noun} verified, {human(size)}"
-    if fetched:
-        seconds = max(f.outcome.elapsed for f in fetched if f.outcome is not None)
-        line += f"; fetched {human(report.fetched)} in {seconds:.1f} s"
-    if present:
-        line += f"; {present} already present"
-    click.echo(line)
-    if plan.store == "ollama":
-        click.echo(f"  manifest: {plan.finals[-1].path}")
-    else:
-        link = plan.finals[0].path.parts
-        at = len(link) - 1 - link[::-1].index("snapshots")
-        click.echo(f"  snapshot: {Path(*link[: at + 2])}")
-
-
-def _print_files(reports: Sequence[FileReport]) -> None:
-    for r in reports:
-        mark = "verified" if r.verified else "unverified: no digest to check against"
-        if r.status == "present":
-            click.echo(f"already present ({mark}): {r.path}")
-            continue
-        o = r.outcome
-        assert o is not None
-        rate = human(o.fetched / o.elapsed) + "/s" if o.elapsed > 0 else "-"
-        click.echo(f"{r.name}: {mark}, {r.digest}")
-        detail = f"{human(r.size)} in {o.elapsed:.1f} s ({rate})"
-        if o.resumed:
-            detail += f", resumed from {human(o.resumed)}"
-        detail += f", {o.recycles} recycled, {o.retries} retried"
-        click.echo(f"  {detail}")
-        click.echo(f"  saved to {r.path}")
-
-
-def _report_json(r: FileReport) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "ref": r.ref,
-        "name": r.name,
-        "path": str(r.path),
-        "size": r.size,
-        "status": r.status,
-        "verified": r.verified,
-        "digest": r.digest,
-    }
-    if r.outcome is not None:
-        o = r.outcome
-        doc.update(
-            sha256=o.sha256,
-            fetched=o.fetched,
-            resumed=o.resumed,
-            elapsed=round(o.elapsed, 3),
-            tail_seconds=round(o.tail, 3),
-            recycles=o.recycles,
-            retries=o.retries,
-            discarded=o.discarded,
-        )
-    return doc
+    outcomes = run_async(work)
+    if request.as_json:
+        reports.via_server_json(outcomes)

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
-import anyio
 import click
 
-from pullman import config
-from pullman.cli.app import JSON, cli, echo_json, run_async
-from pullman.cli.follow import job_stats, open_index
+from pullman.cli.app import JSON, Context, cli, echo_json, pass_context
+from pullman.cli.follow import watch
+from pullman.core.jobs import FINISHED, Job, JobState
+from pullman.core.units import format_rate, human, parse_rate
 from pullman.daemon import daemon_pid, poke
-from pullman.errors import NotFound, UsageError
-from pullman.index import FINISHED, Index, Job, JobState
-from pullman.limiter import format_rate, parse_rate
+from pullman.errors import JobConflict, NotFound, UsageError
+from pullman.index import Index
 from pullman.progress import ProgressView
-from pullman.transfer.engine import TransferStats
-from pullman.transfer.staging import human
 
 RECENT = 24 * 3600.0
 """Finished jobs younger than this are shown by ``status`` without --all."""
@@ -39,14 +36,15 @@ def _line(job: Job) -> str:
 @click.option("--all", "show_all", is_flag=True, help="Include jobs that ended long ago.")
 @click.option("--follow", is_flag=True, help="Keep showing progress until the jobs end.")
 @JSON
-def status(job_ids: tuple[int, ...], show_all: bool, follow: bool, as_json: bool) -> None:
+@pass_context
+def status(
+    context: Context, job_ids: tuple[int, ...], show_all: bool, follow: bool, as_json: bool
+) -> None:
     """Show jobs: state, progress, rate, and why a job waits or failed."""
-    settings = config.load()
-    index = open_index(settings.paths)
+    settings, index = context.settings, context.index
     jobs = _select(index, job_ids, show_all)
     if follow:
-        _follow(index, [j.id for j in jobs])
-        jobs = [j for j in map(index.job, [j.id for j in jobs]) if j is not None]
+        jobs = watch(index, [j.id for j in jobs], ProgressView("auto"))
     if as_json:
         echo_json([job.to_json() for job in jobs])
         return
@@ -77,42 +75,29 @@ def _select(index: Index, ids: Sequence[int], show_all: bool) -> list[Job]:
     ]
 
 
-def _follow(index: Index, ids: list[int]) -> None:
-    rows: list[Job] = []
-
-    def stats() -> list[TransferStats]:
-        return [job_stats(j) for j in rows]
-
-    async def watch() -> None:
-        async with anyio.create_task_group() as tg:
-            view = ProgressView("auto")
-            tg.start_soon(view.run, stats)
-            while True:
-                rows[:] = [j for j in map(index.job, ids) if j is not None]
-                if all(j.state in FINISHED or j.state == "paused" for j in rows):
-                    break
-                await anyio.sleep(0.5)
-            tg.cancel_scope.cancel()
-
-    run_async(watch)
-
-
 def _change(
-    job_ids: tuple[int, ...], every: bool, to: JobState, allowed: set[str], why: str
+    context: Context,
+    job_ids: tuple[int, ...],
+    every: bool,
+    to: JobState,
+    allowed: Collection[JobState],
+    why: str,
 ) -> None:
-    settings = config.load()
-    index = open_index(settings.paths)
+    index = context.index
     if not job_ids and not every:
         raise UsageError("name the jobs, or pass --all", hint="`pullman status` lists them")
     targets = index.jobs() if every else _select(index, job_ids, True)
     changed = []
     for job in targets:
-        if job.state in allowed:
-            index.set_state(job.id, to, wait_reason=why if to == "paused" else None)
-            changed.append(job.id)
-        elif job_ids:
-            click.echo(f"job {job.id} is {job.state}: left as it is", err=True)
-    poke(settings.paths)
+        reason = why if to == "paused" else None
+        try:
+            index.set_state(job.id, to, only_from=allowed, wait_reason=reason)
+        except JobConflict as exc:
+            if job_ids:
+                click.echo(f"job {job.id} is {exc.current}: left as it is", err=True)
+            continue
+        changed.append(job.id)
+    poke(context.settings.paths)
     click.echo(f"{to}: {', '.join(map(str, changed)) if changed else 'no job'}")
 
 
@@ -122,34 +107,45 @@ _ALL = click.option("--all", "every", is_flag=True, help="Every job this applies
 @cli.command()
 @click.argument("job_ids", nargs=-1, type=int)
 @_ALL
-def pause(job_ids: tuple[int, ...], every: bool) -> None:
+@pass_context
+def pause(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
     """Pause jobs; their progress is kept. `pullman resume` carries on."""
-    _change(job_ids, every, "paused", {"queued", "waiting", "running"}, "paused by the user")
+    _change(
+        context, job_ids, every, "paused", {"queued", "waiting", "running"}, "paused by the user"
+    )
 
 
 @cli.command()
 @click.argument("job_ids", nargs=-1, type=int)
 @_ALL
-def resume(job_ids: tuple[int, ...], every: bool) -> None:
+@pass_context
+def resume(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
     """Queue paused (or failed) jobs again; they resume where they were."""
-    _change(job_ids, every, "queued", {"paused", "failed"}, "")
+    _change(context, job_ids, every, "queued", {"paused", "failed"}, "")
 
 
 @cli.command()
 @click.argument("job_ids", nargs=-1, type=int)
 @_ALL
-def cancel(job_ids: tuple[int, ...], every: bool) -> None:
+@pass_context
+def cancel(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
     """Cancel jobs. Partial data stays until `pullman gc`."""
-    _change(job_ids, every, "cancelled", {"queued", "waiting", "running", "paused", "failed"}, "")
+    _change(
+        context,
+        job_ids,
+        every,
+        "cancelled",
+        {"queued", "waiting", "running", "paused", "failed"},
+        "",
+    )
 
 
 @cli.command()
 @click.argument("rate")
-def limit(rate: str) -> None:
+@pass_context
+def limit(context: Context, rate: str) -> None:
     """Set the global bandwidth cap now, e.g. 20MB/s (or off). The daemon applies it at once."""
     value = parse_rate(rate, what="limit")
-    settings = config.load()
-    index = open_index(settings.paths)
-    index.set_setting("limit", rate if value is not None else "off")
-    poke(settings.paths)
+    context.index.set_setting("limit", rate if value is not None else "off")
+    poke(context.settings.paths)
     click.echo(f"global limit: {format_rate(value)}")

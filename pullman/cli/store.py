@@ -1,25 +1,27 @@
-"""The stores: ``ls``, ``rm`` (and ``verify``, ``gc``, ``doctor``)."""
+"""The stores: ``ls``, ``rm``, ``verify``, ``gc`` and ``doctor``, over every layout."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
 
 import anyio
 import click
 
-from pullman import config, maintenance
-from pullman.cli.app import JSON, OLLAMA_DIR, cli, echo_json, run_async
-from pullman.cli.follow import open_index
+from pullman import maintenance
+from pullman.cli.app import JSON, OLLAMA_DIR, Context, cli, echo_json, pass_context, run_async
+from pullman.core.inventory import BlobCheck
+from pullman.core.jobs import GetOptions
+from pullman.core.refs import parse_ref
+from pullman.core.units import human
 from pullman.daemon import daemon_pid
 from pullman.errors import IntegrityError, UsageError
-from pullman.get import GetOptions, Session
-from pullman.layouts import hf_cache, plain
-from pullman.layouts import ollama as ollama_store
-from pullman.maintenance import BlobCheck
-from pullman.refs import HfRef, OllamaRef, parse_ref
-from pullman.transfer.staging import human
+from pullman.layouts import layout_for, stores
+from pullman.session import Session
+from pullman.sources import source_for
+
+
+def _roots(ollama_dir: str | None) -> maintenance.Roots:
+    return maintenance.roots(GetOptions(ollama_dir=ollama_dir))
 
 
 @cli.command("ls")
@@ -27,42 +29,17 @@ from pullman.transfer.staging import human
 @JSON
 def ls_command(ollama_dir: str | None, as_json: bool) -> None:
     """List the models in the Ollama store and the Hugging Face cache, with size and state."""
-    root = ollama_store.models_dir(ollama_dir)
-    entries = ollama_store.list_models(root)
-    repos = hf_cache.list_repos(hf_cache.cache_dir())
+    roots = _roots(ollama_dir)
+    entries = [e for layout, root in roots for e in layout.entries(root)]
     if as_json:
-        docs: list[dict[str, Any]] = [
-            {
-                "name": e.name,
-                "store": "ollama",
-                "size": e.size,
-                "state": e.state,
-                "missing_blobs": e.missing,
-                "path": str(e.path),
-            }
-            for e in entries
-        ]
-        docs += [
-            {
-                "name": r.name,
-                "store": "hf",
-                "size": r.size,
-                "state": r.state,
-                "revisions": list(r.revisions),
-                "path": str(r.path),
-            }
-            for r in repos
-        ]
-        echo_json(docs)
+        echo_json([e.to_json() for e in entries])
         return
-    if not entries and not repos:
-        click.echo(f"no models in {root} or {hf_cache.cache_dir()}")
-        return
-    for entry in entries:
-        click.echo(ollama_store.describe(entry))
-    for repo in repos:
-        revisions = f"  ({', '.join(repo.revisions)})" if repo.revisions else ""
-        click.echo(f"{repo.name:<40} {human(repo.size):>10}  {repo.state}{revisions}")
+    if not entries:
+        click.echo(f"no models in {' or '.join(str(root) for _, root in roots)}")
+    for e in entries:
+        state = f"{e.state} ({e.note})" if e.note and e.state == "incomplete" else e.state
+        note = f"  {e.note}" if e.note and e.state != "incomplete" else ""
+        click.echo(f"{e.name:<40} {human(e.size):>10}  {state}{note}")
 
 
 @cli.command("rm")
@@ -72,35 +49,13 @@ def ls_command(ollama_dir: str | None, as_json: bool) -> None:
 def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
     """Remove a model: its manifest (or HF snapshot), and the blobs nothing else uses."""
     parsed = parse_ref(ref)
-    if isinstance(parsed, HfRef):
-        revision = None if "@" not in ref else parsed.revision
-        gone = hf_cache.remove_repo(
-            hf_cache.cache_dir(), parsed.repo_id, parsed.repo_type, revision
-        )
-        if as_json:
-            doc = {"name": gone.name, "revisions": list(gone.revisions), "freed": gone.freed}
-            echo_json(doc)
-        else:
-            click.echo(f"removed {gone.name}: {len(gone.revisions)} revisions, {human(gone.freed)}")
-        return
-    if not isinstance(parsed, OllamaRef):
-        raise UsageError(f"{ref!r} is not a model name", hint="give a name such as llama3:8b")
-    root = ollama_store.models_dir(ollama_dir)
-    removal = ollama_store.remove_model(root, parsed)
+    options = GetOptions(ollama_dir=ollama_dir)
+    layout = layout_for(source_for(parsed).store(parsed, options))
+    removal = layout.remove(layout.root(options), parsed)
     if as_json:
-        doc = {
-            "name": removal.name,
-            "manifest": str(removal.manifest),
-            "removed": [str(p) for p in removal.removed],
-            "kept": [str(p) for p in removal.kept],
-            "freed": removal.freed,
-        }
-        echo_json(doc)
-        return
-    click.echo(
-        f"removed {removal.name}: {len(removal.removed)} blobs, {human(removal.freed)} freed"
-        + (f"; {len(removal.kept)} blobs kept (used by other models)" if removal.kept else "")
-    )
+        echo_json(removal.to_json())
+    else:
+        click.echo(removal.summary)
 
 
 @cli.command()
@@ -109,35 +64,33 @@ def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
 @click.option("--repair", is_flag=True, help="Delete bad blobs and fetch those models again.")
 @click.option("--insecure", is_flag=True, help="For --repair: allow http:// registries.")
 @JSON
+@pass_context
 def verify(
-    ref: str | None, ollama_dir: str | None, repair: bool, insecure: bool, as_json: bool
+    context: Context,
+    ref: str | None,
+    ollama_dir: str | None,
+    repair: bool,
+    insecure: bool,
+    as_json: bool,
 ) -> None:
     """Re-hash the stores' blobs against their digests (one model with REF)."""
-    root = ollama_store.models_dir(ollama_dir)
-    hf_root = hf_cache.cache_dir()
-    checks = _blobs_to_check(ref, root, hf_root)
-    results = run_async(lambda: _check_all(checks))
+    options = GetOptions(ollama_dir=ollama_dir, insecure=insecure)
+    checks = _blobs_to_check(ref, options)
+
+    async def work() -> list[BlobCheck]:
+        results = await _check_all(checks)
+        bad = [c for c in results if c.bad]
+        if bad and repair:
+            _report_checks(results, as_json)
+            await _repair(context, bad, options)
+        return results
+
+    results = run_async(work)
     bad = [c for c in results if c.bad]
-    if as_json:
-        echo_json(
-            [
-                {"owner": c.owner, "path": str(c.path), "digest": str(c.digest), "state": c.state}
-                for c in results
-            ]
-        )
-    else:
-        owners = sorted({c.owner for c in results})
-        for owner in owners:
-            mine = [c for c in results if c.owner == owner]
-            wrong = [c for c in mine if c.bad]
-            click.echo(f"{owner}: {'ok' if not wrong else f'{len(wrong)} bad'} ({len(mine)} blobs)")
-            for c in wrong:
-                click.echo(f"  {c.state}: {c.path}")
-        if not owners:
-            click.echo("nothing to verify")
     if bad and repair:
-        _repair(bad, str(root), insecure)
+        click.echo("repaired")
         return
+    _report_checks(results, as_json)
     if bad:
         raise IntegrityError(
             f"{len(bad)} blob(s) do not match their digests",
@@ -145,15 +98,36 @@ def verify(
         )
 
 
-def _blobs_to_check(ref: str | None, root: Path, hf_root: Path) -> list[BlobCheck]:
+def _report_checks(results: list[BlobCheck], as_json: bool) -> None:
+    if as_json:
+        echo_json(
+            [
+                {"owner": c.owner, "path": str(c.path), "digest": str(c.digest), "state": c.state}
+                for c in results
+            ]
+        )
+        return
+    owners = sorted({c.owner for c in results})
+    for owner in owners:
+        mine = [c for c in results if c.owner == owner]
+        wrong = [c for c in mine if c.bad]
+        click.echo(f"{owner}: {'ok' if not wrong else f'{len(wrong)} bad'} ({len(mine)} blobs)")
+        for c in wrong:
+            click.echo(f"  {c.state}: {c.path}")
+    if not owners:
+        click.echo("nothing to verify")
+
+
+def _blobs_to_check(ref: str | None, options: GetOptions) -> list[BlobCheck]:
     if ref is None:
-        return [*maintenance.ollama_blobs(root), *maintenance.hf_blobs(hf_root)]
+        return [c for layout in stores() for c in layout.blobs(layout.root(options), None)]
     parsed = parse_ref(ref)
-    if isinstance(parsed, OllamaRef):
-        return list(maintenance.ollama_blobs(root, parsed.short()))
-    if isinstance(parsed, HfRef):
-        return list(maintenance.hf_blobs(hf_root, parsed.repo_id))
-    raise UsageError(f"{ref!r} is not a model in a store", hint="give a model name or hf:// ref")
+    layout = layout_for(source_for(parsed).store(parsed, GetOptions()))
+    if layout.store not in {s.store for s in stores()}:
+        raise UsageError(
+            f"{ref!r} is not a model in a store", hint="give a model name or hf:// ref"
+        )
+    return list(layout.blobs(layout.root(options), parsed))
 
 
 async def _check_all(checks: list[BlobCheck]) -> list[BlobCheck]:
@@ -163,16 +137,12 @@ async def _check_all(checks: list[BlobCheck]) -> list[BlobCheck]:
     ]
 
 
-def _repair(bad: list[BlobCheck], ollama_dir: str, insecure: bool) -> None:
+async def _repair(context: Context, bad: list[BlobCheck], options: GetOptions) -> None:
     for check in bad:
         check.path.unlink(missing_ok=True)
     owners = sorted({c.owner for c in bad})
     click.echo(f"deleted {len(bad)} bad blob(s); fetching {', '.join(owners)} again")
-    settings = config.load()
-    options = GetOptions(ollama_dir=ollama_dir, insecure=insecure)
-    session = Session(settings)
-    run_async(lambda: session.get(owners, options))
-    click.echo("repaired")
+    await Session(context.settings).get(owners, options)
 
 
 @cli.command()
@@ -187,18 +157,14 @@ def _repair(bad: list[BlobCheck], ollama_dir: str, insecure: bool) -> None:
     help="Leave anything younger alone (a download may be about to use it).",
 )
 @JSON
-def gc(ollama_dir: str | None, dry_run: bool, min_age: float, as_json: bool) -> None:
+@pass_context
+def gc(
+    context: Context, ollama_dir: str | None, dry_run: bool, min_age: float, as_json: bool
+) -> None:
     """Remove abandoned partial downloads and blobs no model uses."""
-    settings = config.load()
-    root = ollama_store.models_dir(ollama_dir)
-    hf_root = hf_cache.cache_dir()
-    extra = [settings.paths.downloads / plain.STAGING, *_job_staging_dirs(settings)]
-    now = time.time()
-    found = [
-        *maintenance.partials(maintenance.staging_dirs(root, hf_root, extra), min_age, now),
-        *maintenance.unreferenced_ollama(root, min_age, now),
-        *maintenance.unreferenced_hf(hf_root, min_age, now),
-    ]
+    roots = _roots(ollama_dir)
+    extra = [context.settings.paths.downloads / ".pullman-partial"]
+    found = maintenance.garbage(roots, context.index.jobs(), min_age, time.time(), extra)
     freed = 0 if dry_run else maintenance.remove(found)
     if as_json:
         echo_json(
@@ -217,33 +183,18 @@ def gc(ollama_dir: str | None, dry_run: bool, min_age: float, as_json: bool) -> 
     click.echo(f"{'would free' if dry_run else 'freed'} {human(total if dry_run else freed)}")
 
 
-def _job_staging_dirs(settings: config.Settings) -> list[Path]:
-    """Staging areas next to destinations that jobs chose with -o or --local-dir."""
-    index = open_index(settings.paths)
-    dirs = set()
-    for job in index.jobs():
-        for key in ("out", "local_dir"):
-            value = job.options.get(key)
-            if isinstance(value, str):
-                path = Path(value)
-                base = path if key == "local_dir" or value.endswith("/") else path.parent
-                dirs.add(base / plain.STAGING)
-    return sorted(dirs)
-
-
 @cli.command()
 @OLLAMA_DIR
 @JSON
-def doctor(ollama_dir: str | None, as_json: bool) -> None:
+@pass_context
+def doctor(context: Context, ollama_dir: str | None, as_json: bool) -> None:
     """Check pullman's state and rebuild the index from the stores (no data is touched)."""
-    settings = config.load()
-    index = open_index(settings.paths)
+    index = context.index
     back = index.recover_orphans()
-    root = ollama_store.models_dir(ollama_dir)
-    hf_root = hf_cache.cache_dir()
-    rebuilt = maintenance.rebuild_index(index, root, hf_root)
-    now = time.time()
-    leftovers = list(maintenance.partials(maintenance.staging_dirs(root, hf_root, []), 0, now))
+    roots = _roots(ollama_dir)
+    rebuilt = maintenance.rebuild_index(index, roots)
+    leftovers = list(maintenance.partials(maintenance.staging_dirs(roots), 0, time.time()))
+    pid = daemon_pid(context.settings.paths)
     doc = {
         "index": str(index.path),
         "index_recovered_from": str(index.recovered_from) if index.recovered_from else None,
@@ -253,7 +204,7 @@ def doctor(ollama_dir: str | None, as_json: bool) -> None:
         "unreadable": rebuilt.unreadable,
         "partials": len(leftovers),
         "partial_bytes": sum(g.size for g in leftovers),
-        "daemon_pid": daemon_pid(settings.paths),
+        "daemon_pid": pid,
     }
     if as_json:
         echo_json(doc)
@@ -267,5 +218,4 @@ def doctor(ollama_dir: str | None, as_json: bool) -> None:
         click.echo(f"interrupted jobs queued again: {', '.join(map(str, back))}")
     size = sum(g.size for g in leftovers)
     click.echo(f"partial downloads: {len(leftovers)} ({human(size)}); `pullman gc` lists them")
-    pid = daemon_pid(settings.paths)
     click.echo(f"daemon: {f'running, pid {pid}' if pid else 'not running'}")

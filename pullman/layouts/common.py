@@ -1,4 +1,5 @@
-"""What every store layout needs: paths that stay inside the store, and atomic small writes."""
+"""What every store layout needs: paths that stay inside the store, the final small writes in
+order, and a writability check before any byte."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import os
 import secrets
 from pathlib import Path
 
+from pullman.core.plan import Plan, Symlink, WriteFile
 from pullman.errors import NotWritable, RemoteError
-from pullman.plan import Plan, Symlink, WriteFile
-from pullman.transfer.staging import NOFOLLOW, disk_errors, fsync_dir
+from pullman.fsio import disk_errors, symlink_atomic, write_atomic
+
+STAGING = ".pullman-partial"
+"""pullman's staging directory inside a store (readers of every store ignore it)."""
 
 
 def inside(root: Path, path: Path) -> bool:
@@ -39,36 +43,6 @@ def check_plan(plan: Plan) -> None:
             )
 
 
-def _temp_name(path: Path) -> Path:
-    """A temp name beside ``path`` that no other writer (or planted link) can share."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(6)}.pullman-tmp")
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``, fsync dir."""
-    with disk_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, mode)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(path)
-        fsync_dir(path.parent)
-
-
-def symlink_atomic(path: Path, target: str) -> None:
-    """Create or replace a symlink in one step (a temp link renamed over the old one)."""
-    with disk_errors(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(path)
-        tmp.symlink_to(target)
-        tmp.replace(path)
-        fsync_dir(path.parent)
-
-
 def apply_finals(plan: Plan) -> None:
     """Write the plan's small files and links, in order, after every blob verified."""
     for final in plan.finals:
@@ -88,3 +62,11 @@ def check_writable(root: Path, hint: str) -> None:
             probe.unlink()
     except NotWritable as exc:
         raise NotWritable(f"cannot write to {root}", why=exc.why, hint=hint) from None
+
+
+def older_than(path: Path, min_age: float, now: float) -> bool:
+    """Whether ``path`` was last modified at least ``min_age`` seconds before ``now``."""
+    try:
+        return now - path.stat().st_mtime >= min_age
+    except OSError:
+        return False

@@ -16,18 +16,24 @@ writes plain files under a directory of the user's choosing.
 from __future__ import annotations
 
 import os
-import posixpath
-import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pullman.errors import NotFound, RemoteError
-from pullman.transfer.staging import disk_errors
+from pullman.core.digests import from_blob_name
+from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
+from pullman.core.jobs import GetOptions
+from pullman.core.names import check_commit, check_repo_path
+from pullman.core.plan import FileSpec, Final, Plan, Release, Store, Symlink, WriteFile
+from pullman.core.refs import HfRef, Ref
+from pullman.core.units import human
+from pullman.errors import NotFound, UsageError
+from pullman.fsio import disk_errors
+from pullman.layouts import common
 
-STAGING = ".pullman-partial"
-_COMMIT = re.compile(r"[0-9a-f]{40}")
+STAGING = common.STAGING
+__all__ = ["check_commit", "check_repo_path"]  # re-exported: the paths this layout trusts
 
 
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -40,11 +46,6 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
     else:
         home = Path(env.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
     return (home.expanduser() / "hub").absolute()
-
-
-def local_dir(text: str) -> Path:
-    """``--local-dir``: plain files, as ``hf download --local-dir`` writes them."""
-    return Path(text).expanduser().absolute()
 
 
 def repo_dir(root: Path, repo_id: str, repo_type: str) -> Path:
@@ -71,33 +72,6 @@ def link_target(path: str, etag: str) -> str:
     """The relative symlink target from ``snapshots/<commit>/<path>`` to its blob."""
     depth = path.count("/")
     return "../" * (2 + depth) + f"blobs/{etag}"
-
-
-def check_repo_path(path: str) -> str:
-    """A file path from a repo listing, refused unless it stays inside the repo folder."""
-    bad = (
-        not path
-        or len(path) > 1024
-        or path.startswith("/")
-        or "\\" in path
-        or "\0" in path
-        or any(ord(ch) < 32 for ch in path)
-        or posixpath.normpath(path) != path
-        or any(part in ("", ".", "..") for part in path.split("/"))
-    )
-    if bad:
-        raise RemoteError(
-            f"refusing the repo file path {path[:120]!r}",
-            why="it would not stay inside the repo folder",
-            hint="the Hub (or what answers as the Hub) is broken or hostile; nothing was written",
-        )
-    return path
-
-
-def check_commit(commit: str) -> str:
-    if not _COMMIT.fullmatch(commit):
-        raise RemoteError(f"the Hub sent an invalid commit id {commit[:60]!r}")
-    return commit
 
 
 # ------------------------------------------------------------------------------- ls / rm
@@ -177,3 +151,131 @@ def remove_repo(root: Path, repo_id: str, repo_type: str, revision: str | None) 
         ):
             shutil.rmtree(repo.repo_path, ignore_errors=True)
     return RepoRemoval(name, tuple(commits), strategy.expected_freed_size)
+
+
+def _entry(repo: RepoEntry) -> StoreEntry:
+    if repo.state == "damaged":
+        return StoreEntry(repo.name, Store.HF_CACHE, repo.path, 0, "damaged")
+    note = f"({', '.join(repo.revisions)})" if repo.revisions else ""
+    return StoreEntry(
+        repo.name,
+        Store.HF_CACHE,
+        repo.path,
+        repo.size,
+        repo.state,
+        note,
+        {"revisions": list(repo.revisions)},
+    )
+
+
+def repo_dirs(root: Path) -> list[Path]:
+    """Every ``<type>s--<org>--<name>`` folder in the cache."""
+    return sorted(root.glob("*--*--*")) if root.is_dir() else []
+
+
+def _repo_id(folder: Path) -> tuple[str, str]:
+    """(owner ref as shown, repo id) of a cache folder."""
+    kind, _, rest = folder.name.partition("--")
+    repo_id = rest.replace("--", "/", 1)
+    return f"hf://{'datasets/' if kind == 'datasets' else ''}{repo_id}", repo_id
+
+
+def _linked(folder: Path) -> list[str]:
+    """The blob names the snapshots of a repo folder link to, each once, in order."""
+    names: dict[str, None] = {}
+    for link in sorted((folder / "snapshots").glob("**/*")):
+        if link.is_symlink():
+            names.setdefault(link.readlink().name)
+    return list(names)
+
+
+class HfCacheLayout:
+    store = Store.HF_CACHE
+
+    def root(self, options: GetOptions) -> Path:
+        return cache_dir()
+
+    def check_writable(self, root: Path) -> None:
+        common.check_writable(root, "set HF_HUB_CACHE (or HF_HOME) to a directory you can write")
+
+    def place(self, release: Release, root: Path, options: GetOptions) -> Plan:
+        """Blobs into the cache, then the snapshot links, then the ref, in that order."""
+        hub = release.repo
+        if hub is None:
+            raise UsageError(
+                f"{release.display} is not a Hugging Face repo",
+                hint="the HF cache holds files of Hub repos",
+            )
+        repo = repo_dir(root, hub.repo_id, hub.repo_type)
+        specs: list[FileSpec] = []
+        finals: list[Final] = []
+        for f in release.files:
+            assert f.digest is not None  # the Hub lists a digest for every file
+            specs.append(
+                FileSpec(
+                    url=f.url,
+                    dest=blob_path(repo, f.digest.hex),
+                    key=f.key or f"hf-{f.digest.hex}",
+                    name=f.name,
+                    size=f.size,
+                    digest=f.digest,
+                    auth=f.auth,
+                    insecure=f.insecure,
+                    content_addressed=True,
+                )
+            )
+            link = Symlink(
+                snapshot_path(repo, hub.commit, f.path), link_target(f.path, f.digest.hex)
+            )
+            finals.append(link)
+        if hub.revision != hub.commit:
+            finals.append(WriteFile(ref_path(repo, hub.revision), hub.commit.encode()))
+        location = ("snapshot", repo / "snapshots" / hub.commit)
+        return Plan(
+            release.ref,
+            tuple(specs),
+            root,
+            staging_dir(repo),
+            release.title,
+            tuple(finals),
+            release.display,
+            Store.HF_CACHE,
+            location,
+        )
+
+    def entries(self, root: Path) -> list[StoreEntry]:
+        return [_entry(r) for r in list_repos(root)]
+
+    def remove(self, root: Path, ref: Ref) -> Removal:
+        if not isinstance(ref, HfRef):
+            raise UsageError(f"{ref} is not a Hugging Face repo", hint="e.g. hf://org/repo")
+        revision = ref.revision if ref.revision_given else None
+        gone = remove_repo(root, ref.repo_id, ref.repo_type, revision)
+        summary = f"removed {gone.name}: {len(gone.revisions)} revisions, {human(gone.freed)}"
+        return Removal(gone.name, gone.freed, summary, {"revisions": list(gone.revisions)})
+
+    def blobs(self, root: Path, ref: Ref | None) -> Iterator[BlobCheck]:
+        """Every blob a snapshot links to (``ref``: one repo's)."""
+        only = ref.repo_id if isinstance(ref, HfRef) else None
+        for folder in repo_dirs(root):
+            owner, repo_id = _repo_id(folder)
+            if only is not None and repo_id != only:
+                continue
+            for name in _linked(folder):
+                digest = from_blob_name(name)
+                if digest is not None:
+                    yield BlobCheck(owner, folder / "blobs" / name, digest, None)
+
+    def unreferenced(self, root: Path, min_age: float, now: float) -> Iterator[Garbage]:
+        for folder in repo_dirs(root):
+            used = set(_linked(folder))
+            for blob in sorted((folder / "blobs").glob("*")):
+                if (
+                    blob.is_file()
+                    and blob.name not in used
+                    and common.older_than(blob, min_age, now)
+                ):
+                    yield Garbage("unreferenced", blob, blob.stat().st_size)
+
+    def staging_dirs(self, root: Path) -> list[Path]:
+        return [staging_dir(folder) for folder in repo_dirs(root)]

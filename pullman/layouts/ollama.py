@@ -18,13 +18,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pullman.errors import NotFound, NotWritable
+from pullman.core.digests import SHA256_HEX
+from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
+from pullman.core.jobs import GetOptions
+from pullman.core.ollama_manifest import BadManifest, Manifest, parse_manifest
+from pullman.core.plan import FileSpec, Plan, Release, Store, WriteFile
+from pullman.core.refs import OllamaRef, Ref, valid_part
+from pullman.core.units import human
+from pullman.errors import NotFound, NotWritable, UsageError
+from pullman.fsio import disk_errors
 from pullman.layouts import common
-from pullman.ollama_manifest import BadManifest, Manifest, parse_manifest
-from pullman.refs import OllamaRef, valid_part
-from pullman.transfer.staging import disk_errors, human
 
-STAGING = ".pullman-partial"
+STAGING = common.STAGING
 
 
 def models_dir(flag: str | None, env: Mapping[str, str] | None = None) -> Path:
@@ -42,10 +47,10 @@ def staging_dir(root: Path) -> Path:
     return root / STAGING
 
 
-def manifest_path(root: Path, ref: OllamaRef) -> Path:
+def manifest_path(root: Path, ref: OllamaRef | tuple[str, str, str, str]) -> Path:
     """Where the manifest goes; an existing spelling of the same name (any case) is reused."""
     path = root / "manifests"
-    for part in ref.parts:
+    for part in ref.parts if isinstance(ref, OllamaRef) else ref:
         path = _casefold_child(path, part)
     return path
 
@@ -156,7 +161,7 @@ def list_models(root: Path) -> list[ModelEntry]:
 
 
 @dataclass(frozen=True)
-class Removal:
+class ModelRemoval:
     name: str
     manifest: Path
     removed: tuple[Path, ...]
@@ -164,7 +169,7 @@ class Removal:
     freed: int
 
 
-def remove_model(root: Path, ref: OllamaRef) -> Removal:
+def remove_model(root: Path, ref: OllamaRef) -> ModelRemoval:
     """Remove a model's manifest, and only the blobs no other manifest references.
 
     Every manifest in the store counts, whoever wrote it. If any other manifest cannot be
@@ -205,7 +210,7 @@ def remove_model(root: Path, ref: OllamaRef) -> Removal:
             freed += blob.stat().st_size
             blob.unlink()
             removed.append(blob)
-    return Removal(ref.short(), path, tuple(removed), tuple(kept), freed)
+    return ModelRemoval(ref.short(), path, tuple(removed), tuple(kept), freed)
 
 
 def _prune_empty(directory: Path, stop: Path) -> None:
@@ -214,6 +219,122 @@ def _prune_empty(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def describe(entry: ModelEntry) -> str:
-    state = entry.state if entry.state != "incomplete" else f"incomplete ({entry.missing} missing)"
-    return f"{entry.name:<40} {human(entry.size):>10}  {state}"
+def _entry(root: Path, model: ModelEntry) -> StoreEntry:
+    note = f"{model.missing} missing" if model.state == "incomplete" else ""
+    blobs = tuple((str(blob_path(root, d).relative_to(root)), f"sha256:{d}") for d in model.digests)
+    return StoreEntry(
+        model.name,
+        Store.OLLAMA,
+        model.path,
+        model.size,
+        model.state,
+        note,
+        {"missing_blobs": model.missing},
+        blobs,
+    )
+
+
+def _removal(gone: ModelRemoval) -> Removal:
+    summary = f"removed {gone.name}: {len(gone.removed)} blobs, {human(gone.freed)} freed"
+    if gone.kept:
+        summary += f"; {len(gone.kept)} blobs kept (used by other models)"
+    details = {
+        "manifest": str(gone.manifest),
+        "removed": [str(p) for p in gone.removed],
+        "kept": [str(p) for p in gone.kept],
+    }
+    return Removal(gone.name, gone.freed, summary, details)
+
+
+def used_blobs(root: Path) -> set[str] | None:
+    """The digests every manifest uses; None if one cannot be read (it might use anything)."""
+    used: set[str] = set()
+    for _, path in iter_manifests(root):
+        try:
+            used.update(layer.digest.hex for layer in read_manifest(path).blobs)
+        except BadManifest:
+            return None
+    return used
+
+
+class OllamaLayout:
+    store = Store.OLLAMA
+
+    def root(self, options: GetOptions) -> Path:
+        return models_dir(options.ollama_dir)
+
+    def check_writable(self, root: Path) -> None:
+        check_writable(root)
+
+    def place(self, release: Release, root: Path, options: GetOptions) -> Plan:
+        """Every blob into ``blobs/``, then the registry's exact manifest bytes, written last."""
+        model = release.model
+        if model is None:
+            raise UsageError(
+                f"{release.display} is not an Ollama model",
+                hint="the Ollama store holds models from an Ollama registry",
+            )
+        files = tuple(
+            FileSpec(
+                url=f.url,
+                dest=blob_path(root, f.digest.hex),
+                key=f.key or f"sha256-{f.digest.hex}",
+                name=f.name,
+                size=f.size,
+                digest=f.digest,
+                auth=f.auth,
+                insecure=f.insecure,
+                content_addressed=True,
+            )
+            for f in release.files
+            if f.digest is not None
+        )
+        manifest = manifest_path(root, model.parts)
+        return Plan(
+            release.ref,
+            files,
+            root,
+            staging_dir(root),
+            release.title,
+            (WriteFile(manifest, model.manifest),),
+            release.display,
+            Store.OLLAMA,
+            ("manifest", manifest),
+            "blobs",
+        )
+
+    def entries(self, root: Path) -> list[StoreEntry]:
+        return [_entry(root, m) for m in list_models(root)]
+
+    def remove(self, root: Path, ref: Ref) -> Removal:
+        if not isinstance(ref, OllamaRef):
+            raise UsageError(f"{ref} is not an Ollama model name", hint="e.g. llama3:8b")
+        return _removal(remove_model(root, ref))
+
+    def blobs(self, root: Path, ref: Ref | None) -> Iterator[BlobCheck]:
+        """Every blob each Ollama manifest names (``ref``: one model's)."""
+        only = ref.short() if isinstance(ref, OllamaRef) else None
+        for parts, path in iter_manifests(root):
+            name = _name_from(parts)
+            if only is not None and name != only:
+                continue
+            try:
+                manifest = read_manifest(path)
+            except BadManifest:
+                continue
+            for layer in manifest.blobs:
+                yield BlobCheck(name, blob_path(root, layer.digest.hex), layer.digest, layer.size)
+
+    def unreferenced(self, root: Path, min_age: float, now: float) -> Iterator[Garbage]:
+        blobs = root / "blobs"
+        used = used_blobs(root) if blobs.is_dir() else None
+        if used is None:  # no store, or a manifest we cannot read: remove nothing
+            return
+        for blob in sorted(blobs.glob("sha256-*")):
+            hex_digest = blob.name.removeprefix("sha256-")
+            unused = SHA256_HEX.fullmatch(hex_digest) and hex_digest not in used
+            if unused and common.older_than(blob, min_age, now):
+                yield Garbage("unreferenced", blob, blob.stat().st_size)
+
+    def staging_dirs(self, root: Path) -> list[Path]:
+        return [staging_dir(root)]

@@ -1,1 +1,97 @@
-"""Sources turn a ref into a :class:`~pullman.plan.Plan` of files."""
+"""Sources: where a ref's files come from. A :class:`Source` turns a ref into a
+:class:`~pullman.core.plan.Release` (what there is to fetch); a layout then decides where it
+lands (:mod:`pullman.layouts`).
+
+A source's file URLs must be *re-resolvable*: each is a stable URL on the source's own origin
+(a registry blob URL, a Hub ``resolve`` URL) that redirects to a fresh link whenever it is asked
+again, so the engine can re-resolve an expired or corrupt CDN copy by probing it once more.
+
+:func:`source_for` is the one dispatcher. A new source is one module with a class that follows
+the protocol, plus a line in :data:`SOURCES`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Protocol
+
+from pullman.core.jobs import GetOptions
+from pullman.core.plan import Release, Store
+from pullman.core.refs import HfRef, OllamaRef, Ref, UrlRef
+from pullman.errors import UsageError
+from pullman.net.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """What a source needs besides the ref: the request's options and how to ask."""
+
+    options: GetOptions
+    policy: RetryPolicy
+    deadline: float
+    """Seconds a metadata answer (a manifest, a listing page) may take in all."""
+
+
+class Source(Protocol):
+    name: str
+    options: frozenset[str]
+    """The :class:`GetOptions` fields that only this source (or some sources) understand."""
+
+    def store(self, ref: Ref, options: GetOptions) -> Store:
+        """Which kind of store the ref's files land in, given the options."""
+        ...
+
+    async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
+        """What there is to fetch for ``ref``: files, sizes, digests, and their identity."""
+        ...
+
+
+SPECIFIC = frozenset({"out", "digest", "include", "exclude", "local_dir"})
+"""Options that some sources understand and others refuse."""
+
+
+@functools.cache
+def _sources() -> dict[type, Source]:
+    from pullman.sources.hf import HfSource
+    from pullman.sources.ollama import OllamaSource
+    from pullman.sources.url import UrlSource
+
+    return {UrlRef: UrlSource(), OllamaRef: OllamaSource(), HfRef: HfSource()}
+
+
+def source_for(ref: Ref) -> Source:
+    """The source that fetches ``ref``."""
+    return _sources()[type(ref)]
+
+
+def check_options(source: Source, options: GetOptions) -> None:
+    """Refuse options the ref's source would silently ignore."""
+    from pullman.core.jobs import GetOptions as Defaults
+
+    given = sorted(
+        name
+        for name in SPECIFIC - source.options
+        if getattr(options, name) != getattr(Defaults(), name)
+    )
+    if given:
+        flags = " and ".join(_FLAGS[n] for n in given)
+        verb = "does" if len(given) == 1 else "do"
+        raise UsageError(
+            f"{flags} {verb} not apply to {_KINDS[source.name]}", hint=_HINTS[source.name]
+        )
+
+
+_FLAGS = {
+    "out": "-o",
+    "digest": "--sha256",
+    "include": "--include",
+    "exclude": "--exclude",
+    "local_dir": "--local-dir",
+}
+_KINDS = {"url": "URLs", "ollama": "Ollama models", "hf": "Hugging Face refs"}
+_HINTS = {
+    "url": "-o and --sha256 apply to URLs; --include, --exclude, --local-dir to Hugging Face refs",
+    "ollama": "models land in their store (--ollama-dir chooses it); -o and --sha256 apply to URLs",
+    "hf": "HF files land in the HF cache, or in --local-dir; -o and --sha256 apply to URLs",
+}

@@ -12,17 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from pullman import http
+from pullman.core.headers import parse_bearer_challenge
+from pullman.core.jobs import GetOptions
+from pullman.core.ollama_manifest import MANIFEST_V2, MAX_MANIFEST, Manifest, parse_manifest
+from pullman.core.plan import OllamaModel, Release, RemoteFile, Store
+from pullman.core.refs import OllamaRef, Ref
+from pullman.core.urls import is_loopback
 from pullman.errors import AccessDenied, NotFound, RemoteError
-from pullman.headers import parse_bearer_challenge
-from pullman.layouts import ollama as store
-from pullman.ollama_manifest import MANIFEST_V2, MAX_MANIFEST, Manifest, parse_manifest
-from pullman.plan import FileSpec, Plan, WriteFile
-from pullman.refs import OllamaRef
-from pullman.retry import RetryPolicy, retrying
+from pullman.net.client import Document, fetch
+from pullman.net.errors import error_for_status
+from pullman.net.retry import RetryPolicy, retrying
+from pullman.sources import SourceContext
 
 MAX_TOKEN_DOC = 64 << 10
 
@@ -43,13 +45,13 @@ def blob_url(ref: OllamaRef, digest_hex: str) -> str:
     return f"{ref.registry}/v2/{ref.namespace}/{ref.model}/blobs/sha256:{digest_hex}"
 
 
-async def resolve(ref: OllamaRef, policy: RetryPolicy, deadline: float = 60.0) -> Resolved:
+async def fetch_manifest(ref: OllamaRef, policy: RetryPolicy, deadline: float = 60.0) -> Resolved:
     """Fetch and validate the manifest, getting a registry token first if one is demanded."""
     insecure = ref.scheme == "http"
     auth: dict[str, str] = {}
     headers = {"Accept": MANIFEST_V2}
 
-    async def get(tag: str | None = None) -> http.Document:
+    async def get(tag: str | None = None) -> Document:
         return await retrying(
             lambda: _fetch_checked(manifest_url(ref, tag), {**headers, **auth}, insecure, deadline),
             policy,
@@ -66,19 +68,19 @@ async def resolve(ref: OllamaRef, policy: RetryPolicy, deadline: float = 60.0) -
         raise await _not_found(ref, doc, get)
     if doc.status in (401, 403):
         raise _private(ref)
-    raise http.error_for_status(doc.status, doc.url, doc.headers)
+    raise error_for_status(doc.status, doc.url, doc.headers)
 
 
 async def _fetch_checked(
     url: str, headers: dict[str, str], insecure: bool, deadline: float
-) -> http.Document:
-    doc = await http.fetch(url, headers, limit=MAX_MANIFEST, insecure=insecure, deadline=deadline)
+) -> Document:
+    doc = await fetch(url, headers, limit=MAX_MANIFEST, insecure=insecure, deadline=deadline)
     if doc.status == 429 or doc.status >= 500:
-        raise http.error_for_status(doc.status, url, doc.headers)
+        raise error_for_status(doc.status, url, doc.headers)
     return doc
 
 
-async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool, deadline: float) -> str:
+async def _token(ref: OllamaRef, challenged: Document, insecure: bool, deadline: float) -> str:
     params = parse_bearer_challenge(challenged.headers.get("www-authenticate"))
     if params is None:
         raise _private(ref)
@@ -86,7 +88,7 @@ async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool, dead
     parts = urlsplit(realm)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RemoteError(f"the registry {ref.host} sent an unusable token realm")
-    if parts.scheme == "http" and not (insecure or http.is_loopback(realm)):
+    if parts.scheme == "http" and not (insecure or is_loopback(realm)):
         raise RemoteError(
             f"the registry {ref.host} wants tokens fetched over plain http",
             hint="pass --insecure if you trust this registry",
@@ -94,13 +96,13 @@ async def _token(ref: OllamaRef, challenged: http.Document, insecure: bool, dead
     query = {"service": params.get("service", ref.host)}
     query["scope"] = params.get("scope", f"repository:{ref.namespace}/{ref.model}:pull")
     url = realm + ("&" if parts.query else "?") + urlencode(query)
-    doc = await http.fetch(url, limit=MAX_TOKEN_DOC, insecure=insecure, deadline=deadline)
+    doc = await fetch(url, limit=MAX_TOKEN_DOC, insecure=insecure, deadline=deadline)
     if doc.status in (401, 403):
         raise _private(ref)
     if doc.status == 429 or doc.status >= 500:
-        raise http.error_for_status(doc.status, url, doc.headers)
+        raise error_for_status(doc.status, url, doc.headers)
     if doc.status != 200:
-        raise http.error_for_status(doc.status, url, doc.headers)
+        raise error_for_status(doc.status, url, doc.headers)
     try:
         body = json.loads(doc.body)
         token = body.get("token") or body.get("access_token")
@@ -130,7 +132,7 @@ def _error_codes(body: bytes) -> set[str]:
 
 
 async def _not_found(
-    ref: OllamaRef, doc: http.Document, get: Callable[[str | None], Awaitable[http.Document]]
+    ref: OllamaRef, doc: Document, get: Callable[[str | None], Awaitable[Document]]
 ) -> NotFound:
     """Say which part was not found: the model, or only its tag."""
     codes = _error_codes(doc.body)
@@ -152,30 +154,29 @@ async def _not_found(
     )
 
 
-def plan(resolved: Resolved, root: Path) -> Plan:
-    """Every blob to fetch into ``root``, then the raw manifest, written last."""
-    ref = resolved.ref
-    files = tuple(
-        FileSpec(
-            url=blob_url(ref, layer.digest.hex),
-            dest=store.blob_path(root, layer.digest.hex),
-            key=layer.blob_name,
-            name=f"{layer.kind} {layer.digest.hex[:12]}",
-            size=layer.size,
-            digest=layer.digest,
-            auth=resolved.auth,
-            insecure=ref.scheme == "http",
-            content_addressed=True,
+class OllamaSource:
+    name = "ollama"
+    options: frozenset[str] = frozenset()
+
+    def store(self, ref: Ref, options: GetOptions) -> Store:
+        return Store.OLLAMA
+
+    async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
+        """Every blob of the model (config and layers, each once), and the raw manifest."""
+        assert isinstance(ref, OllamaRef)
+        resolved = await fetch_manifest(ref, ctx.policy, ctx.deadline)
+        files = tuple(
+            RemoteFile(
+                url=blob_url(ref, layer.digest.hex),
+                path=layer.blob_name,
+                name=f"{layer.kind} {layer.digest.hex[:12]}",
+                size=layer.size,
+                digest=layer.digest,
+                key=layer.blob_name,
+                auth=resolved.auth,
+                insecure=ref.scheme == "http",
+            )
+            for layer in resolved.manifest.blobs
         )
-        for layer in resolved.manifest.blobs
-    )
-    return Plan(
-        ref=str(ref),
-        files=files,
-        root=root,
-        staging=store.staging_dir(root),
-        title=ref.short(),
-        finals=(WriteFile(store.manifest_path(root, ref), resolved.raw),),
-        display=ref.short(),
-        store="ollama",
-    )
+        model = OllamaModel(ref.parts, resolved.raw)
+        return Release(str(ref), ref.short(), ref.short(), files, model=model)

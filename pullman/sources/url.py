@@ -1,39 +1,28 @@
-"""Plain URLs: one file, the digest only if the user gave one."""
+"""Plain URLs: one file, its name from the URL, its digest only if the user gave one."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
-from pullman.digests import Digest
-from pullman.layouts import plain
-from pullman.plan import FileSpec, Plan
-from pullman.refs import UrlRef
+from pullman.core.jobs import GetOptions
+from pullman.core.plan import Release, RemoteFile, Store
+from pullman.core.refs import Ref, UrlRef
+from pullman.sources import SourceContext
 
 
-def plan_url(
-    ref: UrlRef,
-    *,
-    out: str | None,
-    downloads: Path,
-    digest: Digest | None = None,
-    insecure: bool = False,
-) -> Plan:
-    dest = plain.destination(out, ref.filename, downloads).absolute()
-    key = "url-" + hashlib.sha256(f"{ref.url}\n{dest}".encode()).hexdigest()[:32]
-    spec = FileSpec(
-        url=ref.url,
-        dest=dest,
-        key=key,
-        name=dest.name,
-        digest=digest,
-        insecure=insecure,
-    )
-    return Plan(
-        ref=ref.url,
-        files=(spec,),
-        root=dest.parent,
-        staging=plain.staging_dir(dest),
-        title=dest.name,
-        display=ref.url,
-    )
+class UrlSource:
+    name = "url"
+    options = frozenset({"out", "digest"})
+
+    def store(self, ref: Ref, options: GetOptions) -> Store:
+        return Store.PLAIN
+
+    async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
+        assert isinstance(ref, UrlRef)
+        options = ctx.options
+        file = RemoteFile(
+            url=ref.url,
+            path=ref.filename,
+            name=ref.filename,
+            digest=options.digest,
+            insecure=options.insecure,
+        )
+        return Release(ref=ref.url, title=ref.filename, display=ref.url, files=(file,))

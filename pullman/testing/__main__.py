@@ -31,7 +31,7 @@ PROFILES = {
 
 
 def _size(text: str) -> int:
-    from pullman.config import parse_size
+    from pullman.core.units import parse_size
 
     return parse_size(text)
 

@@ -14,15 +14,13 @@ from urllib.parse import urlsplit
 
 import anyio
 
-from pullman import http
+from pullman.core.headers import parse_content_length, strong_etag
+from pullman.core.plan import FileSpec
+from pullman.core.urls import is_loopback, join_url, redact, same_origin
 from pullman.errors import AccessDenied, ProtocolViolation, RemoteError
-from pullman.headers import (
-    ContentRange,
-    parse_content_length,
-    parse_content_range,
-    strong_etag,
-)
-from pullman.plan import FileSpec
+from pullman.net.client import Connection, Response
+from pullman.net.errors import deadline_error, error_for_status
+from pullman.transfer.check import content_range
 
 MAX_REDIRECTS = 10
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -80,11 +78,11 @@ class Resolver:
             with anyio.fail_after(self.deadline):
                 return await self._probe_hops()
         except TimeoutError:
-            raise http.deadline_error(self.spec.url, self.deadline) from None
+            raise deadline_error(self.spec.url, self.deadline) from None
 
     async def _probe_hops(self) -> Target:
         url = self.spec.url
-        conn = http.Connection(insecure=self.spec.insecure)
+        conn = Connection(insecure=self.spec.insecure)
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 headers = self._auth_for(url)
@@ -95,34 +93,34 @@ class Resolver:
                         continue
                     return self._target(url, response)
             raise RemoteError(
-                f"too many redirects fetching {http.redact(self.spec.url)}",
+                f"too many redirects fetching {redact(self.spec.url)}",
                 hint="the server is misconfigured; report it to its operator",
             )
         finally:
             await conn.aclose()
 
     def _auth_for(self, url: str) -> dict[str, str]:
-        if self.spec.auth and http.same_origin(url, self.spec.url):
+        if self.spec.auth and same_origin(url, self.spec.url):
             return dict(self.spec.auth)
         return {}
 
     def _next_hop(self, url: str, location: str | None) -> str:
         if not location:
-            raise ProtocolViolation(f"{http.redact(url)} redirected without a Location")
-        nxt = http.join_url(url, location)
+            raise ProtocolViolation(f"{redact(url)} redirected without a Location")
+        nxt = join_url(url, location)
         scheme = urlsplit(nxt).scheme.lower()
         if scheme not in ("http", "https"):
-            raise RemoteError(f"{http.redact(url)} redirected to an unsupported URL scheme")
+            raise RemoteError(f"{redact(url)} redirected to an unsupported URL scheme")
         downgrade = urlsplit(url).scheme == "https" and scheme == "http"
-        if downgrade and not (self.spec.insecure or http.is_loopback(nxt)):
+        if downgrade and not (self.spec.insecure or is_loopback(nxt)):
             raise RemoteError(
-                f"{http.redact(url)} redirected from https to plain http",
+                f"{redact(url)} redirected from https to plain http",
                 why="following it would send the download over an unencrypted connection",
                 hint="pass --insecure if you trust this network",
             )
         return nxt
 
-    def _target(self, url: str, response: http.Response) -> Target:
+    def _target(self, url: str, response: Response) -> Target:
         status = response.status
         h = response.headers
         etag = strong_etag(h.get("etag"))
@@ -136,23 +134,14 @@ class Resolver:
         if status == 206:
             cr = content_range(url, h.get("content-range"))
             if cr.start != 0:
-                raise ProtocolViolation(f"{http.redact(url)} answered a range we did not ask for")
+                raise ProtocolViolation(f"{redact(url)} answered a range we did not ask for")
             return target(cr.total, True)
         if status == 200:
             return target(parse_content_length(h.get("content-length")), False)
         if status == 416:
             return target(content_range(url, h.get("content-range")).total, True)
-        error = http.error_for_status(status, url, h)
+        error = error_for_status(status, url, h)
         if redirected and isinstance(error, AccessDenied):
             error.why = "the CDN refused the link the source handed out"
             error.hint = "try again later; if it persists the source's CDN is misconfigured"
         raise error
-
-
-def content_range(url: str, value: str | None) -> ContentRange:
-    if value is None:
-        raise ProtocolViolation(f"{http.redact(url)} sent a partial answer without Content-Range")
-    try:
-        return parse_content_range(value)
-    except ValueError as exc:
-        raise ProtocolViolation(f"{http.redact(url)} sent a malformed Content-Range") from exc

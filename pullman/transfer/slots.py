@@ -12,7 +12,7 @@ from typing import Protocol
 
 import anyio
 
-from pullman.http import origin
+from pullman.core.urls import origin
 
 
 class Slots(Protocol):

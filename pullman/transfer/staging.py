@@ -1,87 +1,32 @@
 """The staging area of one file: partial data and its journal, side by side, then the commit.
 
 Both live in a directory the layout chooses on the destination's filesystem, so the final step
-is a rename. Order of durability: data is fsynced before the journal that claims it is
-replaced (temp file, fsync, rename, fsync of the directory), so the journal never claims bytes
-that are not on disk. ``OSError`` is translated into :mod:`pullman.errors` here.
+is a rename. Order of durability: the data is fsynced before the journal slot that claims it is
+written (and that slot fsynced), so the journal never claims bytes that are not on disk. The
+journal file holds two fixed-size slots written alternately in place (see :meth:`Staging.
+save_journal`): it is replaced by a rename only when it is created or must grow. ``OSError``
+becomes :mod:`pullman.errors` through :func:`pullman.fsio.disk_errors`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
 import re
-import shutil
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from pullman.errors import DiskFull, NotWritable, StorageError
+from pullman.errors import StorageError
+from pullman.fsio import NOFOLLOW, disk_errors, fsync_dir
 from pullman.transfer.journal import Journal
-
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-"""Files pullman creates in a store are never reached through a symlink planted there."""
 
 _MAGIC = b"PULLJRN1"
 _HEADER = struct.Struct(">8sQII")  # magic, sequence, payload length, crc32
 _SLOT = 64 << 10
 _KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,200}")
-_FULL = {errno.ENOSPC, errno.EDQUOT}
-_DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def free_space(path: Path) -> int:
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    return shutil.disk_usage(probe).free
-
-
-def storage_error(exc: OSError, path: Path, *, needed: int = 0) -> StorageError:
-    """Translate an OSError from the disk into our tree, with what to do about it."""
-    if exc.errno in _FULL:
-        free = free_space(path)
-        return DiskFull(
-            f"disk full writing {path}",
-            needed=needed,
-            free=free,
-            why=f"{human(needed)} more is needed, {human(free)} is free",
-            hint="free some space (progress is kept) and run the same command again",
-        )
-    if exc.errno in _DENIED:
-        return NotWritable(
-            f"cannot write to {path}",
-            why=exc.strerror or "permission denied",
-            hint="choose a destination you can write to, or fix its owner and permissions",
-        )
-    return StorageError(f"disk error on {path}", why=exc.strerror or str(exc))
-
-
-@contextlib.contextmanager
-def disk_errors(path: Path, needed: int = 0) -> Iterator[None]:
-    try:
-        yield
-    except OSError as exc:
-        raise storage_error(exc, path, needed=needed) from exc
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Staging:

@@ -14,7 +14,11 @@ from typing import Protocol
 
 from pullman.errors import UsageError
 
-_HEX = {"sha256": re.compile(r"[0-9a-f]{64}"), "git-sha1": re.compile(r"[0-9a-f]{40}")}
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+"""The only digest patterns: lowercase hex, full length (they become file names)."""
+_HEX = {"sha256": SHA256_HEX, "git-sha1": SHA1_HEX}
+_PREFIXED = re.compile(r"sha256:([0-9a-f]{64})")
 
 
 class Hasher(Protocol):
@@ -51,10 +55,26 @@ def sha256(hex_digest: str) -> Digest:
     return Digest("sha256", hex_digest)
 
 
+def parse_prefixed(text: str) -> Digest | None:
+    """``sha256:<64 hex>`` as registries write digests (strict: lowercase), else None."""
+    m = _PREFIXED.fullmatch(text)
+    return sha256(m.group(1)) if m else None
+
+
+def from_blob_name(name: str) -> Digest | None:
+    """The digest a content-addressed blob file is named by: ``<64 hex>`` (sha256) or
+    ``<40 hex>`` (a git blob id, the Hub's small files), else None."""
+    if SHA256_HEX.fullmatch(name):
+        return sha256(name)
+    if SHA1_HEX.fullmatch(name):
+        return Digest("git-sha1", name)
+    return None
+
+
 def parse_sha256_option(text: str) -> Digest:
     """Parse a user's ``--sha256`` value: 64 hex digits, optionally prefixed ``sha256:``."""
     value = text.strip().lower().removeprefix("sha256:")
-    if not _HEX["sha256"].fullmatch(value):
+    if not SHA256_HEX.fullmatch(value):
         raise UsageError(
             f"--sha256 {text!r} is not a sha256 digest",
             why="a sha256 digest is 64 hexadecimal characters",

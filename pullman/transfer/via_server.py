@@ -1,115 +1,41 @@
-"""Talking to a running Ollama server: the only module that imports the ``ollama`` client.
+"""``--via-server``: the running Ollama server downloads the model, pullman recycles its stream.
 
-- :func:`server_sees` asks whether the server is up and knows a model (``/api/show``).
-- :class:`ServerPull` is ``--via-server``: it makes the server pull a model itself, with the
-  "pull → stop → sleep" strategy users apply by hand to Ollama's own downloader. The server's
-  NDJSON progress stream (``POST /api/pull``) is read; the pull is stopped (the stream is closed:
-  there is no cancel call, and the server stops downloading once nobody waits for it) and started
-  again after ``pause`` seconds when it has run ``recycle_after`` seconds (the time box), when no
-  ``completed`` bytes arrived for ``stall_timeout`` seconds, or when it slowed below a share of its
-  own burst speed for ``slow_grace`` seconds (the CDN's crawl; a fresh pull gets a fresh burst).
-  The server keeps partial downloads, so each pull resumes. The verdicts come from the same
-  sans-IO :class:`~pullman.transfer.recycle.Watch` the engine uses, judged on a timer.
-
-Errors of the client (``ollama.ResponseError``, the HTTP client's transport errors) are translated
-into :mod:`pullman.errors` here and nowhere else.
+The "pull → stop → sleep" strategy users apply by hand to Ollama's own downloader: the server's
+NDJSON progress stream (``POST /api/pull``) is read; the pull is stopped (the stream is closed:
+there is no cancel call, and the server stops downloading once nobody waits for it) and started
+again after ``pause`` seconds when it has run ``recycle_after`` seconds (the time box), when no
+``completed`` bytes arrived for ``stall_timeout`` seconds, or when it slowed below a share of its
+own burst speed for ``slow_grace`` seconds (the CDN's crawl; a fresh pull gets a fresh burst).
+The server keeps partial downloads, so each pull resumes. The verdicts come from the same
+sans-IO :class:`~pullman.transfer.recycle.Watch` the engine uses, judged on a timer. Talking to
+the server is :mod:`pullman.sources.ollama_server`'s job.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import anyio
-from ollama import AsyncClient, ProgressResponse, ResponseError
 
-from pullman import http
-from pullman.errors import (
-    AccessDenied,
-    NetworkError,
-    NotFound,
-    ProtocolViolation,
-    PullmanError,
-    RateLimited,
-    ServerError,
-    TransientError,
-    UsageError,
-    collapse_groups,
-)
-from pullman.transfer.engine import TransferStats
+from pullman.errors import NetworkError, TransientError, collapse_groups
+from pullman.sources import ollama_server
+from pullman.sources.ollama_server import ServerNotRunning, pull_progress
 from pullman.transfer.recycle import Reason, RecycleConfig, Watch
+from pullman.transfer.stats import TransferStats
+
+if TYPE_CHECKING:
+    from ollama import AsyncClient, ProgressResponse
 
 log = logging.getLogger(__name__)
 
-DEFAULT_HOST = "http://127.0.0.1:11434"
 TICK = 0.1
 """Seconds between two judgements of the open stream."""
 FAST_PHASES = ("verifying", "writing manifest", "removing")
 """Statuses after the download: no bytes move then, and stopping would only restart the work."""
-
-
-def host_of(host: str | None) -> str:
-    """The server address as the user configured it (for messages)."""
-    return host or os.environ.get("OLLAMA_HOST") or DEFAULT_HOST
-
-
-class ServerNotRunning(NetworkError):
-    """Nothing answers at the server's address. Not retried if it never answered before."""
-
-
-def _not_running(host: str | None, exc: BaseException) -> ServerNotRunning:
-    return ServerNotRunning(
-        f"cannot reach the Ollama server at {host_of(host)}",
-        why=str(exc) or type(exc).__name__,
-        hint="start it with `ollama serve` (or set OLLAMA_HOST to where it runs), "
-        "or drop --via-server to let pullman download the model itself",
-    )
-
-
-# ---------------------------------------------------------------------- server_sees
-
-
-@dataclass(frozen=True)
-class ServerCheck:
-    state: Literal["ready", "not_running", "not_visible"]
-    detail: str
-
-
-async def server_sees(model: str, host: str | None = None, timeout: float = 3.0) -> ServerCheck:
-    """Whether the Ollama server at ``host`` runs and knows ``model``. Never raises for either."""
-    where = host_of(host)
-    client = AsyncClient(host, timeout=timeout)
-    try:
-        with anyio.move_on_after(timeout):
-            await client.show(model)
-            return ServerCheck("ready", f"the Ollama server at {where} has {model}")
-        return ServerCheck("not_running", f"the Ollama server at {where} did not answer")
-    except ConnectionError:  # the client's own translation of a refused connection
-        return ServerCheck("not_running", f"no Ollama server answers at {where}")
-    except http.ollama_transport_errors() as exc:
-        why = str(exc) or type(exc).__name__
-        return ServerCheck("not_running", f"no Ollama server answers at {where} ({why})")
-    except ResponseError as exc:
-        if exc.status_code == 404:
-            detail = (
-                f"the Ollama server at {where} runs but does not know {model}: it may read "
-                "another models directory (OLLAMA_MODELS) than the one pullman wrote to"
-            )
-        else:
-            detail = f"the Ollama server at {where} cannot show {model}: {exc.error}"
-        return ServerCheck("not_visible", detail)
-    except ValueError as exc:  # an answer that is not Ollama's JSON
-        return ServerCheck("not_visible", f"{where} answers, but not like an Ollama server: {exc}")
-    finally:
-        with anyio.CancelScope(shield=True):
-            await client.close()  # type: ignore[no-untyped-call]
-
-
-# ---------------------------------------------------------------------- --via-server
 
 
 @dataclass(frozen=True)
@@ -203,7 +129,7 @@ class ServerPull:
     async def run(self) -> ServerPullOutcome:
         started = self._clock()
         connect = min(10.0, self.stall_timeout)
-        client = AsyncClient(self.host, timeout=http.ollama_client_timeout(connect))
+        client = ollama_server.connect(self.host, connect_timeout=connect)
         try:
             with collapse_groups():
                 async with anyio.create_task_group() as tg:
@@ -310,30 +236,16 @@ class ServerPull:
         with attempt.scope:
             attempt.open = True
             try:
-                stream = await client.pull(self.model, insecure=self.insecure, stream=True)
-                try:
-                    async for part in stream:
+                async with pull_progress(client, self.model, self.host, self.insecure) as parts:
+                    async for part in parts:
                         self._connected = True
                         if self._take(part, attempt):
                             return True
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await _close(stream)  # closes the HTTP stream: the only way to stop
-            except ResponseError as exc:
+            except ServerNotRunning:
+                raise
+            except TransientError:
                 self._connected = True
-                raise self._translate(exc) from exc
-            except http.ollama_connect_errors() as exc:
-                raise _not_running(self.host, exc) from exc
-            except http.ollama_transport_errors() as exc:
-                raise NetworkError(
-                    f"the pull stream from the Ollama server at {host_of(self.host)} broke",
-                    why=str(exc) or type(exc).__name__,
-                ) from exc
-            except ValueError as exc:
-                raise ProtocolViolation(
-                    f"the Ollama server at {host_of(self.host)} sent a line pullman cannot read",
-                    why=str(exc),
-                ) from exc
+                raise
             raise NetworkError(
                 f"the Ollama server ended the pull of {self.model} before it finished",
                 why="the progress stream closed without a success or error line",
@@ -381,28 +293,3 @@ class ServerPull:
             if verdict.recycle and verdict.reason is not None:
                 attempt.stopped = verdict.reason
                 attempt.scope.cancel()
-
-    def _translate(self, exc: ResponseError) -> PullmanError:
-        status, message = exc.status_code, str(exc.error)
-        lower = message.lower()
-        where = f"the Ollama server at {host_of(self.host)}"
-        if status == 404 or "file does not exist" in lower or "manifest unknown" in lower:
-            return NotFound(
-                f"{self.model}: no such model in the registry",
-                why=f"{where} says: {message}",
-                hint="check the name and tag (https://ollama.com/library)",
-            )
-        if status in (401, 403) or "unauthorized" in lower:
-            return AccessDenied(f"{where} was refused access to {self.model}", why=message)
-        if status == 400:
-            return UsageError(f"{where} refused to pull {self.model!r}", why=message)
-        if status == 429:
-            return RateLimited(f"{where} is rate limited", why=message)
-        detail = f"HTTP {status}: {message}" if status > 0 else message
-        return ServerError(f"{where} failed to pull {self.model}", why=detail)
-
-
-async def _close(stream: AsyncIterator[ProgressResponse]) -> None:
-    aclose = getattr(stream, "aclose", None)
-    if aclose is not None:
-        await aclose()

@@ -11,9 +11,9 @@ import json
 import re
 from dataclasses import dataclass
 
-from pullman.digests import Digest
+from pullman.core.digests import Digest, parse_prefixed
+from pullman.core.headers import MAX_SIZE
 from pullman.errors import RemoteError
-from pullman.headers import MAX_SIZE
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
@@ -21,7 +21,6 @@ LAYER_PREFIX = "application/vnd.ollama.image."
 MAX_MANIFEST = 4 << 20
 MAX_LAYERS = 4096
 _LAYER_TYPE = re.compile(r"application/vnd\.ollama\.image\.[a-z0-9][a-z0-9.+-]{0,63}")
-_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -82,11 +81,12 @@ def _layer(raw: object, where: str, *, config: bool) -> Layer:
         raise _bad(f"{where} has media type {media_type[:80]!r}, expected {CONFIG_TYPE}")
     if not config and not _LAYER_TYPE.fullmatch(media_type):
         raise _bad(f"{where} has an unknown media type {media_type[:80]!r}")
-    if not isinstance(digest, str) or not (m := _DIGEST.fullmatch(digest)):
+    parsed = parse_prefixed(digest) if isinstance(digest, str) else None
+    if parsed is None:
         raise _bad(f"{where} has an invalid digest {str(digest)[:80]!r}")
     if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
         raise _bad(f"{where} has an invalid size {str(size)[:40]!r}")
-    return Layer(media_type, Digest("sha256", m.group(1)), size)
+    return Layer(media_type, parsed, size)
 
 
 def parse_manifest(raw: bytes) -> Manifest:

@@ -1,50 +1,40 @@
-"""``pullman get``: refs to plans, plans to verified files, in the foreground.
+"""One run of ``get``: refs to plans, plans to verified files.
 
-The CLI is a thin shell over :class:`Session`; this module knows sources, layouts and the
-engine. For each plan: refuse paths outside the store, reuse what is already there, download
-the rest concurrently within one connection budget, then write the plan's final small files
-(a manifest, refs, links) only after every blob verified.
+For each ref: its source (:func:`~pullman.sources.source_for`) says what there is to fetch, the
+layout of the store it lands in (:func:`~pullman.layouts.layout_for`) says where. For each plan:
+refuse paths outside the store, reuse what is already there, download the rest concurrently
+within one connection budget, then write the plan's final small files (a manifest, refs, links)
+only after every blob verified. The CLI, the scheduler and ``verify --repair`` share it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
 
 from pullman.config import Settings
-from pullman.digests import Digest
+from pullman.core.jobs import GetOptions
+from pullman.core.plan import FileSpec, Plan, Store
+from pullman.core.refs import parse_ref
+from pullman.core.units import human
 from pullman.errors import DiskFull, UsageError, collapse_groups
-from pullman.layouts import hf_cache
-from pullman.layouts import ollama as ollama_store
-from pullman.layouts.common import apply_finals, check_plan, check_writable
-from pullman.limiter import Limiter
-from pullman.plan import FileSpec, Plan
-from pullman.refs import HfRef, OllamaRef, UrlRef, parse_ref
-from pullman.sources import huggingface as hf_source
-from pullman.sources import ollama as ollama_source
-from pullman.sources.url import plan_url
-from pullman.transfer.engine import Outcome, Transfer, TransferStats
+from pullman.fsio import free_space, hash_file
+from pullman.layouts import layout_for
+from pullman.layouts.common import apply_finals, check_plan
+from pullman.sources import SourceContext, check_options, source_for
+from pullman.transfer.engine import Transfer
+from pullman.transfer.limiter import Limiter
 from pullman.transfer.slots import Slots
-from pullman.transfer.staging import Staging, disk_errors, free_space, human
+from pullman.transfer.staging import Staging
+from pullman.transfer.stats import Outcome, TransferStats
 
-log = logging.getLogger("pullman.get")
+log = logging.getLogger("pullman.session")
 
-
-@dataclass(frozen=True)
-class GetOptions:
-    out: str | None = None
-    digest: Digest | None = None
-    force: bool = False
-    insecure: bool = False
-    ollama_dir: str | None = None
-    verify_existing: bool = False
-    include: tuple[str, ...] = ()
-    exclude: tuple[str, ...] = ()
-    local_dir: str | None = None
+__all__ = ["FileReport", "GetOptions", "PlanReport", "Session"]
 
 
 @dataclass(frozen=True)
@@ -102,48 +92,20 @@ class Session:
         return reports
 
     async def plan(self, text: str, options: GetOptions) -> Plan:
+        """What ``text`` needs fetched and where it lands; the store is checked first."""
         ref = parse_ref(text, insecure=options.insecure)
-        if isinstance(ref, UrlRef):
-            return plan_url(
-                ref,
-                out=options.out,
-                downloads=self.settings.paths.downloads,
-                digest=options.digest,
-                insecure=options.insecure,
-            )
-        if options.out is not None or options.digest is not None:
-            raise UsageError(
-                "-o and --sha256 apply to URLs only",
-                hint="models land in their store (--ollama-dir, --local-dir choose it)",
-            )
-        if isinstance(ref, HfRef):
-            return await self._plan_hf(ref, options)
-        if options.include or options.exclude or options.local_dir:
-            raise UsageError("--include, --exclude and --local-dir apply to Hugging Face refs")
-        return await self._plan_ollama(ref, options)
-
-    async def _plan_hf(self, ref: HfRef, options: GetOptions) -> Plan:
+        source = source_for(ref)
+        check_options(source, options)
+        store = source.store(ref, options)
+        if store is Store.PLAIN and options.local_dir is None and options.out is None:
+            options = replace(options, out=f"{self.settings.paths.downloads}/")
+        layout = layout_for(store)
+        root = layout.root(options)
+        await anyio.to_thread.run_sync(layout.check_writable, root)
         cfg = self.settings.transfer
-        snapshot = await hf_source.resolve(ref, cfg.retry_policy, cfg.metadata_deadline)
-        files, note = hf_source.select(snapshot, options.include, options.exclude)
-        if note:
-            log.warning("%s: %s", ref, note)
-        if options.local_dir is not None:
-            local = hf_cache.local_dir(options.local_dir)
-            await anyio.to_thread.run_sync(check_writable, local, "choose another --local-dir")
-            return hf_source.plan_local_dir(snapshot, files, local)
-        root = hf_cache.cache_dir()
-        await anyio.to_thread.run_sync(
-            check_writable, root, "set HF_HUB_CACHE (or HF_HOME) to a directory you can write"
-        )
-        return hf_source.plan_cache(snapshot, files, root)
-
-    async def _plan_ollama(self, ref: OllamaRef, options: GetOptions) -> Plan:
-        root = ollama_store.models_dir(options.ollama_dir)
-        await anyio.to_thread.run_sync(ollama_store.check_writable, root)
-        cfg = self.settings.transfer
-        resolved = await ollama_source.resolve(ref, cfg.retry_policy, cfg.metadata_deadline)
-        return ollama_source.plan(resolved, root)
+        context = SourceContext(options, cfg.retry_policy, cfg.metadata_deadline)
+        release = await source.resolve(ref, context)
+        return layout.place(release, root, options)
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
         check_plan(plan)
@@ -241,7 +203,7 @@ async def _already_present(spec: FileSpec, options: GetOptions, ref: str) -> Fil
             return None
         if not options.verify_existing:
             return present(True)
-    actual = await anyio.to_thread.run_sync(_hash_file, spec.dest, spec.digest, size)
+    actual = await anyio.to_thread.run_sync(hash_file, spec.dest, spec.digest.hasher(size))
     if actual == spec.digest.hex:
         return present(True)
     if spec.content_addressed:
@@ -252,11 +214,3 @@ async def _already_present(spec: FileSpec, options: GetOptions, ref: str) -> Fil
         why=f"its {spec.digest.algorithm} is {actual}, expected {spec.digest.hex}",
         hint="pass --force to replace it, or choose another path with -o",
     )
-
-
-def _hash_file(path: Path, digest: Digest, size: int) -> str:
-    hasher = digest.hasher(size)
-    with disk_errors(path), path.open("rb") as f:
-        while block := f.read(8 << 20):
-            hasher.update(block)
-    return hasher.hexdigest()

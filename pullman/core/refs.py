@@ -16,7 +16,7 @@ so the grammar is strict: a part starts with a letter, digit or ``_``, then lett
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from pullman.errors import RefError
@@ -81,6 +81,8 @@ class HfRef:
     """The GGUF quantisation to pick (``hf.co/org/repo:QUANT``)."""
     gguf: bool = False
     """Ollama-style ``hf.co`` ref: pick GGUF files (``quant``, or a default)."""
+    revision_given: bool = field(default=False, compare=False)
+    """Whether the revision was written (``@rev``) rather than defaulted to ``main``."""
 
     def __str__(self) -> str:
         prefix = "datasets/" if self.repo_type == "dataset" else ""
@@ -159,7 +161,7 @@ def _parse_hf_url(text: str, rest: str) -> HfRef:
     pattern = "/".join(tail) or None
     if pattern is not None and (".." in pattern.split("/") or "" in pattern.split("/")):
         raise RefError(f"{text!r}: the path {pattern!r} is not a path inside the repo")
-    return HfRef(repo_id, repo_type, revision, pattern)
+    return HfRef(repo_id, repo_type, revision, pattern, revision_given="@" in pieces[1])
 
 
 def _cut_last(text: str, sep: str) -> tuple[str, str, bool]:

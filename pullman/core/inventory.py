@@ -1,0 +1,74 @@
+"""What a store holds, as its layout reports it: models (``ls``), removals (``rm``), blobs to
+re-hash (``verify``) and leftovers (``gc``). Pure values, whatever the store."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from pullman.core.digests import Digest
+from pullman.core.plan import Store
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    """One model (or repo) in a store."""
+
+    name: str
+    store: Store
+    path: Path
+    size: int
+    state: str
+    """``complete``, ``incomplete`` (files missing or short), ``unreadable`` or ``damaged``."""
+    note: str = ""
+    """Shown after the state (``3 missing``, the revisions)."""
+    details: Mapping[str, Any] = field(default_factory=dict)
+    """Store-specific fields for ``--json`` (``missing_blobs``, ``revisions``)."""
+    blobs: tuple[tuple[str, str], ...] = ()
+    """``(path relative to the store root, digest)`` of each file, where the store knows them."""
+
+    def to_json(self) -> dict[str, Any]:
+        doc = {"name": self.name, "store": self.store.value, "size": self.size}
+        doc.update(state=self.state, **self.details, path=str(self.path))
+        return doc
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What ``rm`` removed from a store."""
+
+    name: str
+    freed: int
+    summary: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **self.details, "freed": self.freed}
+
+
+@dataclass(frozen=True)
+class BlobCheck:
+    owner: str
+    """The model or repo (as a ref) the blob belongs to."""
+    path: Path
+    digest: Digest
+    size: int | None
+    state: str = "unchecked"
+    """``ok``, ``missing``, ``wrong size`` or ``corrupt``."""
+
+    @property
+    def bad(self) -> bool:
+        return self.state not in ("ok", "unchecked")
+
+    def checked(self, state: str) -> BlobCheck:
+        return replace(self, state=state)
+
+
+@dataclass(frozen=True)
+class Garbage:
+    kind: str
+    """``partial`` (an abandoned download) or ``unreferenced`` (a blob nothing uses)."""
+    path: Path
+    size: int

@@ -1,0 +1,116 @@
+"""Which files of a Hub snapshot to fetch: a path or glob, ``--include`` / ``--exclude``, and
+the GGUF file(s) of one quantisation for ``hf.co/org/repo:QUANT``. Pure."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from pullman.core.digests import Digest
+from pullman.core.refs import HfRef
+from pullman.errors import NotFound
+
+DEFAULT_QUANTS = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q8_0")
+_QUANT_IN_NAME = re.compile(r"(?<![A-Z0-9])(I?Q\d[A-Z0-9_]*?|F16|BF16|F32)(?=[-.](?!\d)|$|-\d)")
+
+
+@dataclass(frozen=True)
+class HubFile:
+    path: str
+    size: int
+    digest: Digest
+    """sha256 for LFS files, the git blob sha1 (``git-sha1``) for small files."""
+
+    @property
+    def etag(self) -> str:
+        """The blob's name in the cache."""
+        return self.digest.hex
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    ref: HfRef
+    endpoint: str
+    commit: str
+    files: tuple[HubFile, ...]
+    token: str | None = field(default=None, repr=False)
+
+    def resolve_url(self, path: str) -> str:
+        prefix = "datasets/" if self.ref.repo_type == "dataset" else ""
+        commit = quote(self.commit, safe="")
+        return f"{self.endpoint}/{prefix}{self.ref.repo_id}/resolve/{commit}/{quote(path)}"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+
+def quant_tags(path: str) -> set[str]:
+    """Quantisation tags in a GGUF file's path (``Q4_K_M``, ``IQ3_XS``, ``F16`` ...)."""
+    return set(_QUANT_IN_NAME.findall(path.upper()))
+
+
+def _has_quant(path: str, quant: str) -> bool:
+    wanted = quant.upper()
+    return any(part == wanted for part in re.split(r"[-./]", path.upper())) or wanted in (
+        quant_tags(path)
+    )
+
+
+def select(
+    snapshot: Snapshot, include: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> tuple[list[HubFile], str | None]:
+    """The files to fetch, and a note to show when a default was picked."""
+    ref = snapshot.ref
+    chosen = list(snapshot.files)
+    if ref.pattern:
+        prefix = ref.pattern.rstrip("/") + "/"
+        chosen = [
+            f
+            for f in chosen
+            if f.path == ref.pattern
+            or f.path.startswith(prefix)
+            or fnmatch.fnmatch(f.path, ref.pattern)
+        ]
+    if include:
+        chosen = [f for f in chosen if any(fnmatch.fnmatch(f.path, p) for p in include)]
+    if exclude:
+        chosen = [f for f in chosen if not any(fnmatch.fnmatch(f.path, p) for p in exclude)]
+    note = None
+    if ref.gguf:
+        chosen, note = _pick_gguf(chosen, ref)
+    if not chosen:
+        raise NotFound(
+            f"no file in {ref.repo_id}@{ref.revision} matches what was asked",
+            hint="check the path, glob, --include and --exclude",
+        )
+    return chosen, note
+
+
+def _pick_gguf(files: list[HubFile], ref: HfRef) -> tuple[list[HubFile], str | None]:
+    ggufs = [f for f in files if f.path.lower().endswith(".gguf") and "mmproj" not in f.path]
+    if not ggufs:
+        if ref.quant:
+            raise NotFound(f"{ref.repo_id} has no GGUF files", hint="drop the :QUANT suffix")
+        return files, f"{ref.repo_id} has no GGUF files; fetching the whole repo"
+    if ref.quant:
+        picked = [f for f in ggufs if _has_quant(f.path, ref.quant)]
+        if not picked:
+            available = sorted({t for f in ggufs for t in quant_tags(f.path)})
+            raise NotFound(
+                f"{ref.repo_id} has no GGUF file for {ref.quant}",
+                why="available: " + (", ".join(available) or "no recognisable tags"),
+                hint=f"pick one of those, e.g. hf.co/{ref.repo_id}:{(available or ['Q4_K_M'])[0]}",
+            )
+        return picked, None
+    for quant in DEFAULT_QUANTS:
+        picked = [f for f in ggufs if _has_quant(f.path, quant)]
+        if picked:
+            return picked, f"no quantisation given: picked {quant}"
+    first = sorted(ggufs, key=lambda f: f.path)[0]
+    tags = quant_tags(first.path)
+    group = [f for f in ggufs if tags and quant_tags(f.path) == tags] or [first]
+    return group, f"no quantisation given and no {DEFAULT_QUANTS[0]}: picked {first.path}"

@@ -1,0 +1,60 @@
+"""How one file is transferred: connections, piece sizes, retries, timeouts. Frozen, pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pullman.transfer.recycle import RecycleConfig
+
+if TYPE_CHECKING:
+    from pullman.net.retry import RetryPolicy
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    connections: int = 8
+    piece_size: int = 32 * MiB
+    """Largest range one request asks for; small pieces keep the verified prefix moving."""
+    min_piece: int = 1 * MiB
+    """Steals stop when the largest range in flight is under twice this."""
+    write_block: int = 1 * MiB
+    journal_interval: float = 1.0
+    journal_bytes: int = 0
+    """Flush the journal after this many new bytes (0: 2 MiB per connection)."""
+    retry_attempts: int = 8
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+    retry_after_max: float = 300.0
+    integrity_retries: int = 1
+    tick: float = 0.1
+    read_timeout: float = 120.0
+    space_margin: int = 64 * MiB
+    recycle: RecycleConfig = field(default_factory=RecycleConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.connections <= 64:
+            raise ValueError("connections must be between 1 and 64")
+        if self.piece_size < self.min_piece or self.min_piece < 1:
+            raise ValueError("need 1 <= min_piece <= piece_size")
+        if self.retry_attempts < 1:
+            raise ValueError("retry_attempts must be >= 1")
+
+    @property
+    def flush_bytes(self) -> int:
+        return self.journal_bytes or 2 * MiB * self.connections
+
+    @property
+    def metadata_deadline(self) -> float:
+        """Seconds a small answer (a probe, a manifest, a listing page) may take in all."""
+        return 2 * self.recycle.stall_timeout
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        from pullman.net.retry import RetryPolicy  # tenacity loads only when a transfer runs
+
+        return RetryPolicy(
+            self.retry_attempts, self.retry_initial, self.retry_max, self.retry_after_max
+        )

@@ -1,0 +1,43 @@
+"""What a transfer shows while it runs (:class:`TransferStats`) and what it ends with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+
+class TransferStats(NamedTuple):
+    name: str
+    state: str
+    size: int
+    done: int
+    verified: int
+    fetched: int
+    resumed: int
+    rate: float
+    connections: int
+    recycles: int
+    retries: int
+    steals: int
+    refreshes: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    dest: Path
+    size: int
+    sha256: str | None
+    digest: str
+    verified: bool
+    fetched: int
+    resumed: int
+    elapsed: float
+    tail: float
+    """Seconds from the last byte received to the committed file."""
+    recycles: int
+    retries: int
+    discarded: int = 0
+    """Bytes thrown away because they did not verify (then fetched again)."""
+    reused: bool = False
+    """Another process committed the file while this one waited for it: nothing fetched."""

@@ -1,0 +1,297 @@
+"""One connection of a file's transfer: it claims pieces, streams them, and writes them.
+
+A worker owns one HTTP/1.1 connection. It claims pieces from the :class:`SegmentMap` (lowest free
+range first, then half of the largest range in flight), sends one ranged GET for the rest of its
+claim, checks the answer (:mod:`pullman.transfer.check`) and writes what arrives with positional
+writes in worker threads. Each request runs in a cancel scope the watchdog may cancel: that is a
+*recycle* (pull → stop → sleep), not a failure. Real failures are retried with backoff; the
+budget starts afresh whenever a request brought something worth having.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import anyio
+
+from pullman.core.urls import redact
+from pullman.errors import DiskFull, LinkExpired, NetworkError, PullmanError, TransientError
+from pullman.net.client import Connection, Response
+from pullman.net.retry import retrying
+from pullman.transfer.check import Asked, StartOver, check_response
+from pullman.transfer.flusher import JournalFlusher
+from pullman.transfer.hashing import PrefixHasher
+from pullman.transfer.recycle import Reason
+from pullman.transfer.resolve import Target
+from pullman.transfer.segments import Claim
+from pullman.transfer.shared import Shared
+
+log = logging.getLogger("pullman.transfer")
+T = TypeVar("T")
+
+MEANINGFUL = 64 * 1024
+"""Bytes a failed or recycled request must bring to count as progress."""
+MAX_PARTS = 256
+"""Chunks buffered before a write, whatever their size."""
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """How one response ended."""
+
+    got: int
+    """Bytes of it taken into the claim."""
+    error: PullmanError | None
+    """A transient error that ended it (after ``got`` bytes), if any."""
+    finished: bool
+    """Its body was read to the end: the connection can carry the next request."""
+    recycled: bool
+    """The watchdog stopped it (a recycle, not an error)."""
+
+
+class Buffer:
+    """Chunks received but not yet written."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.parts.append(chunk)
+        self.size += len(chunk)
+
+    def take(self, n: int) -> list[bytes | memoryview]:
+        """The first ``n`` bytes; the rest (past a moved end) is dropped."""
+        out: list[bytes | memoryview] = []
+        need = n
+        for part in self.parts:
+            if need <= 0:
+                break
+            if len(part) <= need:
+                out.append(part)
+                need -= len(part)
+            else:
+                out.append(memoryview(part)[:need])
+                need = 0
+        self.parts = []
+        self.size = 0
+        return out
+
+
+Fail = Callable[[PullmanError | StartOver], None]
+DiskFullError = Callable[[], DiskFull]
+
+
+class Worker:
+    def __init__(
+        self,
+        wid: int,
+        shared: Shared,
+        flusher: JournalFlusher,
+        hasher: PrefixHasher,
+        disk_full: DiskFullError,
+    ) -> None:
+        self.wid = wid
+        self.shared = shared
+        self.conn = Connection(
+            insecure=shared.spec.insecure, read_timeout=shared.config.read_timeout
+        )
+        self.conn_bytes = 0
+        """Bytes this connection carried since it opened (for the byte box)."""
+        self.pending: Reason | None = None
+        """A recycle the watchdog asked for: done before the next request."""
+        self.scope: anyio.CancelScope | None = None
+        self.holding = False
+        """Whether it holds a connection slot (from opening its connection to closing it)."""
+        self.clean = True
+        """Whether its last request ran at full speed to the end (no slow spell began)."""
+        self.taken = 0
+        """Bytes the current response brought into the claim."""
+        self._flusher = flusher
+        self._hasher = hasher
+        self._disk_full = disk_full
+
+    def recycle(self, reason: Reason) -> None:
+        """Stop the request in flight (if any); the next one opens a fresh connection."""
+        self.pending = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+    async def run(self) -> None:
+        """Claim and fetch pieces until none is left; errors propagate to the crew."""
+        smap = self.shared.smap
+        try:
+            while self._next_claim():
+                claim = smap.claim_of(self.wid)
+                while claim is not None and claim.remaining > 0:
+                    await self._with_retries(self._request)
+                    claim = smap.claim_of(self.wid)
+                smap.release(self.wid)
+        finally:
+            smap.release(self.wid)
+            with anyio.CancelScope(shield=True):
+                await self.drop_connection()
+
+    def _next_claim(self) -> bool:
+        sh, cfg = self.shared, self.shared.config
+        if not sh.ranged:
+            return sh.smap.claim(self.wid, max(1, sh.smap.size)) is not None
+        box = sh.fleet.learner.box
+        if cfg.recycle.learn and box - self.conn_bytes < cfg.min_piece and self.conn_bytes:
+            # The connection spent its byte box on whole requests: recycle between requests.
+            sh.fleet.boundary(reached_box=True, last_clean=self.clean)
+            self.pending = Reason.BYTE_BOX
+            self.conn_bytes = 0
+        room = box - self.conn_bytes if cfg.recycle.learn else cfg.piece_size
+        seg = sh.smap.statistics()
+        # Spread what is left over every connection, so none sits idle waiting to steal.
+        fair = -(-(seg.size - seg.done - seg.in_flight) // cfg.connections)
+        max_len = max(cfg.min_piece, min(cfg.piece_size, room, fair))
+        return sh.smap.claim(self.wid, max_len) is not None
+
+    async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
+        sh = self.shared
+
+        def note(exc: BaseException | None) -> None:
+            sh.retries += 1
+            log.info("%s: retrying after: %s", sh.spec.name, exc)
+
+        return await retrying(fn, sh.config.retry_policy, sleep=sh.backoff, on_retry=note)
+
+    async def drop_connection(self) -> None:
+        """Close the connection and give its slot back to the shared budget."""
+        await self.conn.recycle()
+        self.conn_bytes = 0
+        if self.holding:
+            self.holding = False
+            self.shared.slots.release()
+
+    async def _request(self) -> None:
+        """One GET for the rest of this worker's claim. Raises only if no byte arrived."""
+        sh = self.shared
+        if self.pending is not None:
+            await self.drop_connection()
+            self.pending = None
+            await sh.backoff(sh.config.recycle.pause)
+        target = sh.current_target
+        claim = sh.smap.claim_of(self.wid)
+        assert claim is not None
+        if not sh.ranged and claim.pos > 0:
+            raise StartOver("the connection broke and the server cannot resume", single_stream=True)
+        start, end = claim.pos, claim.end
+        headers = target.request_headers(start, end) if sh.ranged else target.request_headers()
+        if not self.holding:
+            await sh.slots.acquire()
+            self.holding = True
+        outcome = await self._stream(target, headers, claim)
+        if not outcome.finished:
+            await self.drop_connection()  # a half-read body cannot be reused
+        self._judge(outcome, target, end - start, claim)
+
+    def _judge(self, outcome: StreamOutcome, target: Target, asked: int, claim: Claim) -> None:
+        """Raise if the request was a failure worth a retry (it brought too little)."""
+        # A request that ends badly counts as progress (and renews the retry budget) only if it
+        # brought something worth having: a server that drips a few bytes per request and then
+        # stalls would otherwise be retried for ever.
+        worthwhile = outcome.got >= min(MEANINGFUL, asked)
+        if outcome.recycled and not worthwhile:
+            stall = self.shared.config.recycle.stall_timeout
+            raise NetworkError(
+                f"{self.shared.spec.name}: {'no' if outcome.got == 0 else 'hardly any'} data "
+                f"for {stall:g} s",
+                why="the connection stalled or dripped",
+            )
+        if outcome.error is not None and not worthwhile:
+            raise outcome.error
+        if outcome.error is None and not outcome.recycled and outcome.got == 0 and claim.remaining:
+            raise NetworkError(f"{redact(target.url)} sent no data")
+
+    async def _stream(self, target: Target, headers: dict[str, str], claim: Claim) -> StreamOutcome:
+        """Stream one response into the claim."""
+        sh = self.shared
+        buffer = Buffer()
+        self.taken = 0
+        error: PullmanError | None = None
+        finished = False
+        with anyio.CancelScope() as scope:
+            self.scope = scope
+            watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes)
+            try:
+                async with self.conn.stream(target.url, headers) as response:
+                    asked = Asked(
+                        claim.pos,
+                        claim.end,
+                        sh.smap.size,
+                        sh.ranged,
+                        target.etag,
+                        target.redirected,
+                    )
+                    check_response(response.status, response.headers, response.url, asked)
+                    finished = await self._read_body(response, buffer, claim, watch.feed)
+            except LinkExpired as exc:
+                error = exc
+                await sh.resolver.refresh(target)
+            except TransientError as exc:
+                error = exc
+            finally:
+                self.clean = not watch.slowing
+                sh.fleet.close(self.wid)
+                self.scope = None
+                with anyio.CancelScope(shield=True):
+                    await self.write(buffer, wait=False)
+        return StreamOutcome(self.taken, error, finished, scope.cancelled_caught)
+
+    async def _read_body(
+        self, response: Response, buffer: Buffer, claim: Claim, feed: Callable[[float, int], None]
+    ) -> bool:
+        """Read into ``buffer``, writing it out in blocks; whether the body was read to its end.
+        :attr:`taken` counts the bytes taken into the claim, also when reading fails."""
+        sh, cfg = self.shared, self.shared.config
+        smap, end = sh.smap, claim.end
+        async for chunk in response.chunks():
+            now = sh.clock.now()
+            feed(now, len(chunk))
+            self.conn_bytes += len(chunk)
+            sh.fetched += len(chunk)
+            sh.last_byte_at = now
+            room = smap.end_of(self.wid) - claim.pos - buffer.size
+            buffer.add(chunk if len(chunk) <= room else chunk[:room])
+            self.taken += min(len(chunk), room)
+            if buffer.size >= cfg.write_block or len(buffer.parts) >= MAX_PARTS:
+                await self.write(buffer)
+            if sh.limiter is not None:
+                await sh.limiter.acquire(len(chunk))
+            # All we want? Read on to the body's end when it ends here (the connection can then
+            # be reused); stop now if a steal moved our end or the server sends more than asked.
+            full = claim.pos + buffer.size >= smap.end_of(self.wid)
+            if full and (smap.end_of(self.wid) < end or room < len(chunk)):
+                return False
+        return True
+
+    async def write(self, buffer: Buffer, *, wait: bool = True) -> None:
+        """Write what the buffer holds at the claim's position and advance the claim."""
+        if not buffer.size:
+            return
+        sh = self.shared
+        # Back-pressure first: writers wait while the journal lags too far behind the data.
+        # (Not when saving what arrived before a stop: the flusher may be gone by then.)
+        if wait:
+            await self._flusher.room()
+        n = sh.smap.reserve(self.wid, buffer.size)
+        parts = buffer.take(n)
+        if not n:
+            return
+        claim = sh.smap.claim_of(self.wid)
+        assert claim is not None
+        try:
+            written = await anyio.to_thread.run_sync(sh.staging.write, claim.pos, parts)
+        except DiskFull:
+            sh.smap.advance(self.wid, 0)
+            raise self._disk_full() from None
+        sh.smap.advance(self.wid, written)
+        self._flusher.wrote(written)
+        sh.meter.feed(sh.clock.now(), sh.fetched)
+        self._hasher.advanced()
