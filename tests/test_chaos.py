@@ -8,30 +8,19 @@ the faults are gone. A failing seed replays with ``scripts/chaos soak --only-see
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from helpers import load_chaoslib
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(7001, 7025)
 TWINS = True
 """Two sessions at once on one store, like two terminals (FINDING 12, fixed in 2aba698)."""
-
-
-def load_chaoslib() -> ModuleType:
-    if "chaoslib" in sys.modules:
-        return sys.modules["chaoslib"]
-    spec = importlib.util.spec_from_file_location("chaoslib", ROOT / "scripts" / "chaoslib.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["chaoslib"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -17,12 +17,7 @@ import pytest
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.transfer.staging import Staging
 
-from clihelp import cli_env, pullman, spawn
-from conftest import KiB, MiB
-
-
-def no_traceback(text: str) -> bool:
-    return "Traceback" not in text
+from helpers import KiB, MiB, cli_env, no_traceback, pullman, spawn
 
 
 def test_get_url_with_sha256(sim: Simulator, tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ from pullman.testing import Simulator, make_data
 from pullman.testing.ollama_api import OllamaAPI, PullScript
 from pullman.testing.registry import OllamaRegistry
 
-from clihelp import cli_env, pullman
-from conftest import MiB
+from helpers import MiB, cli_env, pullman
 
 
 def free_port() -> int:

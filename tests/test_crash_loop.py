@@ -15,14 +15,11 @@ import threading
 import time
 from pathlib import Path
 
-from test_chaos import load_chaoslib
-
 from pullman.fsio import symlink_atomic, write_atomic
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from clihelp import cli_env, pullman, spawn
-from conftest import KiB, MiB
+from helpers import KiB, MiB, cli_env, load_chaoslib, pullman, spawn
 
 CONNECTIONS = 4
 PIECE = 512 * KiB

@@ -14,8 +14,7 @@ from pathlib import Path
 
 from pullman.testing import Simulator, Throttle, make_data
 
-from clihelp import cli_env, pullman, spawn
-from conftest import KiB, MiB
+from helpers import KiB, MiB, cli_env, pullman, spawn
 
 CONNECTIONS = 4
 SIZE = 20 * MiB

@@ -22,8 +22,7 @@ from pullman.daemon import daemon_pid
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from clihelp import cli_env, pullman
-from conftest import KiB, MiB
+from helpers import KiB, MiB, cli_env, pullman
 
 SIZE = 3 * MiB
 

@@ -18,8 +18,7 @@ import pytest
 from pullman.testing import Simulator, make_data
 from pullman.testing.hub import HubSimulator
 
-from clihelp import cli_env, pullman
-from conftest import KiB, MiB
+from helpers import KiB, MiB, cli_env, pullman
 
 REPO = "org/tiny-model"
 FILES = {

@@ -59,8 +59,7 @@ from pullman.testing.registry import OllamaRegistry, build_manifest
 from pullman.testing.server import Request, send_simple
 from pullman.transfer.journal import Journal
 
-from clihelp import cli_env, pullman
-from conftest import KiB, MiB, fast_config
+from helpers import KiB, MiB, cli_env, fast_config, pullman
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ROOT = Path("/nonexistent/store")

@@ -29,7 +29,7 @@ from huggingface_hub.utils import close_session
 from pullman.testing import Short, Simulator, make_data
 from pullman.testing.hub import HubSimulator, git_blob_sha1
 
-from conftest import KiB
+from helpers import KiB
 
 REPO = "org/tiny-model"
 WEIGHTS = make_data(300 * KiB + 17, 7)

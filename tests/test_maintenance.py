@@ -13,8 +13,7 @@ import pytest
 from pullman.testing import Simulator, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from clihelp import cli_env, pullman
-from conftest import MiB
+from helpers import MiB, cli_env, pullman
 
 DATA = make_data(2 * MiB, 5)
 HEX = hashlib.sha256(DATA).hexdigest()

@@ -22,8 +22,7 @@ from pullman.session import Session
 from pullman.testing import FlipByte, Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from clihelp import cli_env, pullman, spawn
-from conftest import KiB, MiB
+from helpers import KiB, MiB, cli_env, pullman, spawn
 
 MODEL = make_data(3 * MiB + 777, 42)
 LAYERS = [

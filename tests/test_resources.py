@@ -22,7 +22,6 @@ from pathlib import Path
 
 import anyio
 import pytest
-from test_chaos import load_chaoslib
 
 from pullman import config
 from pullman.core.jobs import GetOptions, JobOptions
@@ -36,8 +35,7 @@ from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
 from pullman.transfer.staging import Staging
 
-from clihelp import cli_env, pullman
-from conftest import KiB, MiB, fast_config
+from helpers import KiB, MiB, cli_env, fast_config, load_chaoslib, pullman
 
 # ------------------------------------------------------------------------------- helpers
 

@@ -20,7 +20,7 @@ from pullman.scheduler import Scheduler, WallClock
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from conftest import KiB, MiB
+from helpers import KiB, MiB
 
 SPEEDUP = 60.0
 

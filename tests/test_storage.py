@@ -15,8 +15,7 @@ from pullman.errors import DiskFull
 from pullman.testing import Simulator, make_data
 from pullman.transfer.engine import Transfer
 
-from clihelp import pullman
-from conftest import MiB, fast_config, run_transfer, spec_for
+from helpers import MiB, fast_config, pullman, run_transfer, spec_for
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pullman.testing import (
     make_data,
 )
 
-from conftest import KiB, MiB, Recorder, fast_config, run_transfer, spec_for, staging_is_clean
+from helpers import KiB, MiB, Recorder, fast_config, run_transfer, spec_for, staging_is_clean
 
 SIZE = 3 * MiB + 12345  # not a multiple of any piece size
 

@@ -1,0 +1,137 @@
+"""Helpers the tests share: engine runs in-process, the ``pullman`` command as a subprocess,
+and the chaos harness. (Fixtures live in ``conftest.py``; settings in ``pullman.testing``.)"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import anyio
+
+from pullman.core.digests import sha256
+from pullman.core.plan import FileSpec
+from pullman.testing.settings import KiB, MiB, fast_config, fast_env
+from pullman.transfer.config import TransferConfig
+from pullman.transfer.engine import Transfer
+from pullman.transfer.stats import Outcome
+
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = [
+    "ROOT",
+    "KiB",
+    "MiB",
+    "Recorder",
+    "cli_env",
+    "fast_config",
+    "load_chaoslib",
+    "no_traceback",
+    "pullman",
+    "run_transfer",
+    "spawn",
+    "spec_for",
+    "staging_is_clean",
+]
+
+# ---------------------------------------------------------------------- the engine in-process
+
+
+def spec_for(url: str, tmp_path: Path, data: bytes | None = None, **kw: Any) -> FileSpec:
+    digest = sha256(hashlib.sha256(data).hexdigest()) if data is not None else None
+    fields: dict[str, Any] = {
+        "url": url,
+        "dest": tmp_path / "out" / "file.bin",
+        "key": "test-file",
+        "name": "file.bin",
+        "size": len(data) if data is not None else None,
+        "digest": digest,
+    }
+    fields.update(kw)
+    return FileSpec(**fields)
+
+
+class Recorder:
+    """An injected sleep that records what was asked for, and sleeps only a tick."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await anyio.sleep(min(seconds, 0.01))
+
+
+def run_transfer(
+    spec: FileSpec,
+    tmp_path: Path,
+    config: TransferConfig | None = None,
+    staging_dir: Path | None = None,
+    **kw: Any,
+) -> tuple[Outcome, Transfer]:
+    staging = staging_dir or tmp_path / "staging"
+    transfer = Transfer(spec, staging, config or fast_config(), **kw)
+    outcome = anyio.run(transfer.run)
+    return outcome, transfer
+
+
+def staging_is_clean(tmp_path: Path) -> bool:
+    staging = tmp_path / "staging"
+    return not staging.exists() or not any(staging.iterdir())
+
+
+# ---------------------------------------------------------------------- the command
+
+
+def cli_env(home: Path, **extra: str) -> dict[str, str]:
+    """The current environment without pullman's own variables, plus the fast settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULLMAN_")}
+    env.update(fast_env())
+    env["PULLMAN_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def pullman(
+    *args: str, home: Path, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pullman ARGS`` to completion, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "pullman", *args],
+        env=env or cli_env(home),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def spawn(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pullman", *args],
+        env=env or cli_env(home),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def no_traceback(text: str) -> bool:
+    return "Traceback" not in text
+
+
+# ---------------------------------------------------------------------- the chaos harness
+
+
+def load_chaoslib() -> ModuleType:
+    """``scripts/chaoslib``, importable from the tests."""
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import chaoslib
+
+    return chaoslib
