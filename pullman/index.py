@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast, get_args
+from typing import Any, Final, Literal, Self, TypeVar, cast, get_args
 
 from pullman.core.jobs import (
     ACTIVE,
@@ -192,8 +192,9 @@ class Model:
         }
 
 
-class Index:
-    """A handle on the index file. Make one with :meth:`open`; close it with :meth:`close`."""
+class _Database:
+    """The SQLite file: opening (created, migrated, replaced if damaged), transactions, and
+    SQLite errors translated into :mod:`pullman.errors`."""
 
     def __init__(
         self,
@@ -213,7 +214,7 @@ class Index:
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Index:
+    def open(cls, path: Path, *, clock: Callable[[], float] = time.time) -> Self:
         """Open the index at ``path``: created, migrated, or replaced if damaged, as needed."""
         _prepare(path)
         try:
@@ -234,7 +235,7 @@ class Index:
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> Index:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -244,6 +245,40 @@ class Index:
     def schema_version(self) -> int:
         with self._lock:
             return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._translated():
+            yield self._conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+        with self._lock, self._translated():
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.rollback()
+                raise
+            self._conn.commit()
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" in str(exc):
+                raise LookupError("no such job") from exc
+            raise _storage_error(self.path, exc) from exc
+        except sqlite3.Error as exc:
+            raise _storage_error(self.path, exc) from exc
+
+
+class Index(_Database):
+    """A handle on the index. Make one with :meth:`open`; close it with :meth:`close`."""
 
     # ------------------------------------------------------------------ jobs
 
@@ -475,36 +510,6 @@ class Index:
         with self._read() as db:
             row = db.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return str(row[0]) if row is not None else default
-
-    # ------------------------------------------------------------------ plumbing
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock, self._translated():
-            yield self._conn
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
-        with self._lock, self._translated():
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.rollback()
-                raise
-            self._conn.commit()
-
-    @contextlib.contextmanager
-    def _translated(self) -> Iterator[None]:
-        try:
-            yield
-        except sqlite3.IntegrityError as exc:
-            if "FOREIGN KEY" in str(exc):
-                raise LookupError("no such job") from exc
-            raise _storage_error(self.path, exc) from exc
-        except sqlite3.Error as exc:
-            raise _storage_error(self.path, exc) from exc
 
 
 # ---------------------------------------------------------------------- pure helpers

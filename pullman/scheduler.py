@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -39,7 +38,8 @@ from pullman.errors import (
     UsageError,
     collapse_groups,
 )
-from pullman.index import FileRecord, Index
+from pullman.index import Index
+from pullman.jobrecord import Counts, JobRecorder
 from pullman.procs import pid_alive
 from pullman.session import PlanReport, Session
 from pullman.transfer.limiter import Limiters, TokenBucket
@@ -119,6 +119,7 @@ class Scheduler:
         self._running: dict[int, _Running] = {}
         self._wake = anyio.Event()
         self._disk_waits: dict[int, datetime] = {}
+        self._recorder = JobRecorder(index)
 
     # ------------------------------------------------------------------ observing
 
@@ -353,100 +354,31 @@ class Scheduler:
     ) -> None:
         job = run.job
         result.state = state
-        await self._write_progress(run)
-
-        def record() -> None:
-            try:
-                self._record(job, result, state, reason, error)
-            except JobConflict as exc:  # another process moved it meanwhile: its move stands
-                log.info("job %s %s: %s; left as it is", job.id, job.ref, exc.what)
-
+        stats = run.session.statistics()
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(record)
+            await anyio.to_thread.run_sync(self._recorder.progress, job.id, stats)
+            await anyio.to_thread.run_sync(
+                lambda: self._recorder.ended(job, state, reason, error, result.reports)
+            )
         detail = f": {reason}" if reason else f": {error.what}" if error else ""
-        done = sum(s.done for s in run.session.statistics())
+        done = sum(s.done for s in stats)
         log.info("job %s %s: %s (%s)%s", job.id, job.ref, state, human(done), detail)
-
-    def _record(
-        self,
-        job: Job,
-        result: JobResult,
-        state: str,
-        reason: str | None,
-        error: PullmanError | None,
-    ) -> None:
-        """Write how a job ended (in a worker thread)."""
-        if error is not None:
-            self.index.set_state(job.id, "failed", error=error.explain(), exit_code=error.exit_code)
-        elif state == "waiting":
-            self.index.set_state(job.id, "waiting", wait_reason=reason)
-        elif state in ("paused", "cancelled", "queued"):
-            current = self.index.job(job.id)
-            if current is not None and current.state != state:
-                self.index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
-        else:
-            for report in result.reports:  # the files are in place, whatever the row says
-                _record_model(self.index, report)
-            self.index.set_state(job.id, "done")
 
     async def _report_progress(self, run: _Running) -> None:
         """Progress rows every second; also notices a pause or cancel from another process
         and a new global limit, since a running job is busy anyway (no idle polling)."""
-        seen = (0, 0)
+        seen = Counts()
         while True:
             await self._sleep(PROGRESS_EVERY)
-            await self._write_progress(run)
+            stats = run.session.statistics()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._recorder.progress, run.job.id, stats)
             job = await anyio.to_thread.run_sync(self.index.job, run.job.id)
             if job is not None and job.state in ("paused", "cancelled"):
                 run.stop_as = (job.state, job.wait_reason)
                 run.scope.cancel()
             self.global_bucket.set_rate(await anyio.to_thread.run_sync(self._global_limit))
-            stats = run.session.statistics()
-            now = (sum(s.recycles for s in stats), sum(s.retries for s in stats))
-            if now[0] > seen[0]:
-                detail = f"{now[0] - seen[0]} connections"
-                await anyio.to_thread.run_sync(self.index.log_event, run.job.id, "recycled", detail)
-            if now[1] > seen[1]:
-                detail = f"{now[1] - seen[1]} requests"
-                await anyio.to_thread.run_sync(self.index.log_event, run.job.id, "retried", detail)
-            seen = now
-
-    async def _write_progress(self, run: _Running) -> None:
-        stats = run.session.statistics()
-        done = sum(s.done for s in stats)
-        total = sum(s.size for s in stats) or None
-        rate = sum(s.rate for s in stats)
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(
-                self.index.update_progress, run.job.id, done, total, rate
-            )
-
-
-def _record_model(index: Index, report: PlanReport) -> None:
-    """What a finished job put in a store, for ``status``, ``verify`` and ``doctor``."""
-    plan = report.plan
-    files = [
-        FileRecord(
-            path=str(f.path.relative_to(plan.root))
-            if f.path.is_relative_to(plan.root)
-            else str(f.path),
-            size=f.size,
-            digest=f.digest,
-            state="verified" if f.verified else "complete",
-        )
-        for f in report.files
-    ]
-    verified = all(f.verified for f in report.files)
-    index.upsert_model(
-        plan.display or plan.ref,
-        plan.store.index_source,
-        plan.root,
-        title=plan.title,
-        size=sum(f.size for f in report.files),
-        state="verified" if verified else "complete",
-        verified_at=time.time() if verified else None,
-        files=files,
-    )
+            seen = await anyio.to_thread.run_sync(self._recorder.counts, run.job.id, stats, seen)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -211,22 +211,7 @@ class Transfer:
         )
 
     def _expected_size(self, target: Target) -> int:
-        spec = self.spec
-        if target.size is None and spec.size is not None and not target.ranges:
-            return spec.size  # a server without ranges or length: the plan knows the size
-        if target.size is None:
-            raise RemoteError(
-                f"{redact(target.url)} did not say how large the file is",
-                why="no Content-Length or Content-Range in its answer",
-                hint="pullman needs a size to download safely; try the URL with another tool",
-            )
-        if spec.size is not None and spec.size != target.size:
-            raise IntegrityError(
-                f"{spec.name}: the server serves {target.size} bytes, "
-                f"but {spec.size} were expected",
-                hint="the source and its CDN disagree; try again later",
-            )
-        return target.size
+        return expected_size(self.spec, target)
 
     def _prepare(self, target: Target, size: int) -> None:
         sh = self.shared
@@ -254,19 +239,10 @@ class Transfer:
             raise self._disk_full(before=True)
 
     def _disk_full(self, *, before: bool = False) -> DiskFull:
-        """How much is still needed and how much is free, and that nothing is lost."""
-        smap, directory = self.shared.smap, self.shared.staging.directory
+        smap = self.shared.smap
         needed = smap.size - smap.done_bytes + self.config.space_margin
-        free = free_space(directory)
-        kept = "" if before else f"; the {human(smap.done_bytes)} already fetched are kept"
-        return DiskFull(
-            f"not enough free space for {self.spec.name}" + kept,
-            needed=needed,
-            free=free,
-            why=f"{human(needed)} more is needed (with a safety margin), {human(free)} is free "
-            f"in {directory}",
-            hint="free some space and run the same command again, or download somewhere else",
-        )
+        kept = 0 if before else smap.done_bytes
+        return disk_full(self.spec.name, needed, kept, self.shared.staging.directory)
 
     def _integrity_failed(self, attempts: int) -> int:
         """The bytes did not hash right: throw them away and fetch once more, then give up."""
@@ -356,3 +332,35 @@ class Transfer:
     def _save_journal(self, journal: Journal) -> None:
         if self.shared.ranged:  # without ranges a partial file cannot be resumed anyway
             self.shared.staging.save_journal(journal)
+
+
+def expected_size(spec: FileSpec, target: Target) -> int:
+    """The size to download: the server's, which must agree with the source's when it has one."""
+    if target.size is None and spec.size is not None and not target.ranges:
+        return spec.size  # a server without ranges or length: the plan knows the size
+    if target.size is None:
+        raise RemoteError(
+            f"{redact(target.url)} did not say how large the file is",
+            why="no Content-Length or Content-Range in its answer",
+            hint="pullman needs a size to download safely; try the URL with another tool",
+        )
+    if spec.size is not None and spec.size != target.size:
+        raise IntegrityError(
+            f"{spec.name}: the server serves {target.size} bytes, but {spec.size} were expected",
+            hint="the source and its CDN disagree; try again later",
+        )
+    return target.size
+
+
+def disk_full(name: str, needed: int, kept: int, directory: Path) -> DiskFull:
+    """How much is still needed and how much is free, and that nothing is lost."""
+    free = free_space(directory)
+    return DiskFull(
+        f"not enough free space for {name}"
+        + (f"; the {human(kept)} already fetched are kept" if kept else ""),
+        needed=needed,
+        free=free,
+        why=f"{human(needed)} more is needed (with a safety margin), {human(free)} is free "
+        f"in {directory}",
+        hint="free some space and run the same command again, or download somewhere else",
+    )
