@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from pullman.errors import PullmanError, UsageError
+from pullman.fsio import write_atomic
 
 Manager = Literal["systemd", "launchd"]
 
@@ -401,7 +402,7 @@ def carry_out(
             case Write(path, data):
                 say(f"# {'would write' if dry_run else 'wrote'} {path} ({len(data)} bytes)")
                 if not dry_run:
-                    _storage(path, _write_atomic, path, data)
+                    write_atomic(path, data)
             case Remove(path):
                 say(shlex.join(["rm", "-f", str(path)]))
                 if not dry_run:
@@ -481,13 +482,6 @@ def _pid(text: str | None) -> int | None:
 def _unknown(result: RunResult) -> str:
     reason = (result.stderr.strip().splitlines() or ["no answer"])[-1]
     return f"unknown ({reason})"
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.chmod(0o644)
-    tmp.replace(path)
 
 
 def _storage(path: Path, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:

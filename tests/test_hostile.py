@@ -1026,11 +1026,16 @@ def test_an_endless_body_without_a_size_is_refused(endless: dict[str, Ended]) ->
 # Regression test for FINDING 6: metadata and probes waited minutes or forever (fixed in 2aba698).
 def test_a_registry_that_never_answers_is_given_up_on(endless: dict[str, Ended]) -> None:
     _ended_cleanly(endless["manifest stall"])
+    stderr = endless["manifest stall"].stderr
+    assert "/manifests/latest did not answer completely within 2 s" in stderr
 
 
 # Regression test for FINDING 6: metadata and probes waited minutes or forever (fixed in 2aba698).
 def test_a_registry_that_drips_its_manifest_is_given_up_on(endless: dict[str, Ended]) -> None:
     _ended_cleanly(endless["manifest drip"])
+    stderr = endless["manifest drip"].stderr
+    assert "library/drip/manifests/latest did not answer completely" in stderr
+    assert "stalls or drips" in stderr
 
 
 # Regression test for FINDING 6: metadata and probes waited minutes or forever (fixed in 2aba698).
@@ -1038,21 +1043,27 @@ def test_a_file_server_that_never_answers_the_probe_is_given_up_on(
     endless: dict[str, Ended],
 ) -> None:
     _ended_cleanly(endless["url stall"])
+    assert "/stall/x.bin did not answer completely within 2 s" in endless["url stall"].stderr
 
 
 # Regression test for FINDING 7: a dripping server kept a transfer forever (fixed in 2aba698).
 def test_a_file_server_that_only_drips_is_given_up_on(endless: dict[str, Ended]) -> None:
     _ended_cleanly(endless["blob drip"])
+    assert "drip.bin: hardly any data for 1 s" in endless["blob drip"].stderr
+    assert "stalled or dripped" in endless["blob drip"].stderr
 
 
 # Regression test for FINDING 5: a silent Hub hung pullman (fixed in 2aba698).
 def test_a_hub_that_never_answers_is_given_up_on(endless: dict[str, Ended]) -> None:
     _ended_cleanly(endless["hub stall"])
+    assert "stopped answering for 2 s" in endless["hub stall"].stderr
 
 
 # Regression test for FINDING 5: a listing of endless empty pages was followed for ever.
 def test_a_tree_listing_that_never_ends_is_cut_off(endless: dict[str, Ended]) -> None:
     _ended_cleanly(endless["hub endless tree"])
+    stderr = endless["hub endless tree"].stderr
+    assert "stopped answering" in stderr or "never ended" in stderr
 
 
 # ------------------------------------------------------------------------------- permissions

@@ -58,13 +58,17 @@ def test_connection_reset_mid_body(sim: Simulator, tmp_path: Path) -> None:
 
 def test_body_shorter_than_content_length(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 3), faults=[Short(after=50 * KiB, times=4)])
-    fetch_ok(sim, tmp_path, "f")
+    outcome, _ = fetch_ok(sim, tmp_path, "f")
+    assert sim.files["f"].faults[0].used == 4  # every short body was served ...
+    assert outcome.retries >= 4  # ... noticed as a broken body and retried ...
+    assert outcome.fetched == SIZE  # ... and what it brought kept: no byte fetched twice
 
 
 def test_stall_is_recycled_not_waited_out(sim: Simulator, tmp_path: Path) -> None:
     # The stalled request would hang for 60 s; the 1 s stall timeout recycles it.
     sim.add_file("f", make_data(SIZE, 4), faults=[Stall(after=10 * KiB, seconds=60, on=(3,))])
     outcome, transfer = fetch_ok(sim, tmp_path, "f")
+    assert sim.files["f"].faults[0].used == 1
     assert transfer.statistics().recycles >= 1
     assert outcome.elapsed < 30
 
@@ -73,6 +77,7 @@ def test_drip_is_recycled(sim: Simulator, tmp_path: Path) -> None:
     # A few bytes a second forever: never silent, so a socket timeout would never fire.
     sim.add_file("f", make_data(SIZE, 5), faults=[Drip(after=1 * KiB, rate=5, on=(2,))])
     outcome, transfer = fetch_ok(sim, tmp_path, "f")
+    assert sim.files["f"].faults[0].used == 1
     assert transfer.statistics().recycles >= 1
     assert outcome.elapsed < 30
 
@@ -82,6 +87,8 @@ def test_server_errors_are_retried_with_backoff(sim: Simulator, tmp_path: Path, 
     sim.add_file("f", make_data(SIZE, 6), faults=[Status(code=code, on=(2, 3, 4))])
     sleep = Recorder()
     outcome, _ = fetch_ok(sim, tmp_path, "f", sleep=sleep)
+    assert sim.files["f"].faults[0].used == 3
+    assert code in sim.files["f"].statuses
     assert outcome.retries >= 3
     assert any(w > 0 for w in sleep.waits)
 
@@ -90,6 +97,7 @@ def test_429_retry_after_is_honoured(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 7), faults=[Status(code=429, retry_after=7, on=(2,))])
     sleep = Recorder()
     outcome, _ = fetch_ok(sim, tmp_path, "f", sleep=sleep)
+    assert sim.files["f"].faults[0].used == 1 and 429 in sim.files["f"].statuses
     assert 7.0 in sleep.waits
     assert outcome.retries >= 1
 
@@ -104,17 +112,21 @@ def test_ignored_range_starts_over_on_one_stream(sim: Simulator, tmp_path: Path)
 def test_ignored_range_after_some_progress_never_appends(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 9), faults=[IgnoreRange(on=(4,))])
     fetch_ok(sim, tmp_path, "f")
+    assert sim.files["f"].faults[0].used == 1 and 200 in sim.files["f"].statuses
 
 
 def test_wrong_content_range_is_refused(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 10), faults=[WrongContentRange(shift=4096, on=(2, 3))])
     outcome, _ = fetch_ok(sim, tmp_path, "f")
+    assert sim.files["f"].faults[0].used == 2
     assert outcome.retries >= 2
 
 
 def test_flipped_byte_is_caught_and_refetched_once(sim: Simulator, tmp_path: Path) -> None:
     sim.add_file("f", make_data(SIZE, 11), faults=[FlipByte(offset=SIZE // 2, times=1)])
-    fetch_ok(sim, tmp_path, "f")
+    outcome, _ = fetch_ok(sim, tmp_path, "f")
+    assert sim.files["f"].faults[0].used == 1
+    assert outcome.discarded == SIZE
     assert sim.files["f"].bytes_sent >= 2 * SIZE  # thrown away and fetched again
 
 

@@ -18,7 +18,7 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 SHA1_HEX = re.compile(r"[0-9a-f]{40}")
 """The only digest patterns: lowercase hex, full length (they become file names)."""
 _HEX = {"sha256": SHA256_HEX, "git-sha1": SHA1_HEX}
-_PREFIXED = re.compile(r"sha256:([0-9a-f]{64})")
+_PREFIXED = re.compile(f"sha256:({SHA256_HEX.pattern})")
 
 
 class Hasher(Protocol):
