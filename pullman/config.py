@@ -19,6 +19,10 @@ the config file is reported instead of silently ignored.
     limit = "20MB/s"
     window = "01:00-07:00"
 
+    [network]
+    proxy = "http://proxy.example:3128"   # else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; "none"
+    no_proxy = "localhost,127.0.0.1,.lan"   # else NO_PROXY
+
 Environment: ``PULLMAN_<SECTION>_<KEY>``, e.g. ``PULLMAN_TRANSFER_CONNECTIONS=16``.
 ``PULLMAN_HOME`` moves all of pullman's state (data, config, index) under one directory.
 """
@@ -35,6 +39,7 @@ from typing import Any
 
 import platformdirs
 
+from pullman.core.proxies import Proxies
 from pullman.core.units import parse_rate, parse_size
 from pullman.core.windows import Window
 from pullman.errors import UsageError
@@ -74,6 +79,15 @@ class ScheduleConfig:
             raise ValueError("connections, per_host and jobs must be >= 1")
         parse_rate(self.limit, what="[schedule] limit")
         Window.parse(self.window)
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """``[network]``: the proxy for every request (over the environment's), and the hosts
+    reached directly. ``None``: take the environment's (``HTTPS_PROXY``, ``NO_PROXY``, ...)."""
+
+    proxy: str | None = None
+    no_proxy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +162,7 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
 
 
 def _apply(obj: Any, section: str, values: Mapping[str, Any]) -> Any:
-    known = {f.name: f for f in dataclasses.fields(obj) if f.name != "recycle"}
+    known = {f.name: f for f in dataclasses.fields(obj) if f.name not in ("recycle", "proxies")}
     changes: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
@@ -197,12 +211,16 @@ def load(
             hint="fix the file (TOML syntax) or its permissions, or move it away",
         ) from None
     for section in doc:
-        if section not in ("transfer", "recycle", "schedule"):
+        if section not in ("transfer", "recycle", "schedule", "network"):
             raise UsageError(f"unknown section [{section}] in {paths.config_file}")
     rec = RecycleConfig()
     for layer in (doc.get("recycle", {}), _from_env(env, "recycle", rec), recycle or {}):
         rec = _apply(rec, "recycle", layer)
-    tc = TransferConfig(recycle=rec)
+    net = NetworkConfig()
+    for layer in (doc.get("network", {}), _from_env(env, "network", net)):
+        net = _apply(net, "network", layer)
+    proxies = Proxies.from_env(env, proxy=net.proxy, no_proxy=net.no_proxy)
+    tc = TransferConfig(recycle=rec, proxies=proxies)
     for layer in (doc.get("transfer", {}), _from_env(env, "transfer", tc), transfer or {}):
         tc = _apply(tc, "transfer", layer)
     sc = ScheduleConfig()

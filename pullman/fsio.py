@@ -1,20 +1,30 @@
 """File-system I/O every part of pullman shares: durable writes, atomic replaces, safe opens,
 hashing a file, and ``OSError`` translated into :mod:`pullman.errors` (storage errors).
 
+- Every durability call goes through :data:`FS` (a :class:`FileSystem` for this platform): on
+  macOS ``fsync`` leaves data in the drive's cache, so ``sync`` there is
+  ``fcntl(F_FULLFSYNC)`` (Apple's documented way to reach the platter or flash), falling back to
+  ``fsync`` where the file system refuses it; SQLite gets ``PRAGMA fullfsync`` and
+  ``checkpoint_fullfsync``. Positional vector I/O falls back to one call per buffer where the
+  platform has no ``pwritev``/``preadv``. The platform is injectable, so both branches are
+  tested on Linux.
 - Files pullman creates in a store are never reached through a symlink planted there
   (:data:`NOFOLLOW`), and temp names are unique per writer.
-- :func:`write_atomic` / :func:`symlink_atomic`: a temp beside the target, fsynced, renamed over
-  it, then the directory fsynced: a reader sees the old content or the new, never half.
+- :func:`write_atomic` / :func:`symlink_atomic`: a temp beside the target, synced, renamed over
+  it, then the directory synced: a reader sees the old content or the new, never half.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pullman.core.digests import Hasher
@@ -26,6 +36,73 @@ NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 HASH_READ = 8 << 20
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 _DENIED = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+F_FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", 51)
+"""macOS's fcntl command that flushes the drive's own cache (51 in <sys/fcntl.h>)."""
+
+
+def _no_vector_io() -> bool:
+    return not (hasattr(os, "pwritev") and hasattr(os, "preadv"))
+
+
+@dataclass(frozen=True)
+class FileSystem:
+    """Durability and positional I/O as this platform needs them (see the module docstring)."""
+
+    system: str = sys.platform
+    fcntl: Callable[[int, int], object] = field(default=fcntl.fcntl, repr=False)
+    fsync: Callable[[int], None] = field(default=os.fsync, repr=False)
+    scalar_io: bool = field(default_factory=_no_vector_io)
+    """Whether to write and read one buffer per call (no ``pwritev``/``preadv`` here)."""
+
+    @property
+    def darwin(self) -> bool:
+        return self.system == "darwin"
+
+    def sync(self, fd: int) -> None:
+        """Make the file's data durable: on the medium, not in a cache."""
+        if self.darwin:
+            try:
+                self.fcntl(fd, F_FULLFSYNC)
+            except OSError:  # not supported by this file system (SMB, some externals)
+                self.fsync(fd)
+            return
+        self.fsync(fd)
+
+    def sync_dir(self, directory: Path) -> None:
+        """Make a directory's entries (a rename, a new file) durable."""
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            self.sync(fd)
+        finally:
+            os.close(fd)
+
+    def pwritev(self, fd: int, buffers: Sequence[memoryview], offset: int) -> int:
+        if not self.scalar_io:
+            return os.pwritev(fd, buffers, offset)
+        written = 0
+        for buffer in buffers:
+            n = os.pwrite(fd, buffer, offset + written)
+            written += n
+            if n < len(buffer):
+                break
+        return written
+
+    def preadv(self, fd: int, buffer: memoryview, offset: int) -> int:
+        if not self.scalar_io:
+            return os.preadv(fd, [buffer], offset)
+        data = os.pread(fd, len(buffer), offset)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def sqlite_pragmas(self) -> list[str]:
+        """What SQLite needs to be as durable as the rest (its own fsyncs stop at the cache)."""
+        return ["PRAGMA fullfsync = ON", "PRAGMA checkpoint_fullfsync = ON"] if self.darwin else []
+
+
+FS = FileSystem()
+"""This process's file system calls."""
 
 
 def free_space(path: Path) -> int:
@@ -66,11 +143,7 @@ def disk_errors(path: Path, needed: int = 0) -> Iterator[None]:
 
 
 def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    FS.sync_dir(directory)
 
 
 def temp_name(path: Path) -> Path:
@@ -86,7 +159,7 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, mode)
         try:
             os.write(fd, data)
-            os.fsync(fd)
+            FS.sync(fd)
         finally:
             os.close(fd)
         tmp.replace(path)

@@ -54,6 +54,7 @@ from pullman.core.jobs import (
 )
 from pullman.core.plan import IndexSource
 from pullman.errors import JobConflict, NotWritable, PullmanError, StorageError
+from pullman.fsio import FS
 from pullman.procs import pid_alive
 
 log = logging.getLogger("pullman.index")
@@ -649,6 +650,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             log.debug("index %s: journal_mode is %s, not wal", path, mode)
         conn.execute("PRAGMA synchronous = NORMAL")
+        for pragma in FS.sqlite_pragmas():
+            conn.execute(pragma)
         _quick_check(conn)
         _migrate(conn, path)
     except BaseException:

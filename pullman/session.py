@@ -103,7 +103,7 @@ class Session:
         root = layout.root(options)
         await anyio.to_thread.run_sync(layout.check_writable, root)
         cfg = self.settings.transfer
-        context = SourceContext(options, cfg.retry_policy, cfg.metadata_deadline)
+        context = SourceContext(options, cfg.retry_policy, cfg.metadata_deadline, cfg.proxies)
         release = await source.resolve(ref, context)
         return layout.place(release, root, options)
 

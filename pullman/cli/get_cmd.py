@@ -21,6 +21,7 @@ from pullman.config import Settings
 from pullman.core.digests import parse_sha256_option
 from pullman.core.jobs import GetOptions, JobOptions
 from pullman.core.plan import Store
+from pullman.core.proxies import Proxies
 from pullman.core.refs import OllamaRef, parse_ref
 from pullman.core.units import parse_rate
 from pullman.core.windows import Window, local_now, until_deadline
@@ -181,7 +182,7 @@ def get(context: Context, /, **params: Any) -> None:
     """
     request = GetRequest(**params)
     if request.via_server:
-        _via_server(request)
+        _via_server(request, context.settings.transfer.proxies)
         return
     request.check()
     settings = request.settings(context.settings)
@@ -230,7 +231,7 @@ def _in_foreground(context: Context, request: GetRequest, settings: Settings) ->
             request.view(), scheduler, scheduler.run(only=ids, until=deadline)
         )
         done = [r for i in ids if i in results for r in results[i].reports]
-        checks = {} if request.as_json else await _server_checks(done)
+        checks = {} if request.as_json else await _server_checks(done, settings.transfer.proxies)
         return results, checks
 
     results, checks = run_async(work)
@@ -256,7 +257,7 @@ def _raise_for(ids: list[int], results: dict[int, JobResult], deadline: datetime
         )
 
 
-async def _server_checks(done: list[PlanReport]) -> dict[str, str]:
+async def _server_checks(done: list[PlanReport], proxies: Proxies) -> dict[str, str]:
     """For each model pulled into the Ollama store: can the running server use it now?"""
     names = [r.plan.display for r in done if r.plan.store is Store.OLLAMA]
     if not names:
@@ -265,7 +266,7 @@ async def _server_checks(done: list[PlanReport]) -> dict[str, str]:
 
     out: dict[str, str] = {}
     for name in names:
-        check = await server_sees(name)
+        check = await server_sees(name, proxies=proxies)
         if check.state == "ready":
             out[name] = f"ready: ollama run {name}"
         elif check.state == "not_running":
@@ -275,7 +276,7 @@ async def _server_checks(done: list[PlanReport]) -> dict[str, str]:
     return out
 
 
-def _via_server(request: GetRequest) -> None:
+def _via_server(request: GetRequest, proxies: Proxies) -> None:
     """The running Ollama server pulls each model; pullman recycles its pull streams."""
     from pullman.transfer.via_server import ServerPull, ServerPullOutcome  # the ollama client
 
@@ -295,7 +296,12 @@ def _via_server(request: GetRequest) -> None:
     async def work() -> list[ServerPullOutcome]:
         outcomes = []
         for name in names:
-            pull = ServerPull(name, insecure=request.insecure, recycle_after=request.recycle_after)
+            pull = ServerPull(
+                name,
+                insecure=request.insecure,
+                recycle_after=request.recycle_after,
+                proxies=proxies,
+            )
             outcomes.append(await with_view(view, pull, pull.run()))
             if not request.as_json:
                 reports.via_server(outcomes[-1])

@@ -61,7 +61,26 @@ class RemoteFile:
     digest: Digest | None = None
     key: str | None = None
     auth: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    auth_to: tuple[str, ...] = ()
+    """Other origins (as URLs) the source trusts with ``auth``, such as every Hub host."""
     insecure: bool = False
+
+    def spec(
+        self, dest: Path, key: str, *, name: str | None = None, content_addressed: bool = False
+    ) -> FileSpec:
+        """This file, to be fetched to ``dest`` (staged under ``key``)."""
+        return FileSpec(
+            url=self.url,
+            dest=dest,
+            key=key,
+            name=name or self.name,
+            size=self.size,
+            digest=self.digest,
+            auth=self.auth,
+            auth_to=self.auth_to,
+            insecure=self.insecure,
+            content_addressed=content_addressed,
+        )
 
 
 @dataclass(frozen=True)
@@ -121,6 +140,8 @@ class FileSpec:
     size: int | None = None
     digest: Digest | None = None
     auth: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    auth_to: tuple[str, ...] = ()
+    """Other origins (as URLs) trusted with ``auth``, such as every Hub host; never a CDN."""
     insecure: bool = False
     content_addressed: bool = False
 

@@ -211,19 +211,8 @@ class HfCacheLayout:
         finals: list[Final] = []
         for f in release.files:
             assert f.digest is not None  # the Hub lists a digest for every file
-            specs.append(
-                FileSpec(
-                    url=f.url,
-                    dest=blob_path(repo, f.digest.hex),
-                    key=f.key or f"hf-{f.digest.hex}",
-                    name=f.name,
-                    size=f.size,
-                    digest=f.digest,
-                    auth=f.auth,
-                    insecure=f.insecure,
-                    content_addressed=True,
-                )
-            )
+            key = f.key or f"hf-{f.digest.hex}"
+            specs.append(f.spec(blob_path(repo, f.digest.hex), key, content_addressed=True))
             link = Symlink(
                 snapshot_path(repo, hub.commit, f.path), link_target(f.path, f.digest.hex)
             )

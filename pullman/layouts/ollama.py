@@ -22,7 +22,7 @@ from pullman.core.digests import SHA256_HEX
 from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
 from pullman.core.jobs import GetOptions
 from pullman.core.ollama_manifest import BadManifest, Manifest, parse_manifest
-from pullman.core.plan import FileSpec, Plan, Release, Store, WriteFile
+from pullman.core.plan import Plan, Release, Store, WriteFile
 from pullman.core.refs import OllamaRef, Ref, valid_part
 from pullman.core.units import human
 from pullman.errors import NotFound, NotWritable, UsageError
@@ -275,15 +275,9 @@ class OllamaLayout:
                 hint="the Ollama store holds models from an Ollama registry",
             )
         files = tuple(
-            FileSpec(
-                url=f.url,
-                dest=blob_path(root, f.digest.hex),
-                key=f.key or f"sha256-{f.digest.hex}",
-                name=f.name,
-                size=f.size,
-                digest=f.digest,
-                auth=f.auth,
-                insecure=f.insecure,
+            f.spec(
+                blob_path(root, f.digest.hex),
+                f.key or f"sha256-{f.digest.hex}",
                 content_addressed=True,
             )
             for f in release.files

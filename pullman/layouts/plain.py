@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
 from pullman.core.jobs import GetOptions
-from pullman.core.plan import FileSpec, Plan, Release, Store
+from pullman.core.plan import Plan, Release, Store
 from pullman.core.refs import Ref
 from pullman.errors import UsageError
 from pullman.layouts import common
@@ -57,17 +57,7 @@ class PlainLayout:
         if options.local_dir is None:
             return self._place_url(release, options)
         specs = tuple(
-            FileSpec(
-                url=f.url,
-                dest=root / f.path,
-                key=f.key or _key(f.url, root / f.path),
-                name=f.name,
-                size=f.size,
-                digest=f.digest,
-                auth=f.auth,
-                insecure=f.insecure,
-            )
-            for f in release.files
+            f.spec(root / f.path, f.key or _key(f.url, root / f.path)) for f in release.files
         )
         return Plan(
             release.ref,
@@ -90,16 +80,7 @@ class PlainLayout:
             )
         f = release.files[0]
         dest = destination(options.out or f".{os.sep}", f.path)
-        spec = FileSpec(
-            url=f.url,
-            dest=dest,
-            key=f.key or _key(f.url, dest),
-            name=dest.name,
-            size=f.size,
-            digest=f.digest,
-            auth=f.auth,
-            insecure=f.insecure,
-        )
+        spec = f.spec(dest, f.key or _key(f.url, dest), name=dest.name)
         return Plan(
             release.ref,
             (spec,),

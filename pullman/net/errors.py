@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from pullman.core.headers import parse_retry_after
+from pullman.core.proxies import shown
 from pullman.core.urls import host_of, redact
 from pullman.errors import (
     AccessDenied,
@@ -87,6 +88,13 @@ def error_for_status(
             why=why,
             hint="the server wants credentials, or refuses the ones sent",
         )
+    if status == 407:
+        return AccessDenied(
+            f"the proxy in front of {shown} answered 407: it wants credentials",
+            why=why,
+            hint="give them in the proxy URL (http://user:password@proxy:port) in HTTPS_PROXY / "
+            "HTTP_PROXY or [network] proxy; they are never logged",
+        )
     if status == 429:
         return RateLimited(
             f"{shown} answered 429: too many requests", why=why, retry_after=retry_after or 5.0
@@ -136,13 +144,19 @@ def is_client_error(exc: BaseException) -> bool:
     return "HTTPError" in _kinds(exc)
 
 
-def translate(exc: BaseException, url: str) -> PullmanError:
-    """Map an HTTP client exception to our tree; anything else is re-raised untouched."""
+def translate(exc: BaseException, url: str, proxy: str | None = None) -> PullmanError:
+    """Map an HTTP client exception to our tree; anything else is re-raised untouched.
+
+    ``proxy``: the proxy the request went through, so that failing to reach *it* is not
+    reported as the server's failure.
+    """
     kinds = _kinds(exc)
     if "HTTPError" not in kinds:
         raise exc
     host = host_of(url)
     cause = _root_cause(exc)
+    if proxy is not None and kinds & {"ConnectError", "ConnectTimeout", "ProxyError"}:
+        return _proxy_error(exc, cause, proxy, host)
     if isinstance(cause, ssl.SSLError):
         return TLSFailure(
             f"TLS failure talking to {host}",
@@ -185,15 +199,29 @@ def _connect_error(why: str, cause: BaseException, host: str) -> NetworkError:
     return NetworkError(f"could not connect to {host}", why=why)
 
 
+def _proxy_error(exc: BaseException, cause: BaseException, proxy: str, host: str) -> NetworkError:
+    where = shown(proxy)
+    hint = (
+        "check HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (or [network] proxy in pullman.toml); "
+        "NO_PROXY lists hosts to reach directly"
+    )
+    if "ProxyError" in _kinds(exc):
+        return NetworkError(
+            f"the proxy {where} refused to connect to {host}", why=str(exc), hint=hint
+        )
+    reason = _connect_error(str(exc) or type(exc).__name__, cause, host_of(proxy)).what
+    return NetworkError(f"could not reach the proxy {where} (for {host})", why=reason, hint=hint)
+
+
 @contextmanager
-def translated(url: str) -> Iterator[None]:
+def translated(url: str, proxy: str | None = None) -> Iterator[None]:
     """HTTP client errors raised inside become :mod:`pullman.errors`; nothing else is touched."""
     try:
         yield
     except Exception as exc:
         if not is_client_error(exc):
             raise
-        raise translate(exc, url) from exc
+        raise translate(exc, url, proxy) from exc
 
 
 def is_connect_error(exc: BaseException) -> bool:

@@ -19,7 +19,9 @@ from typing import TypeVar
 import anyio
 import httpx2
 
+from pullman.core.proxies import Proxies
 from pullman.errors import PullmanError, collapse_groups
+from pullman.net.tls import check_ca_env
 
 T = TypeVar("T")
 DEFAULT_READ_TIMEOUT = 60.0
@@ -32,9 +34,15 @@ class HubCallStopped(Exception):
 class HubCall:
     """One metadata call through huggingface_hub, which pullman can stop from outside."""
 
-    def __init__(self, max_requests: int, read_timeout: float = DEFAULT_READ_TIMEOUT) -> None:
+    def __init__(
+        self,
+        max_requests: int,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        proxies: Proxies | None = None,
+    ) -> None:
         self.max_requests = max_requests
         self.read_timeout = read_timeout
+        self.proxies = proxies or Proxies()
         self.requests = 0
         self.last = time.monotonic()
         """When the call last gave us something (written by its thread, read by ours)."""
@@ -63,23 +71,30 @@ current: contextvars.ContextVar[HubCall | None] = contextvars.ContextVar("hub_ca
 
 
 class _CallTransport(httpx2.BaseTransport):
-    """Applies the current :class:`HubCall`'s checks and read timeout to every request."""
+    """Applies the current :class:`HubCall`'s checks, read timeout and proxies to every
+    request (huggingface_hub's own transport would read proxies from the environment only)."""
 
-    def __init__(self, inner: httpx2.BaseTransport) -> None:
-        self._inner = inner
+    def __init__(self) -> None:
+        self._inner: dict[str | None, httpx2.HTTPTransport] = {}
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         call = current.get()
         read = DEFAULT_READ_TIMEOUT
+        proxy = None
         if call is not None:
             call.check()
             read = call.read_timeout
+            proxy = call.proxies.for_url(str(request.url))
         timeout = httpx2.Timeout(connect=20.0, read=read, write=20.0, pool=20.0)
         request.extensions["timeout"] = timeout.as_dict()
-        return self._inner.handle_request(request)
+        inner = self._inner.get(proxy)
+        if inner is None:
+            inner = self._inner[proxy] = httpx2.HTTPTransport(proxy=proxy, trust_env=True)
+        return inner.handle_request(request)
 
     def close(self) -> None:
-        self._inner.close()
+        for inner in self._inner.values():
+            inner.close()
 
 
 def _client_factory() -> httpx2.Client:
@@ -88,8 +103,7 @@ def _client_factory() -> httpx2.Client:
     base = default_client_factory()
     hooks = base.event_hooks
     base.close()
-    transport = _CallTransport(httpx2.HTTPTransport())
-    return httpx2.Client(event_hooks=hooks, follow_redirects=True, transport=transport)
+    return httpx2.Client(event_hooks=hooks, follow_redirects=True, transport=_CallTransport())
 
 
 def install() -> None:
@@ -107,11 +121,13 @@ async def run_call(
     deadline: float,
     max_requests: int,
     stalled: Callable[[], PullmanError],
+    proxies: Proxies | None = None,
 ) -> T:
     """``fn(call)`` in a worker thread; ``stalled()`` is raised once it went quiet for
     ``deadline`` seconds (``fn`` calls ``call.mark()`` whenever something arrives)."""
     install()
-    call = HubCall(max_requests, read_timeout=deadline)
+    check_ca_env()
+    call = HubCall(max_requests, read_timeout=deadline, proxies=proxies)
     result: list[T] = []
 
     async def work() -> None:

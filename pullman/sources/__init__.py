@@ -13,11 +13,12 @@ the protocol, plus a line in :data:`SOURCES`.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import Release, Store
+from pullman.core.proxies import Proxies
 from pullman.core.refs import HfRef, OllamaRef, Ref, UrlRef
 from pullman.errors import UsageError
 from pullman.net.retry import RetryPolicy
@@ -31,6 +32,7 @@ class SourceContext:
     policy: RetryPolicy
     deadline: float
     """Seconds a metadata answer (a manifest, a listing page) may take in all."""
+    proxies: Proxies = field(default_factory=Proxies)
 
 
 class Source(Protocol):

@@ -33,13 +33,16 @@ from pullman.errors import (
 )
 from pullman.net.errors import LOGIN, error_for_status, translate
 from pullman.net.hub_client import HubCall, HubCallStopped, run_call
-from pullman.net.retry import RetryPolicy, retrying
+from pullman.net.retry import retrying
 from pullman.sources import SourceContext
 from pullman.sources.hf_select import HubFile, Snapshot, select
 
 log = logging.getLogger("pullman.sources")
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+HUB_ORIGINS = ("https://huggingface.co", "https://hub-ci.huggingface.co", "https://hf.co")
+"""The origins huggingface_hub trusts with the token, besides ``HF_ENDPOINT``'s
+(``huggingface_hub.utils._http._HUB_ORIGINS``); never a CDN."""
 MAX_FILES = 100_000
 MAX_PAGES = 2_000
 """Requests one listing may take (the Hub pages 1,000 entries at a time)."""
@@ -59,7 +62,7 @@ class HfSource:
 
     async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
         assert isinstance(ref, HfRef)
-        snapshot = await list_snapshot(ref, ctx.policy, ctx.deadline)
+        snapshot = await list_snapshot(ref, ctx)
         chosen, note = select(snapshot, ctx.options.include, ctx.options.exclude)
         if note:
             log.warning("%s: %s", ref, note)
@@ -72,6 +75,7 @@ class HfSource:
                 digest=f.digest,
                 key=f"hf-{f.etag}",
                 auth=snapshot.auth,
+                auth_to=(snapshot.endpoint, *HUB_ORIGINS),
             )
             for f in chosen
         )
@@ -82,7 +86,7 @@ class HfSource:
 # ------------------------------------------------------------------------------- metadata
 
 
-async def list_snapshot(ref: HfRef, policy: RetryPolicy, deadline: float = 60.0) -> Snapshot:
+async def list_snapshot(ref: HfRef, ctx: SourceContext) -> Snapshot:
     """The commit of ``ref``'s revision and every file in it (sizes, digests).
 
     huggingface_hub works synchronously, in a worker thread; a watchdog gives up when no answer
@@ -90,6 +94,7 @@ async def list_snapshot(ref: HfRef, policy: RetryPolicy, deadline: float = 60.0)
     pullman, and Ctrl-C does not wait for it.
     """
     base = endpoint()
+    deadline = ctx.deadline
     token = await anyio.to_thread.run_sync(_token)
 
     def stalled() -> NetworkError:
@@ -105,9 +110,10 @@ async def list_snapshot(ref: HfRef, policy: RetryPolicy, deadline: float = 60.0)
             deadline=deadline,
             max_requests=MAX_PAGES,
             stalled=stalled,
+            proxies=ctx.proxies,
         )
 
-    return await retrying(once, policy)
+    return await retrying(once, ctx.policy)
 
 
 def _token() -> str | None:

@@ -23,7 +23,7 @@ from pullman.core.urls import is_loopback
 from pullman.errors import AccessDenied, NotFound, RemoteError
 from pullman.net.client import Document, fetch
 from pullman.net.errors import error_for_status
-from pullman.net.retry import RetryPolicy, retrying
+from pullman.net.retry import retrying
 from pullman.sources import SourceContext
 
 MAX_TOKEN_DOC = 64 << 10
@@ -37,29 +37,60 @@ class Resolved:
     auth: Mapping[str, str]
 
 
-def manifest_url(ref: OllamaRef, tag: str | None = None) -> str:
-    return f"{ref.registry}/v2/{ref.namespace}/{ref.model}/manifests/{tag or ref.tag}"
+@dataclass(frozen=True)
+class Registry:
+    """An Ollama-compatible registry at ``base`` (``scheme://host[:port]``), and how to ask it."""
+
+    base: str
+    ctx: SourceContext
+
+    @classmethod
+    def of(cls, ref: OllamaRef, ctx: SourceContext) -> Registry:
+        return cls(ref.registry, ctx)
+
+    @property
+    def insecure(self) -> bool:
+        return self.base.startswith("http://")
+
+    def manifest_url(self, ref: OllamaRef, tag: str | None = None) -> str:
+        return f"{self.base}/v2/{ref.namespace}/{ref.model}/manifests/{tag or ref.tag}"
+
+    def blob_url(self, ref: OllamaRef, digest_hex: str) -> str:
+        return f"{self.base}/v2/{ref.namespace}/{ref.model}/blobs/sha256:{digest_hex}"
+
+    async def fetch(self, url: str, headers: Mapping[str, str], limit: int) -> Document:
+        """A small document; redirects followed, credentials kept on this origin."""
+        ctx = self.ctx
+        return await fetch(
+            url,
+            headers,
+            limit=limit,
+            insecure=self.insecure,
+            deadline=ctx.deadline,
+            proxies=ctx.proxies,
+            follow=True,
+        )
 
 
-def blob_url(ref: OllamaRef, digest_hex: str) -> str:
-    return f"{ref.registry}/v2/{ref.namespace}/{ref.model}/blobs/sha256:{digest_hex}"
-
-
-async def fetch_manifest(ref: OllamaRef, policy: RetryPolicy, deadline: float = 60.0) -> Resolved:
+async def fetch_manifest(ref: OllamaRef, registry: Registry) -> Resolved:
     """Fetch and validate the manifest, getting a registry token first if one is demanded."""
-    insecure = ref.scheme == "http"
+    policy = registry.ctx.policy
     auth: dict[str, str] = {}
     headers = {"Accept": MANIFEST_V2}
 
+    async def once(tag: str | None) -> Document:
+        url = registry.manifest_url(ref, tag)
+        doc = await registry.fetch(url, {**headers, **auth}, MAX_MANIFEST)
+        if doc.status == 429 or doc.status >= 500:
+            raise error_for_status(doc.status, url, doc.headers)
+        return doc
+
     async def get(tag: str | None = None) -> Document:
-        return await retrying(
-            lambda: _fetch_checked(manifest_url(ref, tag), {**headers, **auth}, insecure, deadline),
-            policy,
-        )
+        return await retrying(lambda: once(tag), policy)
 
     doc = await get()
     if doc.status == 401:
-        token = await retrying(lambda: _token(ref, doc, insecure, deadline), policy)
+        token = await retrying(lambda: _token(ref, doc, registry), policy)
         auth = {"Authorization": f"Bearer {token}"}
         doc = await get()
     if doc.status == 200:
@@ -71,16 +102,7 @@ async def fetch_manifest(ref: OllamaRef, policy: RetryPolicy, deadline: float = 
     raise error_for_status(doc.status, doc.url, doc.headers)
 
 
-async def _fetch_checked(
-    url: str, headers: dict[str, str], insecure: bool, deadline: float
-) -> Document:
-    doc = await fetch(url, headers, limit=MAX_MANIFEST, insecure=insecure, deadline=deadline)
-    if doc.status == 429 or doc.status >= 500:
-        raise error_for_status(doc.status, url, doc.headers)
-    return doc
-
-
-async def _token(ref: OllamaRef, challenged: Document, insecure: bool, deadline: float) -> str:
+async def _token(ref: OllamaRef, challenged: Document, registry: Registry) -> str:
     params = parse_bearer_challenge(challenged.headers.get("www-authenticate"))
     if params is None:
         raise _private(ref)
@@ -88,7 +110,7 @@ async def _token(ref: OllamaRef, challenged: Document, insecure: bool, deadline:
     parts = urlsplit(realm)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise RemoteError(f"the registry {ref.host} sent an unusable token realm")
-    if parts.scheme == "http" and not (insecure or is_loopback(realm)):
+    if parts.scheme == "http" and not (registry.insecure or is_loopback(realm)):
         raise RemoteError(
             f"the registry {ref.host} wants tokens fetched over plain http",
             hint="pass --insecure if you trust this registry",
@@ -96,11 +118,9 @@ async def _token(ref: OllamaRef, challenged: Document, insecure: bool, deadline:
     query = {"service": params.get("service", ref.host)}
     query["scope"] = params.get("scope", f"repository:{ref.namespace}/{ref.model}:pull")
     url = realm + ("&" if parts.query else "?") + urlencode(query)
-    doc = await fetch(url, limit=MAX_TOKEN_DOC, insecure=insecure, deadline=deadline)
+    doc = await registry.fetch(url, {}, MAX_TOKEN_DOC)
     if doc.status in (401, 403):
         raise _private(ref)
-    if doc.status == 429 or doc.status >= 500:
-        raise error_for_status(doc.status, url, doc.headers)
     if doc.status != 200:
         raise error_for_status(doc.status, url, doc.headers)
     try:
@@ -162,21 +182,25 @@ class OllamaSource:
         return Store.OLLAMA
 
     async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
-        """Every blob of the model (config and layers, each once), and the raw manifest."""
         assert isinstance(ref, OllamaRef)
-        resolved = await fetch_manifest(ref, ctx.policy, ctx.deadline)
-        files = tuple(
-            RemoteFile(
-                url=blob_url(ref, layer.digest.hex),
-                path=layer.blob_name,
-                name=f"{layer.kind} {layer.digest.hex[:12]}",
-                size=layer.size,
-                digest=layer.digest,
-                key=layer.blob_name,
-                auth=resolved.auth,
-                insecure=ref.scheme == "http",
-            )
-            for layer in resolved.manifest.blobs
+        return await release_of(ref, Registry.of(ref, ctx))
+
+
+async def release_of(ref: OllamaRef, registry: Registry) -> Release:
+    """Every blob of the model (config and layers, each once), and the raw manifest."""
+    resolved = await fetch_manifest(ref, registry)
+    files = tuple(
+        RemoteFile(
+            url=registry.blob_url(ref, layer.digest.hex),
+            path=layer.blob_name,
+            name=f"{layer.kind} {layer.digest.hex[:12]}",
+            size=layer.size,
+            digest=layer.digest,
+            key=layer.blob_name,
+            auth=resolved.auth,
+            insecure=registry.insecure,
         )
-        model = OllamaModel(ref.parts, resolved.raw)
-        return Release(str(ref), ref.short(), ref.short(), files, model=model)
+        for layer in resolved.manifest.blobs
+    )
+    model = OllamaModel(ref.parts, resolved.raw)
+    return Release(str(ref), ref.short(), ref.short(), files, model=model)

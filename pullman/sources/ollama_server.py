@@ -20,6 +20,7 @@ from typing import Literal
 import anyio
 from ollama import AsyncClient, ProgressResponse, ResponseError
 
+from pullman.core.proxies import Proxies
 from pullman.errors import (
     NetworkError,
     NotFound,
@@ -61,10 +62,12 @@ class ServerCheck:
     detail: str
 
 
-async def server_sees(model: str, host: str | None = None, timeout: float = 3.0) -> ServerCheck:
+async def server_sees(
+    model: str, host: str | None = None, timeout: float = 3.0, proxies: Proxies | None = None
+) -> ServerCheck:
     """Whether the Ollama server at ``host`` runs and knows ``model``. Never raises for either."""
     where = host_of(host)
-    client = async_client(host, timeout=timeout)
+    client = async_client(host, timeout=timeout, proxies=proxies)
     try:
         with anyio.move_on_after(timeout):
             await client.show(model)
@@ -93,9 +96,11 @@ async def server_sees(model: str, host: str | None = None, timeout: float = 3.0)
             await client.close()  # type: ignore[no-untyped-call]
 
 
-def connect(host: str | None, *, connect_timeout: float) -> AsyncClient:
+def connect(
+    host: str | None, *, connect_timeout: float, proxies: Proxies | None = None
+) -> AsyncClient:
     """A client for a pull: no read limit (the stream is watched), ``connect_timeout``."""
-    return async_client(host, connect=connect_timeout)
+    return async_client(host, connect=connect_timeout, proxies=proxies)
 
 
 @asynccontextmanager

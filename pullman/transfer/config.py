@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pullman.core.proxies import Proxies
 from pullman.transfer.recycle import RecycleConfig
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class TransferConfig:
     read_timeout: float = 120.0
     space_margin: int = 64 * MiB
     recycle: RecycleConfig = field(default_factory=RecycleConfig)
+    proxies: Proxies = field(default_factory=Proxies)
+    """Which proxy each request goes through (``[network]``, then the environment)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.connections <= 64:

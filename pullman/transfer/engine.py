@@ -76,7 +76,7 @@ class Transfer:
             clock=clock,
             backoff=sleep or clock.sleep,
             staging=Staging(staging_dir, spec.key),
-            resolver=Resolver(spec, deadline=cfg.metadata_deadline),
+            resolver=Resolver(spec, deadline=cfg.metadata_deadline, proxies=cfg.proxies),
             # Connections open at once, shared with other files of the same run when given.
             slots=slots or anyio.CapacityLimiter(cfg.connections),
             limiter=limiter,

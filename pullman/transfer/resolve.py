@@ -10,20 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import urlsplit
 
 import anyio
 
 from pullman.core.headers import parse_content_length, strong_etag
 from pullman.core.plan import FileSpec
-from pullman.core.urls import is_loopback, join_url, redact, same_origin
-from pullman.errors import AccessDenied, ProtocolViolation, RemoteError
-from pullman.net.client import Connection, Response
+from pullman.core.proxies import Proxies
+from pullman.core.redirects import MAX_REDIRECTS, REDIRECTS, next_hop, too_many_redirects
+from pullman.core.urls import redact, same_origin
+from pullman.errors import AccessDenied, ProtocolViolation
+from pullman.net.client import DIRECT, Connection, Response
 from pullman.net.errors import deadline_error, error_for_status
 from pullman.transfer.check import content_range
-
-MAX_REDIRECTS = 10
-_REDIRECTS = {301, 302, 303, 307, 308}
 
 
 @dataclass(frozen=True)
@@ -52,9 +50,10 @@ class Target:
 class Resolver:
     """``deadline``: seconds the whole probe (every redirect hop) may take."""
 
-    def __init__(self, spec: FileSpec, deadline: float = 60.0) -> None:
+    def __init__(self, spec: FileSpec, deadline: float = 60.0, proxies: Proxies = DIRECT) -> None:
         self.spec = spec
         self.deadline = deadline
+        self.proxies = proxies
         self.current: Target | None = None
         self.refreshes = 0
         self._lock = anyio.Lock()
@@ -82,43 +81,28 @@ class Resolver:
 
     async def _probe_hops(self) -> Target:
         url = self.spec.url
-        conn = Connection(insecure=self.spec.insecure)
+        conn = Connection(insecure=self.spec.insecure, proxies=self.proxies)
         try:
             for _ in range(MAX_REDIRECTS + 1):
                 headers = self._auth_for(url)
                 headers["Range"] = "bytes=0-0"
                 async with conn.stream(url, headers) as response:
-                    if response.status in _REDIRECTS:
-                        url = self._next_hop(url, response.headers.get("location"))
+                    if response.status in REDIRECTS:
+                        location = response.headers.get("location")
+                        url = next_hop(url, location, insecure=self.spec.insecure)
                         continue
                     return self._target(url, response)
-            raise RemoteError(
-                f"too many redirects fetching {redact(self.spec.url)}",
-                hint="the server is misconfigured; report it to its operator",
-            )
+            raise too_many_redirects(self.spec.url)
         finally:
             await conn.aclose()
 
     def _auth_for(self, url: str) -> dict[str, str]:
-        if self.spec.auth and same_origin(url, self.spec.url):
-            return dict(self.spec.auth)
+        """The spec's credentials, for its own origin and the origins it trusts only."""
+        spec = self.spec
+        trusted = (spec.url, *spec.auth_to)
+        if spec.auth and any(same_origin(url, t) for t in trusted):
+            return dict(spec.auth)
         return {}
-
-    def _next_hop(self, url: str, location: str | None) -> str:
-        if not location:
-            raise ProtocolViolation(f"{redact(url)} redirected without a Location")
-        nxt = join_url(url, location)
-        scheme = urlsplit(nxt).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise RemoteError(f"{redact(url)} redirected to an unsupported URL scheme")
-        downgrade = urlsplit(url).scheme == "https" and scheme == "http"
-        if downgrade and not (self.spec.insecure or is_loopback(nxt)):
-            raise RemoteError(
-                f"{redact(url)} redirected from https to plain http",
-                why="following it would send the download over an unencrypted connection",
-                hint="pass --insecure if you trust this network",
-            )
-        return nxt
 
     def _target(self, url: str, response: Response) -> Target:
         status = response.status

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pullman.errors import StorageError
-from pullman.fsio import NOFOLLOW, disk_errors, fsync_dir
+from pullman.fsio import FS, NOFOLLOW, disk_errors, fsync_dir
 from pullman.transfer.journal import Journal
 
 _MAGIC = b"PULLJRN1"
@@ -79,7 +79,7 @@ class Staging:
         assert self.fd is not None
         payload = journal.to_bytes()
         with disk_errors(self.journal_path):
-            os.fsync(self.fd)
+            FS.sync(self.fd)
             if self._journal_fd is None or len(payload) + _HEADER.size > self._slot_size:
                 self._create_journal_file(len(payload))
             assert self._journal_fd is not None
@@ -87,7 +87,7 @@ class Staging:
             header = _HEADER.pack(_MAGIC, self._seq, len(payload), zlib.crc32(payload))
             offset = (self._seq % 2) * self._slot_size
             os.pwrite(self._journal_fd, header + payload, offset)
-            os.fsync(self._journal_fd)
+            FS.sync(self._journal_fd)
 
     def _create_journal_file(self, payload_size: int) -> None:
         """A fresh two-slot journal file, replaced atomically (only when it must grow)."""
@@ -100,7 +100,7 @@ class Staging:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600)
         try:
             os.pwrite(fd, bytes(2 * slot), 0)  # real blocks, not a hole: saves never allocate
-            os.fsync(fd)
+            FS.sync(fd)
             tmp.replace(self.journal_path)
             fsync_dir(self.directory)
         except BaseException:
@@ -187,7 +187,7 @@ class Staging:
         with disk_errors(self.part, needed=total):
             views = [memoryview(b) for b in buffers]
             while views:
-                n = os.pwritev(self.fd, views[:512], offset + written)
+                n = FS.pwritev(self.fd, views[:512], offset + written)
                 if n <= 0:
                     raise OSError(errno.EIO, "write made no progress")
                 written += n
@@ -198,7 +198,7 @@ class Staging:
         """Read into a caller's buffer (reused, so hashing allocates nothing per block)."""
         assert self.fd is not None
         with disk_errors(self.part):
-            return os.preadv(self.fd, [buffer], offset)
+            return FS.preadv(self.fd, buffer, offset)
 
     def close(self) -> None:
         self._close_journal()
@@ -216,7 +216,7 @@ class Staging:
         """Make the verified data appear at ``dest`` in one atomic step."""
         assert self.fd is not None
         with disk_errors(dest):
-            os.fsync(self.fd)
+            FS.sync(self.fd)
             if os.fstat(self.fd).st_ino != self.part.lstat().st_ino:
                 raise StorageError(
                     f"the partial file {self.part} was replaced while pullman wrote it",

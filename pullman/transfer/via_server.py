@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import anyio
 
+from pullman.core.proxies import Proxies
 from pullman.errors import NetworkError, TransientError, collapse_groups
 from pullman.sources import ollama_server
 from pullman.sources.ollama_server import ServerNotRunning, pull_progress
@@ -85,6 +86,7 @@ class ServerPull:
         model: str,
         *,
         host: str | None = None,
+        proxies: Proxies | None = None,
         insecure: bool = False,
         recycle_after: float = 120.0,
         pause: float = 1.0,
@@ -98,6 +100,7 @@ class ServerPull:
             raise ValueError("max_failures must be >= 1")
         self.model = model
         self.host = host
+        self.proxies = proxies
         self.insecure = insecure
         self.pause = pause
         self.stall_timeout = stall_timeout
@@ -129,7 +132,7 @@ class ServerPull:
     async def run(self) -> ServerPullOutcome:
         started = self._clock()
         connect = min(10.0, self.stall_timeout)
-        client = ollama_server.connect(self.host, connect_timeout=connect)
+        client = ollama_server.connect(self.host, connect_timeout=connect, proxies=self.proxies)
         try:
             with collapse_groups():
                 async with anyio.create_task_group() as tg:

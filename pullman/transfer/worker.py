@@ -96,8 +96,9 @@ class Worker:
     ) -> None:
         self.wid = wid
         self.shared = shared
+        cfg = shared.config
         self.conn = Connection(
-            insecure=shared.spec.insecure, read_timeout=shared.config.read_timeout
+            insecure=shared.spec.insecure, read_timeout=cfg.read_timeout, proxies=cfg.proxies
         )
         self.conn_bytes = 0
         """Bytes this connection carried since it opened (for the byte box)."""
