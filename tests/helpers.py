@@ -135,3 +135,48 @@ def load_chaoslib() -> ModuleType:
     import chaoslib
 
     return chaoslib
+
+
+# ---------------------------------------------------------------------- TLS with a test CA
+
+
+def local_address() -> str | None:
+    """This machine's own non-loopback IPv4 address (no packet is sent), or None.
+
+    pullman skips TLS verification for loopback hosts only, so a verified-TLS test needs a
+    server on an address that is not loopback but still on this machine.
+    """
+    import ipaddress
+    import socket
+
+    for probe in ("192.0.2.1", "10.255.255.255", "198.51.100.1"):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.connect((probe, 9))
+                address = s.getsockname()[0]
+            except OSError:
+                continue
+        if not ipaddress.ip_address(address).is_loopback:
+            return str(address)
+    return None
+
+
+def make_test_ca(directory: Path, address: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``address`` (by openssl): (ca.pem, cert.pem, key.pem)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
+    ext = directory / "ext.cnf"
+    ext.write_text(f"subjectAltName=IP:{address}\nbasicConstraints=CA:FALSE\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca,
+         "-days", "2", "-subj", "/CN=pullman test CA"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+         "-subj", f"/CN={address}"],
+        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", ext],
+    ]  # fmt: skip
+    for step in steps:
+        subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True)
+    return ca, cert, key

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import re
 import socket
+import ssl
 import struct
 import time
 from collections.abc import Awaitable, Callable
@@ -151,11 +152,13 @@ class Origin:
     connections: int = 0
     active: int = 0
     max_active: int = 0
+    tls: ssl.SSLContext | None = None
+    """Serve HTTPS with this context (a test CA's certificate), else plain HTTP."""
     _server: asyncio.base_events.Server | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self.routes.append((method, re.compile(pattern), handler))
@@ -165,7 +168,7 @@ class Origin:
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
-            self._serve, self.host, self.port, limit=MAX_HEADER, backlog=512
+            self._serve, self.host, self.port, limit=MAX_HEADER, backlog=512, ssl=self.tls
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

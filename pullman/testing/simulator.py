@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from urllib.parse import quote
@@ -25,10 +26,16 @@ _SECRET = b"pullman-simulator"
 class Simulator(ServerRunner):
     thread_name = "pullman-simulator"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, cdn_port: int = 0) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        cdn_port: int = 0,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         super().__init__()
-        self.origin = Origin("origin", host, port)
-        self.cdn = Origin("cdn", host, cdn_port)
+        self.origin = Origin("origin", host, port, tls=tls)
+        self.cdn = Origin("cdn", host, cdn_port, tls=tls)
         self.files: dict[str, SimFile] = {}
         self.cdn_throttle: Throttle | None = None
         self.origin_throttle: Throttle | None = None
