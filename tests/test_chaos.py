@@ -38,7 +38,7 @@ def test_the_soak_entry_point_reports_its_counts(tmp_path: Path) -> None:
     r = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "chaoslib.py"),
+            str(ROOT / "scripts" / "chaoslib"),
             "soak",
             "--runs",
             "3",

@@ -124,102 +124,23 @@ def build_job(contender: str, t: Target, tools: Tools, run_dir: Path) -> Job:
     out_dir.mkdir(parents=True, exist_ok=True)
     out_file = out_dir / t.name
     env = dict(tools.base_env)
-    via = t.case.via
-
     if contender in ("pullman", "pullman-c16"):
-        env["PULLMAN_HOME"] = str(run_dir / "pullman-home")
-        env["OLLAMA_HOST"] = "http://127.0.0.1:9"  # no Ollama server here
-        extra_args: list[str] = []
-        shown_extra = ""
-        env_note = "  (with PULLMAN_SCHEDULE_PER_HOST=16)"
-        if contender == "pullman-c16":
-            extra_args = ["-c", "16"]
-            # -c is capped by [schedule] per_host (8 by default): lift it, or -c 16 means 8.
-            env["PULLMAN_SCHEDULE_PER_HOST"] = "16"
-            shown_extra = " -c 16"
-        if via == "url":
-            argv = [tools.pullman, "get", t.data_url, "--sha256", t.sha256, "-o", f"{out_dir}/"]
-            shown = "pullman get URL --sha256 HEX -o DIR/"
-        elif via == "ollama":
-            assert t.ollama_model is not None
-            models = run_dir / "ollama-models"
-            argv = [tools.pullman, "get", t.ollama_model, "--insecure", "--ollama-dir", str(models)]
-            shown = "pullman get 127.0.0.1:PORT/bench/crawl:latest --insecure --ollama-dir DIR"
-        else:
-            assert t.hf_endpoint is not None and t.hf_repo is not None
-            env["HF_ENDPOINT"] = t.hf_endpoint
-            env["HF_HUB_CACHE"] = str(run_dir / "hf-cache")
-            argv = [tools.pullman, "get", f"hf://{t.hf_repo}"]
-            shown = f"HF_ENDPOINT=SIM pullman get hf://{t.hf_repo}  (fresh HF_HUB_CACHE)"
-        return Job(
-            [*argv, *extra_args, "--json"],
-            env,
-            shown + shown_extra + " --json" + (env_note if contender == "pullman-c16" else ""),
-            "yes",
-            _pullman_output,
-            _pullman_extra,
-        )
-
+        return _pullman_job(contender, t, tools, run_dir, env)
     if contender == "hf_hub_download":
-        assert t.hf_endpoint is not None and t.hf_repo is not None and t.hf_filename is not None
-        env["HF_ENDPOINT"] = t.hf_endpoint
-        env["HF_HOME"] = str(run_dir / "hf-home")
-        cache = run_dir / "hf-cache"
-        argv = [tools.python, str(tools.hf_script), t.hf_repo, t.hf_filename, str(cache)]
-
-        def hf_output(stdout: str) -> Path | None:
-            lines = stdout.strip().splitlines()
-            return Path(lines[-1]) if lines else None
-
-        shown = (
-            f"hf_hub_download({t.hf_repo!r}, {t.hf_filename!r}, cache_dir=FRESH) "
-            "in a python subprocess, HF_ENDPOINT=SIM"
-        )
-        return Job(argv, env, shown, "no", hf_output)
-
+        return _hf_job(t, tools, run_dir, env)
     if contender.startswith("aria2c"):
-        argv = [tools.aria2c, "--no-conf"]
-        shown = "aria2c"
-        if contender in ("aria2c-x16", "aria2c-x16-nocheck"):
-            argv += ["-x16", "-s16"]
-            shown += " -x16 -s16"
-        verifies = "no"
-        if contender != "aria2c-x16-nocheck":
-            argv.append(f"--checksum=sha-256={t.sha256}")
-            shown += " --checksum=sha-256=HEX"
-            verifies = "yes"
-        argv += [
-            "-d",
-            str(out_dir),
-            "-o",
-            t.name,
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "--show-console-readout=false",
-            t.data_url,
-        ]
-        return Job(argv, env, shown + " -d DIR -o NAME URL", verifies, lambda _s: out_file)
-
+        return _aria2c_job(contender, t, tools, out_file, env)
     if contender == "curl":
         argv = [tools.curl, "-sS", "-f", "-o", str(out_file), t.data_url]
         return Job(argv, env, "curl -sS -f -o FILE URL", "no", lambda _s: out_file)
-
     if contender == "seed":
-        n = f"{tools.seed_interval:g}"
-        argv = ["bash", str(tools.seed_script), t.data_url, str(out_file), n, str(t.size), t.sha256]
-        shown = (
-            f"`curl -sS -f -C - -o FILE URL` under `timeout {n}`, restarted until complete, "
-            "then `sha256sum --check`"
-        )
-        return Job(argv, env, shown, "yes", lambda _s: out_file, _seed_extra)
-
+        return _seed_job(t, tools, out_file, env)
     if contender == "curl-sha":
         script = 'curl -sS -f "$1" | tee "$2" | "$3" dgst -sha256'
         argv = ["bash", "-o", "pipefail", "-c", script, "curl-sha", t.data_url, str(out_file)]
         argv.append(tools.openssl)
         shown = "curl -sS -f URL | tee FILE | openssl dgst -sha256 (bash -o pipefail)"
         return Job(argv, env, shown, "yes", lambda _s: out_file)
-
     if contender == "openssl":
         argv = [tools.openssl, "dgst", "-sha256", str(t.source)]
         return Job(
@@ -229,8 +150,100 @@ def build_job(contender: str, t: Target, tools: Tools, run_dir: Path) -> Job:
             "-",
             lambda _s: None,
         )
-
     raise ValueError(f"unknown contender {contender!r}")
+
+
+def _pullman_job(
+    contender: str, t: Target, tools: Tools, run_dir: Path, env: dict[str, str]
+) -> Job:
+    out_dir = run_dir / "out"
+    env["PULLMAN_HOME"] = str(run_dir / "pullman-home")
+    env["OLLAMA_HOST"] = "http://127.0.0.1:9"  # no Ollama server here
+    extra_args: list[str] = []
+    shown_extra = ""
+    env_note = "  (with PULLMAN_SCHEDULE_PER_HOST=16)"
+    if contender == "pullman-c16":
+        extra_args = ["-c", "16"]
+        # -c is capped by [schedule] per_host (8 by default): lift it, or -c 16 means 8.
+        env["PULLMAN_SCHEDULE_PER_HOST"] = "16"
+        shown_extra = " -c 16"
+    via = t.case.via
+    if via == "url":
+        argv = [tools.pullman, "get", t.data_url, "--sha256", t.sha256, "-o", f"{out_dir}/"]
+        shown = "pullman get URL --sha256 HEX -o DIR/"
+    elif via == "ollama":
+        assert t.ollama_model is not None
+        models = run_dir / "ollama-models"
+        argv = [tools.pullman, "get", t.ollama_model, "--insecure", "--ollama-dir", str(models)]
+        shown = "pullman get 127.0.0.1:PORT/bench/crawl:latest --insecure --ollama-dir DIR"
+    else:
+        assert t.hf_endpoint is not None and t.hf_repo is not None
+        env["HF_ENDPOINT"] = t.hf_endpoint
+        env["HF_HUB_CACHE"] = str(run_dir / "hf-cache")
+        argv = [tools.pullman, "get", f"hf://{t.hf_repo}"]
+        shown = f"HF_ENDPOINT=SIM pullman get hf://{t.hf_repo}  (fresh HF_HUB_CACHE)"
+    return Job(
+        [*argv, *extra_args, "--json"],
+        env,
+        shown + shown_extra + " --json" + (env_note if contender == "pullman-c16" else ""),
+        "yes",
+        _pullman_output,
+        _pullman_extra,
+    )
+
+
+def _hf_output(stdout: str) -> Path | None:
+    lines = stdout.strip().splitlines()
+    return Path(lines[-1]) if lines else None
+
+
+def _hf_job(t: Target, tools: Tools, run_dir: Path, env: dict[str, str]) -> Job:
+    assert t.hf_endpoint is not None and t.hf_repo is not None and t.hf_filename is not None
+    env["HF_ENDPOINT"] = t.hf_endpoint
+    env["HF_HOME"] = str(run_dir / "hf-home")
+    cache = run_dir / "hf-cache"
+    argv = [tools.python, str(tools.hf_script), t.hf_repo, t.hf_filename, str(cache)]
+    shown = (
+        f"hf_hub_download({t.hf_repo!r}, {t.hf_filename!r}, cache_dir=FRESH) "
+        "in a python subprocess, HF_ENDPOINT=SIM"
+    )
+    return Job(argv, env, shown, "no", _hf_output)
+
+
+def _aria2c_job(
+    contender: str, t: Target, tools: Tools, out_file: Path, env: dict[str, str]
+) -> Job:
+    argv = [tools.aria2c, "--no-conf"]
+    shown = "aria2c"
+    if contender in ("aria2c-x16", "aria2c-x16-nocheck"):
+        argv += ["-x16", "-s16"]
+        shown += " -x16 -s16"
+    verifies = "no"
+    if contender != "aria2c-x16-nocheck":
+        argv.append(f"--checksum=sha-256={t.sha256}")
+        shown += " --checksum=sha-256=HEX"
+        verifies = "yes"
+    argv += [
+        "-d",
+        str(out_file.parent),
+        "-o",
+        t.name,
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--show-console-readout=false",
+        t.data_url,
+    ]
+    return Job(argv, env, shown + " -d DIR -o NAME URL", verifies, lambda _s: out_file)
+
+
+def _seed_job(t: Target, tools: Tools, out_file: Path, env: dict[str, str]) -> Job:
+    n = f"{tools.seed_interval:g}"
+    argv = ["bash", str(tools.seed_script), t.data_url, str(out_file), n, str(t.size), t.sha256]
+    shown = (
+        f"`curl -sS -f -C - -o FILE URL` under `timeout {n}`, restarted until complete, "
+        "then `sha256sum --check`"
+    )
+    return Job(argv, env, shown, "yes", lambda _s: out_file, _seed_extra)
 
 
 def applicable(contender: str, case: Case) -> bool:

@@ -14,9 +14,7 @@ from typing import Any
 
 def _first_line(argv: list[str]) -> str:
     try:
-        p = subprocess.run(  # noqa: S603 - fixed tool names
-            argv, capture_output=True, text=True, timeout=10, check=False
-        )
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "not found"
     text = (p.stdout or p.stderr).strip()

@@ -107,7 +107,7 @@ def start(
     out = stdout.open("wb") if stdout is not None else subprocess.DEVNULL
     err = stderr.open("wb") if stderr is not None else subprocess.DEVNULL
     try:
-        proc = subprocess.Popen(  # noqa: S603 - argv built by the bench, never a shell string
+        proc = subprocess.Popen(
             list(argv),
             env=dict(env) if env is not None else None,
             cwd=cwd,
