@@ -73,6 +73,8 @@ class ScheduleConfig:
     """Default time window for jobs, e.g. "01:00-07:00"."""
     disk_retry: float = 60.0
     """Seconds between checks of free space for a job waiting for it."""
+    network_retry: float = 30.0
+    """Seconds before a job that could not reach its host (no network) tries again."""
 
     def __post_init__(self) -> None:
         if self.connections < 1 or self.per_host < 1 or self.jobs < 1:

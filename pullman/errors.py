@@ -16,6 +16,7 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
     │   ├── TLSFailure                exit 1  certificate or handshake failure (never retried)
     │   └── TransientError            exit 1  worth retrying
     │       ├── NetworkError                  DNS, refused, reset, truncated body, timeouts
+    │       │   └── Unreachable               no connection at all (DNS, refused, proxy down)
     │       ├── ServerError                   5xx
     │       ├── RateLimited                   429 (carries retry_after)
     │       ├── ProtocolViolation             the server broke HTTP rules (wrong Content-Range)
@@ -127,6 +128,20 @@ class TransientError(RemoteError):
 
 class NetworkError(TransientError):
     """DNS failure, refused or reset connection, truncated body, timeout."""
+
+
+class Unreachable(NetworkError):
+    """Not even a connection: the name did not resolve, nothing listens, the proxy is down.
+
+    A host never reached in this run gets only a couple of quick retries in the foreground (a
+    typo or no network should not take a minute to report); the daemon waits for the network.
+    """
+
+    def __init__(
+        self, what: str, *, url: str, why: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(what, why=why, hint=hint)
+        self.url = url
 
 
 class ServerError(TransientError):

@@ -31,6 +31,8 @@ def _extra(s: TransferStats) -> str:
         parts.append(f"retries {s.retries}")
     if s.state in ("verifying", "committing"):
         parts.append("verifying")
+    if s.note:
+        parts.append(f"({s.note})")
     return " ".join(parts)
 
 

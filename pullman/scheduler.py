@@ -35,6 +35,7 @@ from pullman.errors import (
     InternalError,
     JobConflict,
     PullmanError,
+    Unreachable,
     UsageError,
     collapse_groups,
 )
@@ -311,14 +312,12 @@ class Scheduler:
                         tg.cancel_scope.cancel()
                 await self._finish(run, result, "done")
                 return
-        except DiskFull as exc:
-            if not self._wait_for_disk:  # a foreground run says so and stops (exit 5)
+        except (DiskFull, Unreachable) as exc:
+            if not self._wait_for_disk:  # a foreground run says so and stops (exit 5 or 1)
                 result.error = exc
                 await self._finish(run, result, "failed", error=exc)
                 return
-            retry = self.settings.schedule.disk_retry
-            self._disk_waits[job.id] = _after(self._now(), retry)
-            await self._finish(run, result, "waiting", reason=exc.explain().replace("\n", "; "))
+            await self._finish(run, result, "waiting", reason=self._wait_out(job, exc))
             return
         except PullmanError as exc:
             result.error = exc
@@ -342,6 +341,16 @@ class Scheduler:
         if run.stop_as is not None:  # stopped from outside: pause, cancel, window, deadline
             state, reason = run.stop_as
             await self._finish(run, result, state, reason=reason)
+
+    def _wait_out(self, job: Job, exc: DiskFull | Unreachable) -> str:
+        """The daemon waits for space or for the network, then tries the job again."""
+        cfg = self.settings.schedule
+        retry = cfg.disk_retry if isinstance(exc, DiskFull) else cfg.network_retry
+        at = _after(self._now(), retry)
+        self._disk_waits[job.id] = at
+        if isinstance(exc, DiskFull):
+            return exc.explain().replace("\n", "; ")
+        return f"waiting for the network: {exc.what}; trying again at {at:%H:%M:%S}"
 
     async def _finish(
         self,

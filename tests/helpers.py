@@ -7,6 +7,8 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,11 +26,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "ROOT",
+    "FastClock",
     "KiB",
     "MiB",
     "Recorder",
     "cli_env",
     "fast_config",
+    "fast_env",
+    "free_port",
     "load_chaoslib",
     "no_traceback",
     "pullman",
@@ -82,6 +87,30 @@ def run_transfer(
 def staging_is_clean(tmp_path: Path) -> bool:
     staging = tmp_path / "staging"
     return not staging.exists() or not any(staging.iterdir())
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (connections to it are refused)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FastClock:
+    """A scheduler wall clock where one real second is a minute (``speedup``)."""
+
+    def __init__(self, start: datetime, speedup: float = 60.0) -> None:
+        self.start = start
+        self.speedup = speedup
+        self.t0 = time.monotonic()
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=(time.monotonic() - self.t0) * self.speedup)
+
+    def seconds_until(self, when: datetime) -> float:
+        return (when - self.now()).total_seconds() / self.speedup
 
 
 # ---------------------------------------------------------------------- the command

@@ -7,20 +7,13 @@ its HTTP API (``pullman.testing.ollama_api``) on loopback.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from pullman.testing import Simulator, make_data
 from pullman.testing.ollama_api import OllamaAPI, PullScript
 from pullman.testing.registry import OllamaRegistry
 
-from helpers import MiB, cli_env, pullman
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from helpers import MiB, cli_env, free_port, pullman
 
 
 def test_after_pull_without_a_server_says_when_the_model_appears(

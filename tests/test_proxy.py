@@ -23,19 +23,13 @@ from pullman.testing import Simulator, make_data
 from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
 
-from helpers import KiB, MiB, cli_env, pullman
+from helpers import KiB, MiB, cli_env, free_port, pullman
 
 TINYPROXY = shutil.which("tinyproxy") or "/usr/bin/tinyproxy"
 needs_tinyproxy = pytest.mark.skipif(
     not Path(TINYPROXY).exists(),
     reason="needs Debian's tinyproxy (scripts/test installs it: apt-get install tinyproxy)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -6,8 +6,7 @@ seconds" do so in a fraction of a real second; the order of events is what is as
 
 from __future__ import annotations
 
-import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -16,25 +15,13 @@ import pytest
 from pullman import config
 from pullman.core.jobs import JobOptions
 from pullman.index import Index
-from pullman.scheduler import Scheduler, WallClock
+from pullman.scheduler import Scheduler
 from pullman.testing import Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from helpers import KiB, MiB
+from helpers import FastClock, KiB, MiB
 
 SPEEDUP = 60.0
-
-
-class FastClock(WallClock):
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-        self.t0 = time.monotonic()
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.monotonic() - self.t0) * SPEEDUP)
-
-    def seconds_until(self, when: datetime) -> float:
-        return (when - self.now()).total_seconds() / SPEEDUP
 
 
 @pytest.fixture

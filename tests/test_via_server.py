@@ -18,8 +18,7 @@ from pullman.sources.ollama_server import server_sees
 from pullman.testing.ollama_api import OllamaAPI, PullScript
 from pullman.transfer.via_server import ServerPull, ServerPullOutcome
 
-KiB = 1 << 10
-MiB = 1 << 20
+from helpers import KiB, MiB, Recorder, free_port
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,24 +27,6 @@ pytestmark = pytest.mark.timeout(30)
 def api() -> Iterator[OllamaAPI]:
     with OllamaAPI() as a:
         yield a
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (connections to it are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Recorder:
-    """An injected sleep that records what was asked for and sleeps only a tick."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        await anyio.sleep(min(seconds, 0.01))
 
 
 def pull(api: OllamaAPI, model: str, **knobs: object) -> tuple[ServerPullOutcome, ServerPull]:

@@ -29,6 +29,7 @@ from pullman.core.redirects import (
 from pullman.core.urls import Origin, origin, redact, same_origin
 from pullman.errors import PullmanError, RemoteError
 from pullman.net.errors import deadline_error, translated
+from pullman.net.reach import REACH
 from pullman.net.tls import context_for
 from pullman.net.transport import OneConnectionTransport
 
@@ -106,6 +107,7 @@ class Connection:
         except PullmanError:  # a client error, translated: this connection is done for
             await self.recycle()
             raise
+        REACH.mark(url)
         try:
             yield Response(raw.status_code, raw.headers, url, raw)
         finally:
@@ -200,6 +202,7 @@ async def _fetch(
         request = client.build_request(method, url, headers=_with_defaults(headers))
         with translated(url, proxy=proxies.for_url(url)):
             raw = await client.send(request, stream=True, follow_redirects=False)
+        REACH.mark(url)
         try:
             response = Response(raw.status_code, raw.headers, url, raw)
             body = b"" if method == "HEAD" else await response.read(limit)

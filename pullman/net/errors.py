@@ -27,6 +27,7 @@ from pullman.errors import (
     RemoteError,
     ServerError,
     TLSFailure,
+    Unreachable,
 )
 
 Headers = Mapping[str, str]
@@ -156,7 +157,7 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Pullman
     host = host_of(url)
     cause = _root_cause(exc)
     if proxy is not None and kinds & {"ConnectError", "ConnectTimeout", "ProxyError"}:
-        return _proxy_error(exc, cause, proxy, host)
+        return _proxy_error(exc, cause, proxy, url)
     if isinstance(cause, ssl.SSLError):
         return TLSFailure(
             f"TLS failure talking to {host}",
@@ -166,7 +167,7 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Pullman
         )
     why = str(exc) or type(exc).__name__
     if kinds & {"ConnectError", "ConnectTimeout"}:
-        return _connect_error(why, cause, host)
+        return _connect_error(why, cause, url)
     if "TimeoutException" in kinds:
         return NetworkError(f"timed out talking to {host}", why=type(exc).__name__)
     if "RemoteProtocolError" in kinds:
@@ -181,36 +182,41 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Pullman
     return RemoteError(f"{redact(url)}: HTTP error", why=why)
 
 
-def _connect_error(why: str, cause: BaseException, host: str) -> NetworkError:
+def _connect_error(why: str, cause: BaseException, url: str) -> Unreachable:
+    host = host_of(url)
     if isinstance(cause, socket.gaierror):
-        return NetworkError(
+        return Unreachable(
             f"could not resolve host {host}",
+            url=url,
             why=str(cause),
             hint="check the address and your DNS / network connection",
         )
     if isinstance(cause, ConnectionRefusedError) or (
         isinstance(cause, OSError) and cause.errno == errno.ECONNREFUSED
     ):
-        return NetworkError(
+        return Unreachable(
             f"connection refused by {host}",
+            url=url,
             why="nothing is listening at that address and port",
             hint="check the address, and that the server is running",
         )
-    return NetworkError(f"could not connect to {host}", why=why)
+    return Unreachable(f"could not connect to {host}", url=url, why=why)
 
 
-def _proxy_error(exc: BaseException, cause: BaseException, proxy: str, host: str) -> NetworkError:
+def _proxy_error(exc: BaseException, cause: BaseException, proxy: str, url: str) -> NetworkError:
     where = shown(proxy)
     hint = (
         "check HTTPS_PROXY / HTTP_PROXY / ALL_PROXY (or [network] proxy in pullman.toml); "
         "NO_PROXY lists hosts to reach directly"
     )
+    host = host_of(url)
     if "ProxyError" in _kinds(exc):
         return NetworkError(
             f"the proxy {where} refused to connect to {host}", why=str(exc), hint=hint
         )
-    reason = _connect_error(str(exc) or type(exc).__name__, cause, host_of(proxy)).what
-    return NetworkError(f"could not reach the proxy {where} (for {host})", why=reason, hint=hint)
+    reason = _connect_error(str(exc) or type(exc).__name__, cause, proxy).what
+    message = f"could not reach the proxy {where} (for {host})"
+    return Unreachable(message, url=url, why=reason, hint=hint)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ import httpx2
 
 from pullman.core.proxies import Proxies
 from pullman.errors import PullmanError, collapse_groups
+from pullman.net.reach import REACH
 from pullman.net.tls import check_ca_env
 
 T = TypeVar("T")
@@ -90,7 +91,9 @@ class _CallTransport(httpx2.BaseTransport):
         inner = self._inner.get(proxy)
         if inner is None:
             inner = self._inner[proxy] = httpx2.HTTPTransport(proxy=proxy, trust_env=True)
-        return inner.handle_request(request)
+        response = inner.handle_request(request)
+        REACH.mark(str(request.url))
+        return response
 
     def close(self) -> None:
         for inner in self._inner.values():
@@ -127,7 +130,8 @@ async def run_call(
     ``deadline`` seconds (``fn`` calls ``call.mark()`` whenever something arrives)."""
     install()
     check_ca_env()
-    call = HubCall(max_requests, read_timeout=deadline, proxies=proxies)
+    # The socket timeout is longer than the watchdog's, so a silent Hub is reported as such.
+    call = HubCall(max_requests, read_timeout=deadline * 1.5 + 1, proxies=proxies)
     result: list[T] = []
 
     async def work() -> None:

@@ -29,6 +29,9 @@ class TransferConfig:
     retry_initial: float = 0.5
     retry_max: float = 30.0
     retry_after_max: float = 300.0
+    first_contact_attempts: int = 3
+    """Attempts to connect to a host this run never reached (a typo, no network) before the
+    foreground gives up; the daemon then waits for the network."""
     integrity_retries: int = 1
     tick: float = 0.1
     read_timeout: float = 120.0
@@ -59,5 +62,9 @@ class TransferConfig:
         from pullman.net.retry import RetryPolicy  # tenacity loads only when a transfer runs
 
         return RetryPolicy(
-            self.retry_attempts, self.retry_initial, self.retry_max, self.retry_after_max
+            self.retry_attempts,
+            self.retry_initial,
+            self.retry_max,
+            self.retry_after_max,
+            self.first_contact_attempts,
         )

@@ -25,7 +25,6 @@ from pullman.core.units import human
 from pullman.core.urls import redact
 from pullman.errors import DiskFull, IntegrityError, RemoteChanged, RemoteError
 from pullman.fsio import free_space
-from pullman.net.retry import retrying
 from pullman.transfer.check import StartOver
 from pullman.transfer.config import TransferConfig
 from pullman.transfer.crew import Crew
@@ -108,6 +107,7 @@ class Transfer:
             retries=sh.retries,
             steals=seg.steals,
             refreshes=sh.resolver.refreshes,
+            note=sh.note,
         )
 
     # ------------------------------------------------------------------ the whole file
@@ -274,11 +274,7 @@ class Transfer:
             async with sh.slots:
                 return await sh.resolver.resolve()
 
-        def note(exc: BaseException | None) -> None:
-            sh.retries += 1
-            log.info("%s: retrying after: %s", self.spec.name, exc)
-
-        return await retrying(probe, self.config.retry_policy, sleep=sh.backoff, on_retry=note)
+        return await sh.with_retries(probe)
 
     async def _start_over(self, single_stream: bool) -> None:
         target = await self._resolve()

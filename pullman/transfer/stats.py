@@ -21,6 +21,8 @@ class TransferStats(NamedTuple):
     retries: int
     steals: int
     refreshes: int
+    note: str = ""
+    """What is happening besides transferring (a retry about to happen, and why)."""
 
 
 @dataclass(frozen=True)

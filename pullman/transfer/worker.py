@@ -11,7 +11,7 @@ budget starts afresh whenever a request brought something worth having.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -20,7 +20,6 @@ import anyio
 from pullman.core.urls import redact
 from pullman.errors import DiskFull, LinkExpired, NetworkError, PullmanError, TransientError
 from pullman.net.client import Connection, Response
-from pullman.net.retry import retrying
 from pullman.transfer.check import Asked, StartOver, check_response
 from pullman.transfer.flusher import JournalFlusher
 from pullman.transfer.hashing import PrefixHasher
@@ -128,7 +127,7 @@ class Worker:
             while self._next_claim():
                 claim = smap.claim_of(self.wid)
                 while claim is not None and claim.remaining > 0:
-                    await self._with_retries(self._request)
+                    await self.shared.with_retries(self._request)
                     claim = smap.claim_of(self.wid)
                 smap.release(self.wid)
         finally:
@@ -152,15 +151,6 @@ class Worker:
         fair = -(-(seg.size - seg.done - seg.in_flight) // cfg.connections)
         max_len = max(cfg.min_piece, min(cfg.piece_size, room, fair))
         return sh.smap.claim(self.wid, max_len) is not None
-
-    async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
-        sh = self.shared
-
-        def note(exc: BaseException | None) -> None:
-            sh.retries += 1
-            log.info("%s: retrying after: %s", sh.spec.name, exc)
-
-        return await retrying(fn, sh.config.retry_policy, sleep=sh.backoff, on_retry=note)
 
     async def drop_connection(self) -> None:
         """Close the connection and give its slot back to the shared budget."""
@@ -258,6 +248,7 @@ class Worker:
             self.conn_bytes += len(chunk)
             sh.fetched += len(chunk)
             sh.last_byte_at = now
+            sh.note = ""
             room = smap.end_of(self.wid) - claim.pos - buffer.size
             buffer.add(chunk if len(chunk) <= room else chunk[:room])
             self.taken += min(len(chunk), room)
