@@ -368,3 +368,16 @@ def test_two_terminals_pulling_the_same_model_download_it_once(
     assert registry.blob(MODEL).bytes_sent <= len(MODEL) + 64 * KiB  # one download, not two
     blob = models / "blobs" / ("sha256-" + MODEL_HEX)
     assert blob.read_bytes() == MODEL
+
+
+def test_a_corrupt_cdn_copy_of_a_blob_is_refetched_through_the_registry(
+    sim: Simulator, registry: OllamaRegistry, models: Path, tmp_path: Path
+) -> None:
+    registry.add_model("library/tiny", layers=LAYERS)
+    weights = registry.blob(LAYERS[0][1])
+    weights.bad_links = 1  # the first CDN link the registry hands out serves a corrupt copy
+    r = get(registry, models, tmp_path, "library/tiny")
+    assert r.returncode == 0, r.stderr
+    assert len(weights.links) == 2  # a fresh redirect from the registry, then a good copy
+    blob = models / "blobs" / ("sha256-" + weights.sha256)
+    assert blob.read_bytes() == LAYERS[0][1]

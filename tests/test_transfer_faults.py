@@ -244,3 +244,25 @@ def test_no_digest_reports_unverified_with_sha256(sim: Simulator, tmp_path: Path
     assert not outcome.verified
     assert outcome.sha256 == f.sha256
     assert spec.dest.read_bytes() == f.data
+
+
+def test_a_corrupt_cdn_copy_is_fetched_again_from_a_fresh_link(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The first CDN link serves a bad copy (a corrupt edge object): fetching it again from the
+    # same link would fail again; a fresh redirect from the origin gets a good copy.
+    f = sim.add_file("f", make_data(SIZE, 40), via_cdn=True, cdn_expires=3600, bad_links=1)
+    outcome, transfer = fetch_ok(sim, tmp_path, "f")
+    assert len(f.links) == 2  # a second, different CDN link was asked for ...
+    assert outcome.discarded == SIZE  # ... after the first copy was thrown away
+    assert transfer.statistics().refreshes == 0  # not an expiry: a fresh resolve
+
+
+def test_two_corrupt_cdn_copies_fail_cleanly(sim: Simulator, tmp_path: Path) -> None:
+    f = sim.add_file("f", make_data(SIZE, 41), via_cdn=True, cdn_expires=3600, bad_links=2)
+    spec = spec_for(sim.url("f"), tmp_path, f.data)
+    with pytest.raises(IntegrityError) as info:
+        run_transfer(spec, tmp_path)
+    assert "does not match its digest" in info.value.what and "2 times" in (info.value.why or "")
+    assert len(f.links) == 2
+    assert not spec.dest.exists()

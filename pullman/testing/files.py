@@ -50,6 +50,16 @@ class SimFile:
     bytes_sent: int = 0
     ranges: list[tuple[int, int]] = field(default_factory=list)
     statuses: list[int] = field(default_factory=list)
+    bad_links: int = 0
+    """The first this many distinct CDN links serve a corrupt copy (a bad edge object)."""
+    links: list[str] = field(default_factory=list)
+    """The CDN links (their signatures) requests came through, in order of first use."""
+
+    def corrupt_via(self, signature: str) -> bool:
+        """Whether the CDN link with this signature serves a corrupt copy."""
+        if signature not in self.links:
+            self.links.append(signature)
+        return self.links.index(signature) < self.bad_links
 
     @property
     def size(self) -> int:
@@ -105,7 +115,10 @@ def _if_range_ok(request: Request, f: SimFile) -> bool:
     return f.last_modified and value == LAST_MODIFIED
 
 
-async def serve_file(request: Request, f: SimFile, throttle: Throttle | None) -> None:
+async def serve_file(
+    request: Request, f: SimFile, throttle: Throttle | None, *, corrupt: bool = False
+) -> None:
+    """Serve ``f`` (ranges, validators, scripted faults); ``corrupt``: flip its middle byte."""
     wanted = parse_range(request.header("range"), f.size)
     span = wanted if isinstance(wanted, tuple) else (0, f.size)
     fault = f.next_fault(*span)
@@ -141,9 +154,11 @@ async def serve_file(request: Request, f: SimFile, throttle: Throttle | None) ->
     if request.method == "HEAD":
         return
     body = memoryview(f.data)[start:end]
-    if isinstance(fault, FlipByte) and start <= fault.offset < end:
+    flips = [fault.offset] if isinstance(fault, FlipByte) else []
+    flips += [f.size // 2] if corrupt else []
+    for offset in (o for o in flips if start <= o < end):
         copy = bytearray(body)
-        copy[fault.offset - start] ^= 0xFF
+        copy[offset - start] ^= 0xFF
         body = memoryview(copy)
     await _send_with_fault(request, f, body, fault, throttle)
 

@@ -56,6 +56,7 @@ class Simulator(ServerRunner):
         cdn_expires: float | None = None,
         etag: bool = True,
         last_modified: bool = True,
+        bad_links: int = 0,
     ) -> SimFile:
         f = SimFile(
             name=name,
@@ -66,6 +67,7 @@ class Simulator(ServerRunner):
             cdn_expires=cdn_expires,
             etag=etag,
             last_modified=last_modified,
+            bad_links=bad_links,
         )
         self.files[name] = f
         return f
@@ -109,7 +111,8 @@ class Simulator(ServerRunner):
             body = b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
             await send_simple(request, 403, body, content_type="application/xml")
             return
-        await serve_file(request, f, f.throttle or self.cdn_throttle)
+        bad = f.corrupt_via(sig)
+        await serve_file(request, f, f.throttle or self.cdn_throttle, corrupt=bad)
 
     def _file(self, request: Request) -> SimFile | None:
         assert request.match is not None

@@ -151,6 +151,9 @@ class Transfer:
             if self._hasher.matches():
                 return
             attempts = self._integrity_failed(attempts)
+            # The copy behind this link is bad (a corrupt CDN edge object, say): ask the
+            # source again for a fresh link rather than fetch the same bad bytes twice.
+            await self._retarget(single_stream=not self.shared.ranged)
 
     def _outcome(self, started: float) -> Outcome:
         sh = self.shared
@@ -260,7 +263,9 @@ class Transfer:
                 "try again later or from another network",
             )
         log.warning(
-            "%s: digest mismatch (got %s); discarding and fetching again", self.spec.name, got
+            "%s: digest mismatch (got %s); discarding and fetching again from a fresh link",
+            self.spec.name,
+            got,
         )
         self._discarded += sh.smap.size
         self._restart_data(sh.smap.size)
@@ -277,6 +282,11 @@ class Transfer:
         return await sh.with_retries(probe)
 
     async def _start_over(self, single_stream: bool) -> None:
+        await self._retarget(single_stream=single_stream)
+        self._restart_data(self.shared.smap.size)
+
+    async def _retarget(self, *, single_stream: bool) -> None:
+        """Resolve the file afresh through its source URL (a new redirect, a new CDN link)."""
         target = await self._resolve()
         size = self._expected_size(target)
         sh = self.shared
@@ -284,7 +294,6 @@ class Transfer:
             raise RemoteChanged(f"{self.spec.name}: the file changed size on the server")
         sh.target = target
         sh.ranged = target.ranges and not single_stream
-        self._restart_data(size)
 
     def _restart_data(self, size: int) -> None:
         """Throw the partial data away: the file is fetched again from its first byte."""
