@@ -381,3 +381,19 @@ def test_a_corrupt_cdn_copy_of_a_blob_is_refetched_through_the_registry(
     assert len(weights.links) == 2  # a fresh redirect from the registry, then a good copy
     blob = models / "blobs" / ("sha256-" + weights.sha256)
     assert blob.read_bytes() == LAYERS[0][1]
+
+
+def test_a_manifest_redirect_is_followed_and_the_token_stays_home(
+    sim: Simulator, models: Path, tmp_path: Path
+) -> None:
+    registry = OllamaRegistry(sim, auth="token", manifest_mirror=True)
+    raw = registry.add_model("library/tiny", layers=LAYERS)
+    r = get(registry, models, tmp_path, "library/tiny")
+    assert r.returncode == 0, r.stderr
+    mirrored = [s for s in sim.cdn.seen if "/manifests/" in s.path]
+    assert mirrored  # the registry redirected the manifest to the other origin ...
+    assert not sim.cdn.saw_header("authorization")  # ... which never saw the token
+    home = [s for s in sim.origin.seen if "/manifests/" in s.path]
+    assert any("authorization" in s.headers for s in home)  # it went to the registry itself
+    manifest = models / "manifests" / registry.host / "library" / "tiny" / "latest"
+    assert manifest.read_bytes() == raw

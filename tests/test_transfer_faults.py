@@ -266,3 +266,26 @@ def test_two_corrupt_cdn_copies_fail_cleanly(sim: Simulator, tmp_path: Path) -> 
     assert "does not match its digest" in info.value.what and "2 times" in (info.value.why or "")
     assert len(f.links) == 2
     assert not spec.dest.exists()
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_credentials_follow_a_redirect_only_to_origins_the_source_trusts(
+    sim: Simulator, tmp_path: Path, trusted: bool
+) -> None:
+    # A Hub token goes to every Hub origin huggingface_hub trusts, never to a CDN: the source
+    # lists the trusted origins (auth_to); here the "CDN" is trusted in one run, not the other.
+    f = sim.add_file("f", make_data(256 * KiB, 42), via_cdn=True, cdn_expires=3600)
+    auth = {"Authorization": "Bearer hf_secret"}
+    auth_to = (sim.cdn.url,) if trusted else ()
+    spec = spec_for(sim.url("f"), tmp_path, f.data, auth=auth, auth_to=auth_to)
+    run_transfer(spec, tmp_path)
+    assert spec.dest.read_bytes() == f.data
+    assert sim.origin.saw_header("authorization")
+    assert sim.cdn.saw_header("authorization") is trusted
+
+
+def test_hub_files_trust_the_hub_origins_and_no_cdn() -> None:
+    from pullman.sources.hf import HUB_ORIGINS
+
+    assert "https://huggingface.co" in HUB_ORIGINS and "https://hf.co" in HUB_ORIGINS
+    assert not any("cdn" in o or "xethub" in o for o in HUB_ORIGINS)

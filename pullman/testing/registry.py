@@ -66,10 +66,14 @@ class OllamaRegistry:
         auth: str = "none",
         redirect: bool = True,
         cdn_expires: float | None = 3600.0,
+        manifest_mirror: bool = False,
     ) -> None:
+        """``manifest_mirror``: authorized manifest requests are redirected (307) to the same
+        path on the CDN origin, which serves manifests without auth (as a mirror would)."""
         self.sim = sim
         self.auth = auth
         self.redirect = redirect
+        self.manifest_mirror = manifest_mirror
         self.cdn_expires = cdn_expires
         self.models: dict[str, SimModel] = {}
         self.tokens: set[str] = set()
@@ -78,6 +82,7 @@ class OllamaRegistry:
         sim.origin.route("GET", repo + r"/manifests/(?P<tag>[^/]+)", self._manifest)
         sim.origin.route("GET", repo + r"/blobs/sha256:(?P<hex>[0-9a-f]{64})", self._blob)
         sim.origin.route("GET", r"/token", self._token)
+        sim.cdn.route("GET", repo + r"/manifests/(?P<tag>[^/]+)", self._mirrored)
 
     @property
     def host(self) -> str:
@@ -155,6 +160,17 @@ class OllamaRegistry:
         if not self._authorized(request, repo):
             await self._challenge(request, repo)
             return
+        if self.manifest_mirror and request.origin is self.sim.origin:
+            location = self.sim.cdn.url + request.path
+            await send_simple(request, 307, b"", [("Location", location)])
+            return
+        await self._serve_manifest(request, repo, tag)
+
+    async def _mirrored(self, request: Request) -> None:
+        assert request.match is not None
+        await self._serve_manifest(request, request.match.group("repo"), request.match.group("tag"))
+
+    async def _serve_manifest(self, request: Request, repo: str, tag: str) -> None:
         model = self.models.get(repo)
         if model is None:
             await send_simple(request, 404, _errors("NAME_UNKNOWN", "repository name not known"))
