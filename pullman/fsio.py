@@ -23,7 +23,7 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,3 +182,26 @@ def hash_file(path: Path, hasher: Hasher) -> str:
         while block := f.read(HASH_READ):
             hasher.update(block)
     return hasher.hexdigest()
+
+
+def adopt(paths: Iterable[Path], root: Path, *, euid: int | None = None) -> int:
+    """When run as root, give ``paths`` (files and directories pullman made under ``root``) to
+    ``root``'s owner, so ``sudo pullman get`` leaves nothing the store's user cannot change.
+    Returns how many were changed; does nothing for other users or a root-owned store."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return 0
+    try:
+        owner = root.stat()
+    except OSError:
+        return 0
+    if owner.st_uid == 0:
+        return 0
+    changed = 0
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            st = path.lstat()
+            if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
+                with disk_errors(path):
+                    os.lchown(path, owner.st_uid, owner.st_gid)
+                changed += 1
+    return changed

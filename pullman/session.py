@@ -22,9 +22,9 @@ from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.refs import parse_ref
 from pullman.core.units import human
 from pullman.errors import DiskFull, UsageError, collapse_groups
-from pullman.fsio import free_space, hash_file
+from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
-from pullman.layouts.common import apply_finals, check_plan
+from pullman.layouts.common import apply_finals, check_plan, made_paths
 from pullman.sources import SourceContext, check_options, source_for
 from pullman.transfer.engine import Transfer
 from pullman.transfer.limiter import Limiter
@@ -118,11 +118,15 @@ class Session:
             else:
                 report.files.append(present)
         await anyio.to_thread.run_sync(self._check_space, plan, todo)
-        with collapse_groups():
-            async with anyio.create_task_group() as tg:
-                for spec in todo:
-                    tg.start_soon(self._fetch_one, plan, spec, report)
-        await anyio.to_thread.run_sync(apply_finals, plan)
+        try:
+            with collapse_groups():
+                async with anyio.create_task_group() as tg:
+                    for spec in todo:
+                        tg.start_soon(self._fetch_one, plan, spec, report)
+            await anyio.to_thread.run_sync(apply_finals, plan)
+        finally:  # also after a failure: partial files too belong to the store's owner
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(lambda: adopt(made_paths(plan), plan.root))
         return report
 
     def _check_space(self, plan: Plan, todo: Sequence[FileSpec]) -> None:

@@ -28,10 +28,11 @@ from pullman.core.windows import Window, local_now, until_deadline
 from pullman.daemon import daemon_pid, poke
 from pullman.errors import Interrupted, UsageError
 from pullman.jobqueue import submit, take
-from pullman.layouts import ollama as ollama_store
+from pullman.layouts import pin as pin_store
 from pullman.progress import ProgressView
 from pullman.scheduler import JobResult, Scheduler
 from pullman.session import PlanReport
+from pullman.sources import pin as pin_source
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class GetRequest:
             digest=parse_sha256_option(self.sha256) if self.sha256 else None,
             force=self.force,
             insecure=self.insecure,
-            ollama_dir=str(ollama_store.models_dir(self.ollama_dir)),
+            ollama_dir=self.ollama_dir,
             verify_existing=self.verify_existing,
             include=self.include,
             exclude=self.exclude,
@@ -86,7 +87,9 @@ class GetRequest:
         )
 
     def job(self) -> JobOptions:
-        return JobOptions(self.options(), self.connections, self.limit, self.window)
+        """What the job row records: the stores and the Hub this process would use."""
+        options = pin_source(pin_store(self.options()))
+        return JobOptions(options, self.connections, self.limit, self.window)
 
     def deadline(self) -> datetime | None:
         return until_deadline(self.until, local_now()) if self.until else None

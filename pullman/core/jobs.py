@@ -81,6 +81,10 @@ class GetOptions:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     local_dir: str | None = None
+    hf_cache: str | None = None
+    """The Hugging Face cache (else ``HF_HUB_CACHE`` / ``HF_HOME`` of the process that runs)."""
+    hf_endpoint: str | None = None
+    """The Hub (else ``HF_ENDPOINT``); recorded so the daemon uses the submitter's."""
 
 
 def _to_json(value: Any) -> Any:

@@ -29,6 +29,11 @@ class Layout(Protocol):
         """The store's root directory for these options (flags, then environment, then default)."""
         ...
 
+    def pinned(self, options: GetOptions) -> GetOptions:
+        """The options with this store's location settled now, from this process's flags and
+        environment (a queued job runs later, in the daemon, with another environment)."""
+        ...
+
     def check_writable(self, root: Path) -> None:
         """A clear :class:`~pullman.errors.NotWritable` before any byte, if it cannot be written."""
         ...
@@ -75,6 +80,13 @@ def layout_for(what: Store | Plan) -> Layout:
     """The layout of a store, or of the store a plan lands in."""
     store = what.store if isinstance(what, Plan) else what
     return _layouts()[store]
+
+
+def pin(options: GetOptions) -> GetOptions:
+    """The options with every store's location settled now (see :meth:`Layout.pinned`)."""
+    for layout in _layouts().values():
+        options = layout.pinned(options)
+    return options
 
 
 def stores() -> list[Layout]:

@@ -52,6 +52,24 @@ def apply_finals(plan: Plan) -> None:
             symlink_atomic(final.path, final.target)
 
 
+def made_paths(plan: Plan) -> list[Path]:
+    """What a plan creates under its root: files, their directories up to the root, the
+    staging area and the staging files of the plan's keys (for :func:`pullman.fsio.adopt`)."""
+    paths: dict[Path, None] = {}
+    for path in [*(f.dest for f in plan.files), *(x.path for x in plan.finals), plan.staging]:
+        paths.setdefault(path)
+        for parent in path.parents:
+            if parent == plan.root or not inside(plan.root, parent):
+                break
+            paths.setdefault(parent)
+    keys = {f.key for f in plan.files}
+    if plan.staging.is_dir():
+        for entry in plan.staging.iterdir():
+            if entry.name.partition(".")[0] in keys:
+                paths.setdefault(entry)
+    return list(paths)
+
+
 def check_writable(root: Path, hint: str) -> None:
     """A clear error, before any download, when ``root`` cannot be created or written."""
     try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pullman.core.digests import from_blob_name
@@ -193,7 +193,12 @@ class HfCacheLayout:
     store = Store.HF_CACHE
 
     def root(self, options: GetOptions) -> Path:
+        if options.hf_cache is not None:
+            return Path(options.hf_cache).expanduser().absolute()
         return cache_dir()
+
+    def pinned(self, options: GetOptions) -> GetOptions:
+        return replace(options, hf_cache=str(self.root(options)))
 
     def check_writable(self, root: Path) -> None:
         common.check_writable(root, "set HF_HUB_CACHE (or HF_HOME) to a directory you can write")

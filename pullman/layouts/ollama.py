@@ -14,8 +14,8 @@ appear, complete. Directories 0755, files 0644.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pullman.core.digests import SHA256_HEX
@@ -28,15 +28,9 @@ from pullman.core.units import human
 from pullman.errors import NotFound, NotWritable, UsageError
 from pullman.fsio import disk_errors
 from pullman.layouts import common
+from pullman.layouts.ollama_home import models_dir
 
 STAGING = common.STAGING
-
-
-def models_dir(flag: str | None, env: Mapping[str, str] | None = None) -> Path:
-    """``--ollama-dir``, else ``OLLAMA_MODELS``, else ``~/.ollama/models``."""
-    env = os.environ if env is None else env
-    chosen = flag or env.get("OLLAMA_MODELS") or "~/.ollama/models"
-    return Path(chosen).expanduser().absolute()
 
 
 def blob_path(root: Path, digest_hex: str) -> Path:
@@ -262,6 +256,9 @@ class OllamaLayout:
 
     def root(self, options: GetOptions) -> Path:
         return models_dir(options.ollama_dir)
+
+    def pinned(self, options: GetOptions) -> GetOptions:
+        return replace(options, ollama_dir=str(self.root(options)))
 
     def check_writable(self, root: Path) -> None:
         check_writable(root)

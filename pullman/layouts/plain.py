@@ -50,6 +50,9 @@ class PlainLayout:
         path = Path(out).expanduser()
         return (path if _names_dir(out) else path.parent).absolute()
 
+    def pinned(self, options: GetOptions) -> GetOptions:
+        return options  # -o and --local-dir are made absolute when they are given
+
     def check_writable(self, root: Path) -> None:
         common.check_writable(root, "choose another directory (-o or --local-dir)")
 

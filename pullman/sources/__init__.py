@@ -48,6 +48,10 @@ class Source(Protocol):
         """What there is to fetch for ``ref``: files, sizes, digests, and their identity."""
         ...
 
+    def pinned(self, options: GetOptions) -> GetOptions:
+        """The options with the source's location (an endpoint) settled now."""
+        ...
+
 
 SPECIFIC = frozenset({"out", "digest", "include", "exclude", "local_dir"})
 """Options that some sources understand and others refuse."""
@@ -65,6 +69,13 @@ def _sources() -> dict[type, Source]:
 def source_for(ref: Ref) -> Source:
     """The source that fetches ``ref``."""
     return _sources()[type(ref)]
+
+
+def pin(options: GetOptions) -> GetOptions:
+    """The options with every source's location settled now (see :meth:`Source.pinned`)."""
+    for source in _sources().values():
+        options = source.pinned(options)
+    return options
 
 
 def check_options(source: Source, options: GetOptions) -> None:

@@ -14,6 +14,7 @@ import itertools
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -57,12 +58,15 @@ class HfSource:
     name = "hf"
     options = frozenset({"include", "exclude", "local_dir"})
 
+    def pinned(self, options: GetOptions) -> GetOptions:
+        return replace(options, hf_endpoint=options.hf_endpoint or endpoint())
+
     def store(self, ref: Ref, options: GetOptions) -> Store:
         return Store.PLAIN if options.local_dir is not None else Store.HF_CACHE
 
     async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
         assert isinstance(ref, HfRef)
-        snapshot = await list_snapshot(ref, ctx)
+        snapshot = await list_snapshot(ref, ctx, ctx.options.hf_endpoint or endpoint())
         chosen, note = select(snapshot, ctx.options.include, ctx.options.exclude)
         if note:
             log.warning("%s: %s", ref, note)
@@ -86,14 +90,13 @@ class HfSource:
 # ------------------------------------------------------------------------------- metadata
 
 
-async def list_snapshot(ref: HfRef, ctx: SourceContext) -> Snapshot:
+async def list_snapshot(ref: HfRef, ctx: SourceContext, base: str) -> Snapshot:
     """The commit of ``ref``'s revision and every file in it (sizes, digests).
 
     huggingface_hub works synchronously, in a worker thread; a watchdog gives up when no answer
     (no listing entry) has come for ``deadline`` seconds, so a silent or endless Hub cannot hold
     pullman, and Ctrl-C does not wait for it.
     """
-    base = endpoint()
     deadline = ctx.deadline
     token = await anyio.to_thread.run_sync(_token)
 

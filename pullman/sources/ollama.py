@@ -178,6 +178,9 @@ class OllamaSource:
     name = "ollama"
     options: frozenset[str] = frozenset()
 
+    def pinned(self, options: GetOptions) -> GetOptions:
+        return options
+
     def store(self, ref: Ref, options: GetOptions) -> Store:
         return Store.OLLAMA
 

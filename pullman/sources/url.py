@@ -12,6 +12,9 @@ class UrlSource:
     name = "url"
     options = frozenset({"out", "digest"})
 
+    def pinned(self, options: GetOptions) -> GetOptions:
+        return options
+
     def store(self, ref: Ref, options: GetOptions) -> Store:
         return Store.PLAIN
 
