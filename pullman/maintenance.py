@@ -16,10 +16,13 @@ from pathlib import Path
 
 from pullman.core.inventory import BlobCheck, Garbage
 from pullman.core.jobs import GetOptions, Job
+from pullman.core.refs import parse_ref
+from pullman.errors import RefError
 from pullman.fsio import disk_errors, hash_file
 from pullman.index import FileRecord, Index, ItemState
 from pullman.layouts import Layout, common, stores
 from pullman.layouts.common import older_than
+from pullman.sources import source_for
 
 # ------------------------------------------------------------------------------- verify
 
@@ -106,11 +109,37 @@ def staging_dirs(roots: Roots, jobs: Iterable[Job] = (), more: Iterable[Path] = 
 def garbage(
     roots: Roots, jobs: list[Job], min_age: float, now: float, more: Iterable[Path] = ()
 ) -> list[Garbage]:
-    """Abandoned partial downloads and unused blobs of every store."""
-    found = list(partials(staging_dirs(roots, jobs, more), min_age, now))
+    """Abandoned partial downloads and unused blobs of every store.
+
+    A store (or plain directory) that an unfinished job (queued, waiting, running, paused)
+    downloads into is left alone: its partial files and held or unreferenced blobs are that
+    job's progress, however old.
+    """
+    unfinished = [job for job in jobs if not job.finished]
+    busy = busy_dirs(roots, unfinished)
+    dirs = [d for d in staging_dirs(roots, jobs, more) if d not in busy]
+    found = list(partials(dirs, min_age, now))
     for layout, root in roots:
-        found += layout.unreferenced(root, min_age, now)
+        if root not in busy:
+            found += layout.unreferenced(root, min_age, now)
     return found
+
+
+def busy_dirs(roots: Roots, unfinished: Iterable[Job]) -> set[Path]:
+    """Store roots, and their staging areas, that unfinished jobs download into."""
+    busy: set[Path] = set()
+    for job in unfinished:
+        options = job.request.get
+        try:
+            ref = parse_ref(job.ref, insecure=options.insecure)
+        except RefError:
+            continue
+        store = source_for(ref).store(ref, options)
+        for layout, root in roots:
+            if layout.store is store and layout.root(options) == root:
+                busy.update([root, *layout.staging_dirs(root)])
+        busy.update(staging_dirs([], [job]))  # -o / --local-dir
+    return busy
 
 
 # ------------------------------------------------------------------------------- doctor

@@ -184,34 +184,36 @@ def _unique(specs: Sequence[FileSpec]) -> list[FileSpec]:
 
 
 async def _already_present(spec: FileSpec, options: GetOptions, ref: str) -> FileReport | None:
-    """A report if ``spec.dest`` already holds the file; an error if it holds something else."""
+    """A report if the file is already there (at ``spec.dest``, or where the plan's finals put
+    it); an error if ``dest`` holds something else."""
+    where = next((p for p in spec.places if p.exists()), None)
+    if options.force or where is None:
+        return None
 
     def present(verified: bool) -> FileReport:
         digest = str(spec.digest) if verified and spec.digest else None
-        return FileReport(ref, spec.name, spec.dest, size, "present", verified, digest)
+        return FileReport(ref, spec.name, where, size, "present", verified, digest)
 
-    if options.force or not spec.dest.exists():
-        return None
-    if spec.dest.is_dir():
+    if where.is_dir():
         raise UsageError(
-            f"{spec.dest} is a directory",
+            f"{where} is a directory",
             hint="give -o a file path, or a directory ending in / to download into",
         )
-    size = spec.dest.stat().st_size
+    size = where.stat().st_size
     if spec.digest is None:
         return present(False)
     if spec.content_addressed:
         # Named by its digest: the right size means the right file, unless asked to check.
         if size != spec.size:
-            log.warning("%s: %s has the wrong size; fetching it again", spec.name, spec.dest)
+            log.warning("%s: %s has the wrong size; fetching it again", spec.name, where)
             return None
         if not options.verify_existing:
             return present(True)
-    actual = await anyio.to_thread.run_sync(hash_file, spec.dest, spec.digest.hasher(size))
+    actual = await anyio.to_thread.run_sync(hash_file, where, spec.digest.hasher(size))
     if actual == spec.digest.hex:
         return present(True)
     if spec.content_addressed:
-        log.warning("%s: %s is corrupt; fetching it again", spec.name, spec.dest)
+        log.warning("%s: %s is corrupt; fetching it again", spec.name, where)
         return None
     raise UsageError(
         f"{spec.dest} already exists with different content",

@@ -66,7 +66,13 @@ class RemoteFile:
     insecure: bool = False
 
     def spec(
-        self, dest: Path, key: str, *, name: str | None = None, content_addressed: bool = False
+        self,
+        dest: Path,
+        key: str,
+        *,
+        name: str | None = None,
+        content_addressed: bool = False,
+        final: Path | None = None,
     ) -> FileSpec:
         """This file, to be fetched to ``dest`` (staged under ``key``)."""
         return FileSpec(
@@ -80,6 +86,7 @@ class RemoteFile:
             auth_to=self.auth_to,
             insecure=self.insecure,
             content_addressed=content_addressed,
+            final=final,
         )
 
 
@@ -144,6 +151,14 @@ class FileSpec:
     """Other origins (as URLs) trusted with ``auth``, such as every Hub host; never a CDN."""
     insecure: bool = False
     content_addressed: bool = False
+    final: Path | None = None
+    """Where the file ends up once the plan's finals ran, when that is not ``dest`` (a blob
+    held in staging); a content-addressed file found there is the file, too."""
+
+    @property
+    def places(self) -> tuple[Path, ...]:
+        """Where a finished copy of this file may be found."""
+        return (self.dest,) if self.final is None else (self.dest, self.final)
 
 
 @dataclass(frozen=True)
@@ -162,7 +177,29 @@ class Symlink:
     target: str
 
 
-Final = WriteFile | Symlink
+@dataclass(frozen=True)
+class Move:
+    """A verified file held back in the staging area, moved into place (``path``) at the end.
+
+    Ollama's server prunes unreferenced blobs at start: a model's blobs wait beside its partial
+    files until every blob verified, then move into ``blobs/`` just before the manifest. Another
+    pullman may have moved the same blob already: a present ``path`` of ``size`` bytes is done.
+    """
+
+    source: Path
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A file that must still be there (``size`` bytes), made fresh (mtime now) at the end."""
+
+    path: Path
+    size: int
+
+
+Final = WriteFile | Symlink | Move | Touch
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ import os
 import secrets
 from pathlib import Path
 
-from pullman.core.plan import Plan, Symlink, WriteFile
-from pullman.errors import NotWritable, RemoteError
-from pullman.fsio import disk_errors, symlink_atomic, write_atomic
+from pullman.core.plan import Move, Plan, Symlink, WriteFile
+from pullman.errors import NotWritable, RemoteError, StorageError
+from pullman.fsio import disk_errors, fsync_dir, symlink_atomic, write_atomic
 
 STAGING = ".pullman-partial"
 """pullman's staging directory inside a store (readers of every store ignore it)."""
@@ -34,7 +34,11 @@ def check_plan(plan: Plan) -> None:
                 why="a name or digest from the server would escape the store",
                 hint="the server is broken or hostile; nothing was written",
             )
-    for path in [*(f.dest for f in plan.files), *(x.path for x in plan.finals)]:
+    held = {x.source for x in plan.finals if isinstance(x, Move)}  # held there on purpose
+    for path in [
+        *(f.dest for f in plan.files if f.dest not in held),
+        *(x.path for x in plan.finals),
+    ]:
         if inside(plan.staging, path):
             raise RemoteError(
                 f"refusing to write {path}: it is inside pullman's staging area",
@@ -50,6 +54,46 @@ def apply_finals(plan: Plan) -> None:
             write_atomic(final.path, final.data)
         elif isinstance(final, Symlink):
             symlink_atomic(final.path, final.target)
+        elif isinstance(final, Move):
+            move_into_place(final.source, final.path, final.size)
+        else:
+            refresh(final.path, final.size)
+
+
+def _there(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def move_into_place(source: Path, path: Path, size: int) -> None:
+    """Rename a held, verified file into place (done if another pullman already did)."""
+    with disk_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            source.replace(path)
+        except FileNotFoundError:
+            if not _there(path, size):
+                raise vanished(source) from None
+            return
+        fsync_dir(path.parent)
+
+
+def refresh(path: Path, size: int) -> None:
+    """A file the finals rely on must still be there; its mtime becomes now."""
+    with disk_errors(path):
+        if not _there(path, size):
+            raise vanished(path)
+        os.utime(path)
+
+
+def vanished(path: Path) -> StorageError:
+    return StorageError(
+        f"{path} vanished before the model could be finished",
+        why="something removed it while pullman worked (a server's start-up prune, a gc)",
+        hint="run the same command again: it is fetched again, and the rest is kept",
+    )
 
 
 def made_paths(plan: Plan) -> list[Path]:

@@ -22,7 +22,7 @@ from pullman.core.digests import SHA256_HEX
 from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
 from pullman.core.jobs import GetOptions
 from pullman.core.ollama_manifest import BadManifest, Manifest, parse_manifest
-from pullman.core.plan import Plan, Release, Store, WriteFile
+from pullman.core.plan import FileSpec, Final, Move, Plan, Release, Store, Touch, WriteFile
 from pullman.core.refs import OllamaRef, Ref, valid_part
 from pullman.core.units import human
 from pullman.errors import NotFound, NotWritable, UsageError
@@ -251,6 +251,43 @@ def used_blobs(root: Path) -> set[str] | None:
     return used
 
 
+def _blobs(release: Release, root: Path) -> tuple[tuple[FileSpec, ...], list[Final]]:
+    """Each blob: one already in ``blobs/`` is used there (and freshened at the end); a new one
+    is held in the staging area once verified and moved into ``blobs/`` just before the
+    manifest, so the server's start-up prune never sees it unreferenced."""
+    specs: list[FileSpec] = []
+    finals: list[Final] = []
+    for f in release.files:
+        assert f.digest is not None and f.size is not None  # the manifest names both
+        name = f"sha256-{f.digest.hex}"
+        final = blob_path(root, f.digest.hex)
+        if _has(final, f.size):
+            specs.append(f.spec(final, f.key or name, content_addressed=True))
+            finals.append(Touch(final, f.size))
+        else:
+            held = staging_dir(root) / name
+            specs.append(f.spec(held, f.key or name, content_addressed=True, final=final))
+            finals.append(Move(held, final, f.size))
+    return tuple(specs), finals
+
+
+def _held(root: Path, min_age: float, now: float) -> Iterator[Garbage]:
+    """Verified blobs held for a model that was never finished (no job wants them any more:
+    :func:`pullman.maintenance.garbage` asks only when none is unfinished)."""
+    staging = staging_dir(root)
+    for held in sorted(staging.glob("sha256-*")) if staging.is_dir() else []:
+        hex_digest = held.name.removeprefix("sha256-")
+        if SHA256_HEX.fullmatch(hex_digest) and common.older_than(held, min_age, now):
+            yield Garbage("held", held, held.stat().st_size)
+
+
+def _has(path: Path, size: int) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == size
+    except OSError:
+        return False
+
+
 class OllamaLayout:
     store = Store.OLLAMA
 
@@ -271,15 +308,7 @@ class OllamaLayout:
                 f"{release.display} is not an Ollama model",
                 hint="the Ollama store holds models from an Ollama registry",
             )
-        files = tuple(
-            f.spec(
-                blob_path(root, f.digest.hex),
-                f.key or f"sha256-{f.digest.hex}",
-                content_addressed=True,
-            )
-            for f in release.files
-            if f.digest is not None
-        )
+        files, finals = _blobs(release, root)
         manifest = manifest_path(root, model.parts)
         return Plan(
             release.ref,
@@ -287,7 +316,7 @@ class OllamaLayout:
             root,
             staging_dir(root),
             release.title,
-            (WriteFile(manifest, model.manifest),),
+            (*finals, WriteFile(manifest, model.manifest)),
             release.display,
             Store.OLLAMA,
             ("manifest", manifest),
@@ -317,15 +346,16 @@ class OllamaLayout:
                 yield BlobCheck(name, blob_path(root, layer.digest.hex), layer.digest, layer.size)
 
     def unreferenced(self, root: Path, min_age: float, now: float) -> Iterator[Garbage]:
-        blobs = root / "blobs"
-        used = used_blobs(root) if blobs.is_dir() else None
-        if used is None:  # no store, or a manifest we cannot read: remove nothing
+        used = used_blobs(root)
+        if used is None:  # a manifest we cannot read may use anything: remove nothing
             return
-        for blob in sorted(blobs.glob("sha256-*")):
+        blobs = root / "blobs"
+        for blob in sorted(blobs.glob("sha256-*")) if blobs.is_dir() else []:
             hex_digest = blob.name.removeprefix("sha256-")
             unused = SHA256_HEX.fullmatch(hex_digest) and hex_digest not in used
             if unused and common.older_than(blob, min_age, now):
                 yield Garbage("unreferenced", blob, blob.stat().st_size)
+        yield from _held(root, min_age, now)
 
     def staging_dirs(self, root: Path) -> list[Path]:
         return [staging_dir(root)]

@@ -57,12 +57,20 @@ class Machine:
     def service_store(self) -> tuple[Path, str] | None:
         """The installed service's store, if it exists: ``(path, why we think so)``."""
         from_unit = self.unit_models()
-        if from_unit is not None and from_unit[0].is_dir():
+        if from_unit is not None and _is_dir(from_unit[0]):
             return from_unit[0], f"OLLAMA_MODELS in {from_unit[1]}"
         home = self.user_home("ollama")
-        if home is not None and (home / ".ollama" / "models").is_dir():
+        if home is not None and _is_dir(home / ".ollama" / "models"):
             return home / ".ollama" / "models", "the ollama user's home (Linux's install)"
         return None
+
+
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory this user can see (a store behind a closed home is not)."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _models_in(path: Path) -> str | None:
@@ -90,7 +98,7 @@ def models_dir(
     if chosen:
         return Path(chosen).expanduser().absolute()
     own = Path(env.get("HOME") or "~").expanduser() / ".ollama" / "models"
-    if own.is_dir():
+    if _is_dir(own):
         return own.absolute()
     service = (machine or Machine()).service_store()
     return service[0] if service is not None else own.absolute()

@@ -188,10 +188,13 @@ class Transfer:
         spec = self.spec
         if self._state != "waiting" or not spec.content_addressed or spec.size is None:
             return False
-        try:
-            return spec.dest.stat().st_size == spec.size
-        except OSError:
-            return False
+        for place in spec.places:
+            try:
+                if place.stat().st_size == spec.size:
+                    return True
+            except OSError:
+                continue
+        return False
 
     def _reused(self, started: float) -> Outcome:
         self._state = "done"
