@@ -16,13 +16,12 @@ from pathlib import Path
 
 from pullman.core.inventory import BlobCheck, Garbage
 from pullman.core.jobs import GetOptions, Job
-from pullman.core.refs import parse_ref
 from pullman.errors import RefError
 from pullman.fsio import disk_errors, hash_file
 from pullman.index import FileRecord, Index, ItemState
 from pullman.layouts import Layout, common, stores
 from pullman.layouts.common import older_than
-from pullman.sources import source_for
+from pullman.sources import parse, source_for
 
 # ------------------------------------------------------------------------------- verify
 
@@ -131,7 +130,7 @@ def busy_dirs(roots: Roots, unfinished: Iterable[Job]) -> set[Path]:
     for job in unfinished:
         options = job.request.get
         try:
-            ref = parse_ref(job.ref, insecure=options.insecure)
+            ref = parse(job.ref, insecure=options.insecure)
         except RefError:
             continue
         store = source_for(ref).store(ref, options)

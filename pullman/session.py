@@ -19,13 +19,12 @@ import anyio
 from pullman.config import Settings
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
-from pullman.core.refs import parse_ref
 from pullman.core.units import human
 from pullman.errors import DiskFull, UsageError, collapse_groups
 from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
 from pullman.layouts.common import apply_finals, check_plan, made_paths
-from pullman.sources import SourceContext, check_options, source_for
+from pullman.sources import SourceContext, check_options, parse, source_for
 from pullman.transfer.engine import Transfer
 from pullman.transfer.limiter import Limiter
 from pullman.transfer.slots import Slots
@@ -93,7 +92,8 @@ class Session:
 
     async def plan(self, text: str, options: GetOptions) -> Plan:
         """What ``text`` needs fetched and where it lands; the store is checked first."""
-        ref = parse_ref(text, insecure=options.insecure)
+        plain = options.out is not None or options.digest is not None
+        ref = parse(text, insecure=options.insecure, plain=plain)
         source = source_for(ref)
         check_options(source, options)
         store = source.store(ref, options)

@@ -214,17 +214,17 @@ def test_gguf_quant_pick_with_split_files(hub: HubSimulator, tmp_path: Path) -> 
         "M-Q4_K_M-00001-of-00002.gguf": make_data(200 * KiB, 1),
         "M-Q4_K_M-00002-of-00002.gguf": make_data(200 * KiB, 2),
         "M-Q8_0.gguf": make_data(300 * KiB, 3),
+        "mmproj-M-F16.gguf": make_data(50 * KiB, 4),
+        "mmproj-M-Q8_0.gguf": make_data(40 * KiB, 5),
         "README.md": b"# gguf\n",
     }
     hub.add_repo("bart/M-GGUF", parts)
-    r = get(tmp_path, hub, "hf.co/bart/M-GGUF:q4_k_m", "--json")
+    r = get(tmp_path, hub, "hf://bart/M-GGUF:q4_k_m", "--json")
     assert r.returncode == 0, r.stderr
     assert sorted(d["name"] for d in json.loads(r.stdout)) == sorted(
-        ["M-Q4_K_M-00001-of-00002.gguf", "M-Q4_K_M-00002-of-00002.gguf"]
-    )
-    r = get(tmp_path, hub, "hf.co/bart/M-GGUF")  # no tag: Q4_K_M, and it says so
-    assert r.returncode == 0 and "picked Q4_K_M" in r.stderr
-    r = get(tmp_path, hub, "hf.co/bart/M-GGUF:Q2_K")
+        ["M-Q4_K_M-00001-of-00002.gguf", "M-Q4_K_M-00002-of-00002.gguf", "mmproj-M-F16.gguf"]
+    )  # the split files, and the one vision projector (F16)
+    r = get(tmp_path, hub, "hf://bart/M-GGUF:Q2_K")
     assert r.returncode == 3 and "Q8_0" in r.stderr
 
 

@@ -38,8 +38,11 @@ def snapshot(ref: HfRef, *paths: str) -> Snapshot:
             "hf://datasets/org/data/train/*.parquet",
             HfRef("org/data", "dataset", pattern="train/*.parquet"),
         ),
-        ("hf.co/bartowski/M-GGUF:Q4_K_M", HfRef("bartowski/M-GGUF", quant="Q4_K_M", gguf=True)),
-        ("huggingface.co/bartowski/M-GGUF", HfRef("bartowski/M-GGUF", gguf=True)),
+        ("hf://bartowski/M-GGUF:Q4_K_M", HfRef("bartowski/M-GGUF", quant="Q4_K_M", gguf=True)),
+        (
+            "hf://bartowski/M-GGUF@v2:q8_0",
+            HfRef("bartowski/M-GGUF", revision="v2", quant="q8_0", gguf=True),
+        ),
     ],
 )
 def test_hf_refs(text: str, expected: HfRef) -> None:
@@ -57,6 +60,7 @@ def test_hf_refs(text: str, expected: HfRef) -> None:
         "hf://org/repo@..",
         "hf.co/org",
         "hf.co/org/repo:Q4 K",
+        "hf://org/repo:Q4 K",
         "hf://org/repo//x",
     ],
 )

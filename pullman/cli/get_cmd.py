@@ -22,7 +22,7 @@ from pullman.core.digests import parse_sha256_option
 from pullman.core.jobs import GetOptions, JobOptions
 from pullman.core.plan import Store
 from pullman.core.proxies import Proxies
-from pullman.core.refs import OllamaRef, parse_ref
+from pullman.core.refs import OllamaRef
 from pullman.core.units import parse_rate
 from pullman.core.windows import Window, local_now, until_deadline
 from pullman.daemon import daemon_pid, poke
@@ -32,6 +32,7 @@ from pullman.layouts import pin as pin_store
 from pullman.progress import ProgressView
 from pullman.scheduler import JobResult, Scheduler
 from pullman.session import PlanReport
+from pullman.sources import parse
 from pullman.sources import pin as pin_source
 
 
@@ -67,7 +68,8 @@ class GetRequest:
         if self.output is not None and len(self.refs) != 1:
             raise UsageError("-o applies to a single URL", hint="run one get per URL")
         for text in self.refs:
-            parse_ref(text, insecure=self.insecure)  # bad refs fail here
+            plain = self.output is not None or self.sha256 is not None
+            parse(text, insecure=self.insecure, plain=plain)  # bad refs fail here
         if self.limit is not None:
             parse_rate(self.limit, what="--limit")
         if self.window is not None:
@@ -290,7 +292,7 @@ def _via_server(request: GetRequest, proxies: Proxies) -> None:
         )
     names = []
     for text in request.refs:
-        ref = parse_ref(text, insecure=request.insecure)
+        ref = parse(text, insecure=request.insecure)
         if not isinstance(ref, OllamaRef):
             raise UsageError(f"--via-server pulls Ollama models, not {text!r}")
         names.append(ref.short())

@@ -11,13 +11,12 @@ from pullman import maintenance
 from pullman.cli.app import JSON, OLLAMA_DIR, Context, cli, echo_json, pass_context, run_async
 from pullman.core.inventory import BlobCheck
 from pullman.core.jobs import GetOptions
-from pullman.core.refs import parse_ref
 from pullman.core.units import human
 from pullman.daemon import daemon_pid
 from pullman.errors import IntegrityError, UsageError
 from pullman.layouts import layout_for, stores
 from pullman.session import Session
-from pullman.sources import source_for
+from pullman.sources import parse, source_for
 
 
 def _roots(ollama_dir: str | None) -> maintenance.Roots:
@@ -48,7 +47,7 @@ def ls_command(ollama_dir: str | None, as_json: bool) -> None:
 @JSON
 def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
     """Remove a model: its manifest (or HF snapshot), and the blobs nothing else uses."""
-    parsed = parse_ref(ref)
+    parsed = parse(ref)
     options = GetOptions(ollama_dir=ollama_dir)
     layout = layout_for(source_for(parsed).store(parsed, options))
     removal = layout.remove(layout.root(options), parsed)
@@ -121,7 +120,7 @@ def _report_checks(results: list[BlobCheck], as_json: bool) -> None:
 def _blobs_to_check(ref: str | None, options: GetOptions) -> list[BlobCheck]:
     if ref is None:
         return [c for layout in stores() for c in layout.blobs(layout.root(options), None)]
-    parsed = parse_ref(ref)
+    parsed = parse(ref)
     layout = layout_for(source_for(parsed).store(parsed, GetOptions()))
     if layout.store not in {s.store for s in stores()}:
         raise UsageError(

@@ -5,7 +5,10 @@
   ``host[:port]/ns/model:tag``, optionally prefixed ``ollama://``. Defaults: host
   ``registry.ollama.ai``, namespace ``library``, tag ``latest``.
 - Hugging Face: ``hf://org/repo[@revision][/path-or-glob]``, ``hf://datasets/org/name...``,
-  and Ollama-style ``hf.co/org/repo[:QUANT]`` (also ``huggingface.co/...``).
+  and ``hf://org/repo[@revision]:QUANT`` (the GGUF file(s) of one quantisation).
+- ``hf.co/org/repo[:QUANT]`` (and ``huggingface.co/...``) is an *Ollama* name, as for
+  ``ollama pull``: the host serves an Ollama-compatible registry, and the model lands in the
+  Ollama store under ``manifests/hf.co/...`` (:mod:`pullman.sources.hf_registry`).
 
 Every part of an Ollama name ends up in a file path (``manifests/<host>/<ns>/<model>/<tag>``),
 so the grammar is strict: a part starts with a letter, digit or ``_``, then letters, digits,
@@ -78,9 +81,9 @@ class HfRef:
     pattern: str | None = None
     """A path or glob inside the repo (``hf://``), or None for every file."""
     quant: str | None = None
-    """The GGUF quantisation to pick (``hf.co/org/repo:QUANT``)."""
+    """The GGUF quantisation to pick (``hf://org/repo:QUANT``)."""
     gguf: bool = False
-    """Ollama-style ``hf.co`` ref: pick GGUF files (``quant``, or a default)."""
+    """Pick GGUF files (``quant``, or a default) rather than every file."""
     revision_given: bool = field(default=False, compare=False)
     """Whether the revision was written (``@rev``) rather than defaulted to ``main``."""
 
@@ -92,7 +95,7 @@ class HfRef:
         if self.pattern:
             text += f"/{self.pattern}"
         if self.quant:
-            text = f"hf.co/{self.repo_id}:{self.quant}"
+            text += f":{self.quant}"
         return text
 
 
@@ -115,27 +118,26 @@ def _hf_repo_part(text: str, part: str) -> str:
 
 
 def parse_hf(text: str) -> HfRef:
-    """``hf://[datasets/]org/repo[@rev][/path]`` or ``hf.co/org/repo[:QUANT]``."""
+    """``hf://[datasets/]org/repo[@rev][/path]``, or ``hf://org/repo[@rev]:QUANT`` (the GGUF
+    file(s) of one quantisation, into the HF cache)."""
     raw = text.strip()
-    if raw.lower().startswith("hf://"):
-        return _parse_hf_url(text, raw[5:])
-    host, _, rest = raw.partition("/")
-    if host.lower() not in HF_HOSTS:
-        raise RefError(f"{text!r} is not a Hugging Face ref")
-    repo, _, quant = rest.partition(":")
-    parts = repo.split("/")
-    if len(parts) != 2:
-        raise RefError(
-            f"{text!r} is not a Hugging Face ref",
-            hint="write hf.co/org/repo or hf.co/org/repo:Q4_K_M",
-        )
-    repo_id = "/".join(_hf_repo_part(text, p) for p in parts)
-    if quant and not _QUANT.fullmatch(quant):
+    if not raw.lower().startswith("hf://"):
+        raise RefError(f"{text!r} is not a Hugging Face ref", hint="write hf://org/repo")
+    return _parse_hf_url(text, raw[5:])
+
+
+def _split_quant(text: str, rest: str) -> tuple[str, str | None]:
+    """``org/repo[@rev]:QUANT`` (no path) gives its quant; anything else stays as it is."""
+    head, colon, quant = rest.rpartition(":")
+    if not colon or "/" in quant or head.count("/") != 1:
+        return rest, None
+    if not _QUANT.fullmatch(quant):
         raise RefError(f"{text!r}: {quant!r} is not a quantisation tag", hint="e.g. :Q4_K_M")
-    return HfRef(repo_id, quant=quant or None, gguf=True)
+    return head, quant
 
 
 def _parse_hf_url(text: str, rest: str) -> HfRef:
+    rest, quant = _split_quant(text, rest)
     repo_type = "model"
     if rest.startswith(("datasets/", "models/")):
         kind, rest = rest.split("/", 1)
@@ -161,7 +163,10 @@ def _parse_hf_url(text: str, rest: str) -> HfRef:
     pattern = "/".join(tail) or None
     if pattern is not None and (".." in pattern.split("/") or "" in pattern.split("/")):
         raise RefError(f"{text!r}: the path {pattern!r} is not a path inside the repo")
-    return HfRef(repo_id, repo_type, revision, pattern, revision_given="@" in pieces[1])
+    given = "@" in pieces[1]
+    if quant is not None:
+        return HfRef(repo_id, repo_type, revision, quant=quant, gguf=True, revision_given=given)
+    return HfRef(repo_id, repo_type, revision, pattern, revision_given=given)
 
 
 def _cut_last(text: str, sep: str) -> tuple[str, str, bool]:
@@ -295,7 +300,7 @@ def parse_ref(text: str, *, insecure: bool = False) -> Ref:
     scheme = stripped.split("://", 1)[0].lower() if "://" in stripped else ""
     if scheme in ("http", "https"):
         return parse_url(stripped)
-    if scheme == "hf" or stripped.split("/", 1)[0].lower() in HF_HOSTS:
+    if scheme == "hf":
         return parse_hf(stripped)
     if scheme in ("", "ollama"):
         return parse_ollama(stripped, insecure=insecure)

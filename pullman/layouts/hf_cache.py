@@ -49,7 +49,10 @@ def cache_dir(env: Mapping[str, str] | None = None) -> Path:
 
 
 def repo_dir(root: Path, repo_id: str, repo_type: str) -> Path:
-    return root / f"{repo_type}s--{repo_id.replace('/', '--')}"
+    """``models--org--name`` (as huggingface_hub names it, by its own ``repo_folder_name``)."""
+    from huggingface_hub.file_download import repo_folder_name
+
+    return root / repo_folder_name(repo_id=repo_id, repo_type=repo_type)
 
 
 def blob_path(repo: Path, etag: str) -> Path:

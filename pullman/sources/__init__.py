@@ -19,7 +19,7 @@ from typing import Protocol
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import Release, Store
 from pullman.core.proxies import Proxies
-from pullman.core.refs import HfRef, OllamaRef, Ref, UrlRef
+from pullman.core.refs import HfRef, Ref, UrlRef, parse_ref
 from pullman.errors import UsageError
 from pullman.net.retry import RetryPolicy
 
@@ -58,17 +58,39 @@ SPECIFIC = frozenset({"out", "digest", "include", "exclude", "local_dir"})
 
 
 @functools.cache
-def _sources() -> dict[type, Source]:
+def _sources() -> dict[str, Source]:
     from pullman.sources.hf import HfSource
+    from pullman.sources.hf_registry import HfRegistrySource
     from pullman.sources.ollama import OllamaSource
     from pullman.sources.url import UrlSource
 
-    return {UrlRef: UrlSource(), OllamaRef: OllamaSource(), HfRef: HfSource()}
+    return {
+        "url": UrlSource(),
+        "ollama": OllamaSource(),
+        "hf": HfSource(),
+        "hf.co": HfRegistrySource(),
+    }
+
+
+def parse(text: str, *, insecure: bool = False, plain: bool = False) -> Ref:
+    """What the user typed, as a ref: a pasted Hub or Ollama web page is that repo or model,
+    unless ``plain`` (``-o`` or ``--sha256`` asked for a URL's file as it is)."""
+    from pullman.sources.web_urls import refine
+
+    ref = parse_ref(text, insecure=insecure)
+    return ref if plain else refine(ref, insecure=insecure)
 
 
 def source_for(ref: Ref) -> Source:
     """The source that fetches ``ref``."""
-    return _sources()[type(ref)]
+    from pullman.sources.hf_registry import is_hf_name
+
+    sources = _sources()
+    if isinstance(ref, UrlRef):
+        return sources["url"]
+    if isinstance(ref, HfRef):
+        return sources["hf"]
+    return sources["hf.co" if is_hf_name(ref) else "ollama"]
 
 
 def pin(options: GetOptions) -> GetOptions:

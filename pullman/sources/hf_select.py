@@ -7,7 +7,6 @@ import fnmatch
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from pullman.core.digests import Digest
 from pullman.core.refs import HfRef
@@ -39,9 +38,15 @@ class Snapshot:
     token: str | None = field(default=None, repr=False)
 
     def resolve_url(self, path: str) -> str:
-        prefix = "datasets/" if self.ref.repo_type == "dataset" else ""
-        commit = quote(self.commit, safe="")
-        return f"{self.endpoint}/{prefix}{self.ref.repo_id}/resolve/{commit}/{quote(path)}"
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(
+            self.ref.repo_id,
+            path,
+            repo_type=self.ref.repo_type,
+            revision=self.commit,
+            endpoint=self.endpoint,
+        )
 
     @property
     def auth(self) -> dict[str, str]:
@@ -75,10 +80,17 @@ def select(
             or f.path.startswith(prefix)
             or fnmatch.fnmatch(f.path, ref.pattern)
         ]
-    if include:
-        chosen = [f for f in chosen if any(fnmatch.fnmatch(f.path, p) for p in include)]
-    if exclude:
-        chosen = [f for f in chosen if not any(fnmatch.fnmatch(f.path, p) for p in exclude)]
+    if include or exclude:  # as `hf download` matches them ("onnx/" is "onnx/*")
+        from huggingface_hub.utils._paths import filter_repo_objects
+
+        chosen = list(
+            filter_repo_objects(
+                chosen,
+                allow_patterns=list(include) or None,
+                ignore_patterns=list(exclude) or None,
+                key=lambda f: f.path,
+            )
+        )
     note = None
     if ref.gguf:
         chosen, note = _pick_gguf(chosen, ref)
@@ -90,8 +102,30 @@ def select(
     return chosen, note
 
 
+def _is_projector(path: str) -> bool:
+    return "mmproj" in path.rsplit("/", 1)[-1].lower()
+
+
+def _projector(files: list[HubFile]) -> list[HubFile]:
+    """The vision projector (``mmproj-*.gguf``) a vision model needs with its weights: one,
+    the F16 where there are several (as Ollama's hf.co registry picks it)."""
+    found = sorted(
+        (f for f in files if f.path.lower().endswith(".gguf") and _is_projector(f.path)),
+        key=lambda f: f.path,
+    )
+    f16 = [f for f in found if "F16" in quant_tags(f.path)]
+    return (f16 or found)[:1]
+
+
 def _pick_gguf(files: list[HubFile], ref: HfRef) -> tuple[list[HubFile], str | None]:
-    ggufs = [f for f in files if f.path.lower().endswith(".gguf") and "mmproj" not in f.path]
+    picked, note = _pick_weights(files, ref)
+    if picked is files:
+        return picked, note
+    return picked + _projector(files), note
+
+
+def _pick_weights(files: list[HubFile], ref: HfRef) -> tuple[list[HubFile], str | None]:
+    ggufs = [f for f in files if f.path.lower().endswith(".gguf") and not _is_projector(f.path)]
     if not ggufs:
         if ref.quant:
             raise NotFound(f"{ref.repo_id} has no GGUF files", hint="drop the :QUANT suffix")
@@ -103,7 +137,7 @@ def _pick_gguf(files: list[HubFile], ref: HfRef) -> tuple[list[HubFile], str | N
             raise NotFound(
                 f"{ref.repo_id} has no GGUF file for {ref.quant}",
                 why="available: " + (", ".join(available) or "no recognisable tags"),
-                hint=f"pick one of those, e.g. hf.co/{ref.repo_id}:{(available or ['Q4_K_M'])[0]}",
+                hint=f"pick one of those, e.g. hf://{ref.repo_id}:{(available or ['Q4_K_M'])[0]}",
             )
         return picked, None
     for quant in DEFAULT_QUANTS:
