@@ -23,7 +23,7 @@ from pullman.core.units import human
 from pullman.errors import DiskFull, UsageError, collapse_groups
 from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
-from pullman.layouts.common import apply_finals, check_plan, made_paths
+from pullman.layouts.common import apply_finals, check_plan, made_paths, make_early, undo_early
 from pullman.sources import SourceContext, check_options, parse, source_for
 from pullman.transfer.engine import Transfer
 from pullman.transfer.limiter import Limiter
@@ -109,6 +109,7 @@ class Session:
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
         check_plan(plan)
+        await anyio.to_thread.run_sync(make_early, plan)
         report = PlanReport(plan)
         todo: list[FileSpec] = []
         for spec in _unique(plan.files):
@@ -118,15 +119,19 @@ class Session:
             else:
                 report.files.append(present)
         await anyio.to_thread.run_sync(self._check_space, plan, todo)
+        failed = True
         try:
             with collapse_groups():
                 async with anyio.create_task_group() as tg:
                     for spec in todo:
                         tg.start_soon(self._fetch_one, plan, spec, report)
             await anyio.to_thread.run_sync(apply_finals, plan)
+            failed = False
         finally:  # also after a failure: partial files too belong to the store's owner
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(lambda: adopt(made_paths(plan), plan.root))
+                if failed:
+                    await anyio.to_thread.run_sync(undo_early, plan)
         return report
 
     def _check_space(self, plan: Plan, todo: Sequence[FileSpec]) -> None:

@@ -233,9 +233,14 @@ def test_local_dir_writes_plain_files(hub: HubSimulator, tmp_path: Path) -> None
     target = tmp_path / "plain"
     r = get(tmp_path, hub, f"hf://{REPO}", "--local-dir", str(target), "--include", "weights/*")
     assert r.returncode == 0, r.stderr
-    got = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    files = [p for p in target.rglob("*") if p.is_file()]
+    got = {str(p.relative_to(target)): p.read_bytes() for p in files if ".cache" not in p.parts}
     assert got == {k: v for k, v in FILES.items() if k.startswith("weights/")}
     assert not (tmp_path / "cache").exists()
+    metadata = target / ".cache" / "huggingface" / "download"  # as hf download keeps it
+    assert sorted(str(p.relative_to(metadata)) for p in metadata.rglob("*.metadata")) == sorted(
+        f"{k}.metadata" for k in FILES if k.startswith("weights/")
+    )
 
 
 def test_ls_and_rm_cover_the_hf_cache(hub: HubSimulator, tmp_path: Path) -> None:

@@ -46,7 +46,7 @@ def foreground(
 
 def plan(report: PlanReport) -> None:
     p = report.plan
-    if not p.finals:
+    if p.itemized:
         files(report.files)
         return
     fetched = [f for f in report.files if f.outcome is not None]

@@ -199,7 +199,16 @@ class Touch:
     size: int
 
 
-Final = WriteFile | Symlink | Move | Touch
+@dataclass(frozen=True)
+class Stamped:
+    """A small text file: ``head``, then the time it is written (huggingface_hub's
+    ``--local-dir`` download metadata, whose timestamp must not be older than the file)."""
+
+    path: Path
+    head: bytes
+
+
+Final = WriteFile | Symlink | Move | Touch | Stamped
 
 
 @dataclass(frozen=True)
@@ -224,6 +233,11 @@ class Plan:
     """What to show the user as where the result is: ``("manifest", path)``."""
     unit: str = "files"
     """What the store calls its files (``blobs`` in Ollama's store)."""
+    itemized: bool = False
+    """Report each file on its own (plain files), rather than the store entry."""
+    early: tuple[Path, ...] = ()
+    """Directories made before any byte is fetched (a reader of the store then sees a repo
+    in progress, not a damaged one)."""
 
     @property
     def total_size(self) -> int:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
-from pullman.core.plan import Move, Plan, Symlink, WriteFile
+from pullman.core.plan import Move, Plan, Stamped, Symlink, WriteFile
 from pullman.errors import NotWritable, RemoteError, StorageError
 from pullman.fsio import disk_errors, fsync_dir, symlink_atomic, write_atomic
 
@@ -27,7 +28,8 @@ def inside(root: Path, path: Path) -> bool:
 
 def check_plan(plan: Plan) -> None:
     """Refuse, before anything is written, a plan that would write outside its store."""
-    for path in [*(f.dest for f in plan.files), *(x.path for x in plan.finals), plan.staging]:
+    made = [*(f.dest for f in plan.files), *(x.path for x in plan.finals), *plan.early]
+    for path in [*made, plan.staging]:
         if not inside(plan.root, path):
             raise RemoteError(
                 f"refusing to write {path}: it is outside {plan.root}",
@@ -56,8 +58,17 @@ def apply_finals(plan: Plan) -> None:
             symlink_atomic(final.path, final.target)
         elif isinstance(final, Move):
             move_into_place(final.source, final.path, final.size)
+        elif isinstance(final, Stamped):
+            write_atomic(final.path, final.head + f"{time.time()}\n".encode())
         else:
             refresh(final.path, final.size)
+
+
+def make_early(plan: Plan) -> None:
+    """The directories a plan makes before it fetches anything."""
+    for directory in plan.early:
+        with disk_errors(directory):
+            directory.mkdir(parents=True, exist_ok=True)
 
 
 def _there(path: Path, size: int) -> bool:
@@ -94,6 +105,20 @@ def vanished(path: Path) -> StorageError:
         why="something removed it while pullman worked (a server's start-up prune, a gc)",
         hint="run the same command again: it is fetched again, and the rest is kept",
     )
+
+
+def undo_early(plan: Plan) -> None:
+    """After a failure: the plan's early directories, its staging area and their parents, as
+    far as they are empty (a repo that got nothing leaves nothing; one with progress stays)."""
+    for start in (*plan.early, plan.staging):
+        directory = start
+        while directory != plan.root and inside(plan.root, directory):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (progress, other revisions), or already gone
+                if directory.exists():
+                    break
+            directory = directory.parent
 
 
 def made_paths(plan: Plan) -> list[Path]:

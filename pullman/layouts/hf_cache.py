@@ -16,6 +16,7 @@ writes plain files under a directory of the user's choosing.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -36,16 +37,38 @@ STAGING = common.STAGING
 __all__ = ["check_commit", "check_repo_path"]  # re-exported: the paths this layout trusts
 
 
+_VAR = re.compile(r"\$(\w+|\{[^}]*\})", re.ASCII)
+
+
+def _expand(path: str, env: Mapping[str, str]) -> str:
+    """``os.path.expandvars(os.path.expanduser(path))``, against ``env`` (unknown vars stay)."""
+
+    def var(m: re.Match[str]) -> str:
+        name = m.group(1).strip("{}")
+        return env.get(name, m.group(0))
+
+    return _VAR.sub(var, str(Path(path).expanduser()) if path else path)
+
+
 def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``."""
+    """The hub cache exactly as ``huggingface_hub.constants`` computes it: ``HF_HUB_CACHE``,
+    else the legacy ``HUGGINGFACE_HUB_CACHE`` (TGI and older images set it), else
+    ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``, else
+    ``~/.cache/huggingface/hub``; ``~`` and ``$VARS`` expanded. (Computed afresh per call:
+    huggingface_hub reads the environment once, at import.)"""
     env = os.environ if env is None else env
-    if env.get("HF_HUB_CACHE"):
-        return Path(env["HF_HUB_CACHE"]).expanduser().absolute()
-    if env.get("HF_HOME"):
-        home = Path(env["HF_HOME"])
-    else:
-        home = Path(env.get("XDG_CACHE_HOME") or "~/.cache") / "huggingface"
-    return (home.expanduser() / "hub").absolute()
+    default_home = str(Path("~").expanduser() / ".cache")
+    home = env.get("HF_HOME", str(Path(env.get("XDG_CACHE_HOME", default_home)) / "huggingface"))
+    hf_home = _expand(home, env)
+    legacy = env.get("HUGGINGFACE_HUB_CACHE", str(Path(hf_home) / "hub"))
+    return Path(_expand(env.get("HF_HUB_CACHE", legacy), env)).absolute()
+
+
+def symlinks_disabled(env: Mapping[str, str] | None = None) -> bool:
+    """``HF_HUB_DISABLE_SYMLINKS``, read as huggingface_hub reads it: then the cache holds the
+    files themselves in ``snapshots/``, and ``blobs/`` stays empty."""
+    env = os.environ if env is None else env
+    return env.get("HF_HUB_DISABLE_SYMLINKS", "").upper() in ("1", "ON", "YES", "TRUE")
 
 
 def repo_dir(root: Path, repo_id: str, repo_type: str) -> Path:
@@ -192,6 +215,26 @@ def _linked(folder: Path) -> list[str]:
     return list(names)
 
 
+def _files(
+    release: Release, repo: Path, commit: str, *, linked: bool
+) -> tuple[list[FileSpec], list[Final]]:
+    """Each file as a blob plus a relative snapshot link, or (``linked=False``) as the file
+    itself at its snapshot path."""
+    specs: list[FileSpec] = []
+    finals: list[Final] = []
+    for f in release.files:
+        assert f.digest is not None  # the Hub lists a digest for every file
+        etag = f.digest.hex
+        key = f.key or f"hf-{etag}"
+        in_snapshot = snapshot_path(repo, commit, f.path)
+        if not linked:  # a commit's path names its content: the right size is the right file
+            specs.append(f.spec(in_snapshot, key, content_addressed=True))
+            continue
+        specs.append(f.spec(blob_path(repo, etag), key, content_addressed=True))
+        finals.append(Symlink(in_snapshot, link_target(f.path, etag)))
+    return specs, finals
+
+
 class HfCacheLayout:
     store = Store.HF_CACHE
 
@@ -207,7 +250,9 @@ class HfCacheLayout:
         common.check_writable(root, "set HF_HUB_CACHE (or HF_HOME) to a directory you can write")
 
     def place(self, release: Release, root: Path, options: GetOptions) -> Plan:
-        """Blobs into the cache, then the snapshot links, then the ref, in that order."""
+        """Blobs into the cache, then the snapshot links, then the ref, in that order. With
+        ``HF_HUB_DISABLE_SYMLINKS`` the files themselves go into ``snapshots/``, as
+        huggingface_hub puts them then. The snapshot directory is made first."""
         hub = release.repo
         if hub is None:
             raise UsageError(
@@ -215,19 +260,10 @@ class HfCacheLayout:
                 hint="the HF cache holds files of Hub repos",
             )
         repo = repo_dir(root, hub.repo_id, hub.repo_type)
-        specs: list[FileSpec] = []
-        finals: list[Final] = []
-        for f in release.files:
-            assert f.digest is not None  # the Hub lists a digest for every file
-            key = f.key or f"hf-{f.digest.hex}"
-            specs.append(f.spec(blob_path(repo, f.digest.hex), key, content_addressed=True))
-            link = Symlink(
-                snapshot_path(repo, hub.commit, f.path), link_target(f.path, f.digest.hex)
-            )
-            finals.append(link)
+        specs, finals = _files(release, repo, hub.commit, linked=not symlinks_disabled())
         if hub.revision != hub.commit:
             finals.append(WriteFile(ref_path(repo, hub.revision), hub.commit.encode()))
-        location = ("snapshot", repo / "snapshots" / hub.commit)
+        snapshot = repo / "snapshots" / hub.commit
         return Plan(
             release.ref,
             tuple(specs),
@@ -237,7 +273,8 @@ class HfCacheLayout:
             tuple(finals),
             release.display,
             Store.HF_CACHE,
-            location,
+            ("snapshot", snapshot),
+            early=(snapshot,),
         )
 
     def entries(self, root: Path) -> list[StoreEntry]:

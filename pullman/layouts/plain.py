@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
 from pullman.core.jobs import GetOptions
-from pullman.core.plan import Plan, Release, Store
+from pullman.core.plan import Final, Plan, Release, Stamped, Store
 from pullman.core.refs import Ref
 from pullman.errors import UsageError
 from pullman.layouts import common
@@ -68,10 +68,11 @@ class PlainLayout:
             root,
             root / STAGING,
             release.title,
-            (),
+            tuple(_hub_metadata(release, root)),
             release.display,
             Store.PLAIN,
             ("saved to", root),
+            itemized=True,
         )
 
     def _place_url(self, release: Release, options: GetOptions) -> Plan:
@@ -94,6 +95,7 @@ class PlainLayout:
             release.display,
             Store.PLAIN,
             ("saved to", dest),
+            itemized=True,
         )
 
     # Plain directories hold no models of their own.
@@ -112,6 +114,21 @@ class PlainLayout:
 
     def staging_dirs(self, root: Path) -> list[Path]:
         return [root / STAGING]
+
+
+def _hub_metadata(release: Release, root: Path) -> list[Final]:
+    """For a Hub repo in ``--local-dir``: the files huggingface_hub keeps beside it
+    (``.cache/huggingface/download/<path>.metadata``: commit, etag, time), so a later
+    ``hf download --local-dir`` trusts these files instead of fetching them again."""
+    if release.repo is None:
+        return []
+    download = root / ".cache" / "huggingface" / "download"
+    commit = release.repo.commit
+    return [
+        Stamped(download / f"{f.path}.metadata", f"{commit}\n{f.digest.hex}\n".encode())
+        for f in release.files
+        if f.digest is not None
+    ]
 
 
 def _key(url: str, dest: Path) -> str:

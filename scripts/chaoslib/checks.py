@@ -139,6 +139,9 @@ def check_local_dir(local: Path, files: dict[str, bytes]) -> list[str]:
         if rel.parts[0] == ".pullman-partial" or (p.is_dir() and not p.is_symlink()):
             continue
         path = "/".join(rel.parts)
+        if rel.parts[:2] == (".cache", "huggingface"):
+            problems += _check_download_metadata(local, rel, files)
+            continue
         if p.is_symlink():
             problems.append(f"{path} is a symlink")
         elif path not in files:
@@ -146,6 +149,18 @@ def check_local_dir(local: Path, files: dict[str, bytes]) -> list[str]:
         elif p.read_bytes() != files[path]:
             problems.append(f"{path}: wrong bytes at a final path")
     return problems
+
+
+def _check_download_metadata(local: Path, rel: Path, files: dict[str, bytes]) -> list[str]:
+    """huggingface_hub's ``download/<path>.metadata`` exists only once ``<path>`` is right."""
+    if rel.parts[2:3] != ("download",) or rel.suffix != ".metadata":
+        return [f"unexpected file {'/'.join(rel.parts)}"]
+    path = "/".join(rel.parts[3:]).removesuffix(".metadata")
+    target = local / path
+    if path not in files or not target.is_file() or target.read_bytes() != files[path]:
+        return [f"metadata for {path} before the file is right"]
+    lines = (local / rel).read_text().splitlines()
+    return [] if len(lines) == 3 else [f"{'/'.join(rel.parts)} is not huggingface_hub's format"]
 
 
 # ---------------------------------------------------------------------------------- journals
