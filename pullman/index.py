@@ -53,8 +53,9 @@ from pullman.core.jobs import (
     sources_of,
 )
 from pullman.core.plan import IndexSource
-from pullman.errors import JobConflict, NotWritable, PullmanError, StorageError
-from pullman.fsio import FS
+from pullman.core.units import human
+from pullman.errors import DiskFull, JobConflict, NotWritable, PullmanError, StorageError
+from pullman.fsio import FS, free_space
 from pullman.procs import pid_alive
 
 log = logging.getLogger("pullman.index")
@@ -725,7 +726,26 @@ def _move_aside(path: Path, now: float) -> Path:
     return aside
 
 
+INDEX_ROOM = 1 << 20
+"""Free bytes the index wants for a progress write (SQLite's WAL grows a page at a time)."""
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name.startswith("SQLITE_FULL") or "database or disk is full" in str(exc)
+
+
 def _storage_error(path: Path, exc: sqlite3.Error) -> StorageError:
+    if _is_full(exc):  # the same condition as the engine's full disk: say so, exit 5
+        free = free_space(path.parent)
+        return DiskFull(
+            f"the disk holding pullman's index is full ({path.parent})",
+            needed=INDEX_ROOM,
+            free=free,
+            why=f"the index needs room to record progress; {human(free)} is free there",
+            hint="free some space and run the same command again (the downloaded data and "
+            "its progress are kept), or set PULLMAN_HOME to a disk with room",
+        )
     return StorageError(
         f"the index at {path} failed",
         why=str(exc),

@@ -35,6 +35,7 @@ from pullman.errors import (
     InternalError,
     JobConflict,
     PullmanError,
+    StorageError,
     Unreachable,
     UsageError,
     collapse_groups,
@@ -365,10 +366,17 @@ class Scheduler:
         result.state = state
         stats = run.session.statistics()
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._recorder.progress, job.id, stats)
-            await anyio.to_thread.run_sync(
-                lambda: self._recorder.ended(job, state, reason, error, result.reports)
-            )
+            try:
+                await anyio.to_thread.run_sync(self._recorder.progress, job.id, stats)
+                await anyio.to_thread.run_sync(
+                    lambda: self._recorder.ended(job, state, reason, error, result.reports)
+                )
+            except StorageError as exc:  # the index's disk is full: the data is safe anyway
+                log.warning(
+                    "job %s %s: could not record that it %s: %s", job.id, job.ref, state, exc.what
+                )
+                if result.error is None and state not in ("done", "waiting"):
+                    result.error = exc
         detail = f": {reason}" if reason else f": {error.what}" if error else ""
         done = sum(s.done for s in stats)
         log.info("job %s %s: %s (%s)%s", job.id, job.ref, state, human(done), detail)

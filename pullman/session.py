@@ -109,7 +109,6 @@ class Session:
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
         check_plan(plan)
-        await anyio.to_thread.run_sync(make_early, plan)
         report = PlanReport(plan)
         todo: list[FileSpec] = []
         for spec in _unique(plan.files):
@@ -121,6 +120,7 @@ class Session:
         await anyio.to_thread.run_sync(self._check_space, plan, todo)
         failed = True
         try:
+            await anyio.to_thread.run_sync(make_early, plan)
             with collapse_groups():
                 async with anyio.create_task_group() as tg:
                     for spec in todo:
@@ -129,10 +129,15 @@ class Session:
             failed = False
         finally:  # also after a failure: partial files too belong to the store's owner
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(lambda: adopt(made_paths(plan), plan.root))
-                if failed:
-                    await anyio.to_thread.run_sync(undo_early, plan)
+                await anyio.to_thread.run_sync(self._settle, plan, failed)
         return report
+
+    def _settle(self, plan: Plan, failed: bool) -> None:
+        """What a plan made belongs to the store's owner; a failed one that got nothing
+        leaves no empty directories behind."""
+        adopt(made_paths(plan), plan.root)
+        if failed:
+            undo_early(plan)
 
     def _check_space(self, plan: Plan, todo: Sequence[FileSpec]) -> None:
         """Room for every file of the plan at once (each file checks itself again as it starts)."""

@@ -381,3 +381,41 @@ def test_memory_stays_bounded_over_many_small_files(sim: Simulator, tmp_path: Pa
     assert [r.state for r in scheduler.results.values()] == ["done"] * 100
     # 4 jobs at once, 1.6 MB of data in all: tens of MiB is plenty.
     assert peak < 64 * MiB, f"peak {peak / MiB:.0f} MiB allocated for 100 files of 16 KiB"
+
+
+# ------------------------------------------------------------------------------- the index's disk
+
+
+def test_a_full_disk_under_the_index_is_a_disk_full_error(small_fs: Path) -> None:
+    from pullman.errors import DiskFull
+    from pullman.index import Index
+
+    with Index.open(small_fs / "home" / "index.db") as index:
+        job = index.add_job("https://h/x")
+        filler = fill(small_fs)  # another program takes every free byte
+        with pytest.raises(DiskFull) as info:
+            index.set_options(job, {"include": ["a" * 100_000] * 40})  # must grow the WAL
+        error = info.value
+        assert error.exit_code == 5
+        assert "disk holding pullman's index is full" in error.what
+        assert str(small_fs) in error.what and "is free" in (error.why or "")
+        filler.unlink()
+        index.set_options(job, {"include": ["a" * 1000]})  # room again: it works
+        assert index.job(job) is not None
+
+
+def test_get_on_a_full_disk_says_so_and_exits_5(
+    sim: Simulator, tmp_path: Path, small_fs: Path
+) -> None:
+    f = sim.add_file("m.bin", make_data(256 * KiB, 30))
+    home = small_fs / "home"
+    filler = fill(small_fs)
+    env = cli_env(home)
+    r = pullman("get", sim.url("m.bin"), "-o", str(tmp_path / "m.bin"), home=home, env=env)
+    assert r.returncode == 5, r.stderr
+    assert "is full" in r.stderr and "is free" in r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    filler.unlink()
+    r = pullman("get", sim.url("m.bin"), "-o", str(tmp_path / "m.bin"), home=home, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "m.bin").read_bytes() == f.data
