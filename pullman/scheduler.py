@@ -104,6 +104,7 @@ class Scheduler:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         on_stop: tuple[str, str | None] = ("queued", None),
         wait_for_disk: bool = True,
+        token: str | None = None,
     ) -> None:
         """``on_stop``: where running jobs go when the scheduler itself is stopped: back to the
         queue for the daemon (its restart resumes them), paused for a foreground run."""
@@ -114,6 +115,7 @@ class Scheduler:
         self._sleep = sleep
         self._on_stop = on_stop
         self._wait_for_disk = wait_for_disk
+        self._token = token
         cfg = settings.schedule
         self.budget = Budget(cfg.connections, cfg.per_host)
         self.global_bucket = TokenBucket(self._global_limit())
@@ -289,6 +291,7 @@ class Scheduler:
             settings,
             slots_for=lambda spec: self.budget.slots_for(spec.url, options.connections or 1),
             limiter=Limiters(job_bucket, self.global_bucket),
+            token=self._token,
         )
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run

@@ -72,11 +72,14 @@ class Session:
         *,
         slots_for: Callable[[FileSpec], Slots] | None = None,
         limiter: Limiter | None = None,
+        token: str | None = None,
     ) -> None:
+        """``token``: a Hub token given on the command line (never stored anywhere)."""
         self.settings = settings
         self.live: list[Transfer] = []
         self.finished: list[TransferStats] = []
         self._limiter = limiter
+        self._token = token
         shared = anyio.CapacityLimiter(settings.transfer.connections)
         self._slots_for = slots_for or (lambda spec: shared)
 
@@ -90,20 +93,25 @@ class Session:
             reports.append(await self.fetch(plan, options))
         return reports
 
-    async def plan(self, text: str, options: GetOptions) -> Plan:
-        """What ``text`` needs fetched and where it lands; the store is checked first."""
+    async def plan(self, text: str, options: GetOptions, *, dry_run: bool = False) -> Plan:
+        """What ``text`` needs fetched and where it lands; the store is checked first (not
+        for a ``dry_run``, which changes nothing on disk)."""
         plain = options.out is not None or options.digest is not None
         ref = parse(text, insecure=options.insecure, plain=plain)
         source = source_for(ref)
         check_options(source, options)
         store = source.store(ref, options)
         if store is Store.PLAIN and options.local_dir is None and options.out is None:
-            options = replace(options, out=f"{self.settings.paths.downloads}/")
+            folder = options.cwd or str(self.settings.paths.downloads)
+            options = replace(options, out=f"{folder.rstrip('/')}/")
         layout = layout_for(store)
         root = layout.root(options)
-        await anyio.to_thread.run_sync(layout.check_writable, root)
+        if not dry_run:
+            await anyio.to_thread.run_sync(layout.check_writable, root)
         cfg = self.settings.transfer
-        context = SourceContext(options, cfg.retry_policy, cfg.metadata_deadline, cfg.proxies)
+        context = SourceContext(
+            options, cfg.retry_policy, cfg.metadata_deadline, cfg.proxies, self._token
+        )
         release = await source.resolve(ref, context)
         return layout.place(release, root, options)
 

@@ -126,11 +126,19 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 def pullman(
-    *args: str, home: Path, timeout: float = 60, env: dict[str, str] | None = None
+    *args: str,
+    home: Path,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m pullman ARGS`` to completion, output captured."""
+    """Run ``python -m pullman ARGS`` to completion, output captured; in ``cwd`` (default:
+    ``home``, so a URL without ``-o`` lands in the test's own directory)."""
+    where = cwd or home
+    where.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "pullman", *args],
+        cwd=where,
         env=env or cli_env(home),
         capture_output=True,
         text=True,
@@ -140,8 +148,10 @@ def pullman(
 
 
 def spawn(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    home.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "pullman", *args],
+        cwd=home,
         env=env or cli_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

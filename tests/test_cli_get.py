@@ -30,12 +30,14 @@ def test_get_url_with_sha256(sim: Simulator, tmp_path: Path) -> None:
     assert not list((out.parent / ".pullman-partial").iterdir())
 
 
-def test_default_destination_is_the_downloads_folder(sim: Simulator, tmp_path: Path) -> None:
+def test_default_destination_is_the_current_directory(sim: Simulator, tmp_path: Path) -> None:
     f = sim.add_file("weights.bin", make_data(300 * KiB, 2))
-    r = pullman("get", sim.url("weights.bin"), home=tmp_path)
+    here = tmp_path / "work"
+    r = pullman("get", sim.url("weights.bin"), home=tmp_path / "home", cwd=here)
     assert r.returncode == 0, r.stderr
-    assert (tmp_path / "downloads" / "weights.bin").read_bytes() == f.data
+    assert (here / "weights.bin").read_bytes() == f.data  # as curl -O, wget and aria2c do
     assert "unverified" in r.stdout
+    assert not (tmp_path / "home" / "downloads").exists()
 
 
 def test_json_report(sim: Simulator, tmp_path: Path) -> None:
@@ -189,3 +191,39 @@ def test_sigterm_stops_cleanly_and_the_rerun_resumes(sim: Simulator, tmp_path: P
     [doc] = json.loads(r.stdout)
     assert doc["resumed"] >= saved and doc["discarded"] == 0
     assert out.read_bytes() == f.data
+
+
+def test_dry_run_shows_the_plan_and_fetches_nothing(sim: Simulator, tmp_path: Path) -> None:
+    f = sim.add_file("w.bin", make_data(300 * KiB, 8))
+    out = tmp_path / "models" / "w.bin"
+    r = pullman("get", sim.url("w.bin"), "-o", str(out), "--dry-run", "--json", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    [plan] = json.loads(r.stdout)
+    assert plan["files"] == [
+        {"name": "w.bin", "size": None, "digest": None, "dest": str(out), "present": False}
+    ]
+    assert not out.parent.exists()  # nothing made, nothing fetched
+    assert f.bytes_sent == 0
+    r = pullman("get", sim.url("w.bin"), "-o", str(out), "--dry-run", home=tmp_path)
+    assert r.returncode == 0 and str(out) in r.stdout
+
+
+def test_quiet_prints_only_the_path(sim: Simulator, tmp_path: Path) -> None:
+    f = sim.add_file("w.bin", make_data(300 * KiB, 9))
+    out = tmp_path / "w.bin"
+    r = pullman("get", "-q", sim.url("w.bin"), "-o", str(out), home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{out}\n" and r.stderr == ""
+    assert out.read_bytes() == f.data
+
+
+def test_a_token_is_read_from_a_file_never_from_the_command_line(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.add_file("w.bin", make_data(10 * KiB, 10))
+    token = tmp_path / "token"
+    token.write_text("hf_from_a_file\n")
+    r = pullman("get", "--detach", "--token", str(token), sim.url("w.bin"), home=tmp_path)
+    assert r.returncode == 2 and "foreground" in r.stderr  # never queued with a token
+    r = pullman("status", "--json", home=tmp_path)
+    assert "hf_from_a_file" not in r.stdout

@@ -63,3 +63,22 @@ def test_translate_refuses_what_is_not_an_http_client_error() -> None:
 def test_help_lists_exit_code_70() -> None:
     result = CliRunner().invoke(cli, ["--help"])
     assert "70  internal error" in result.output
+
+
+def leaf_commands(group: click.Group, prefix: str = "") -> list[tuple[str, click.Command]]:
+    out = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            out += leaf_commands(command, f"{prefix}{name} ")
+        elif not command.hidden:
+            out.append((prefix + name, command))
+    return out
+
+
+def test_every_command_speaks_json_for_scripts() -> None:
+    lacking = [
+        name
+        for name, command in leaf_commands(cli)
+        if name != "daemon" and not any("--json" in p.opts for p in command.params)
+    ]
+    assert lacking == []  # `daemon` runs for ever and logs; everything else has --json

@@ -130,3 +130,23 @@ def test_include_a_folder_matches_as_hf_download(sim: Simulator, tmp_path: Path)
         "onnx/model.onnx",
         "onnx/sub/extra.onnx",
     ]
+
+
+def test_hf_download_habits_revision_cache_dir_and_a_token_file(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    hub = HubSimulator(sim)
+    commit = hub.add_repo("org/gated", {"config.json": b'{"v": 2}\n'}, gated=True)
+    hub.add_tag("org/gated", "v2")
+    hub.add_token("hf_test_token_123", approved_gated=True)
+    token = tmp_path / "token"
+    token.write_text("hf_test_token_123\n")
+    cache = tmp_path / "elsewhere"
+    env = cli_env(tmp_path / "home", HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf"))
+    args = ("-vv", "get", "hf://org/gated", "--revision", "v2", "--cache-dir", str(cache))
+    r = pullman(*args, "--token", str(token), home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert (cache / "models--org--gated" / "refs" / "v2").read_text() == commit
+    assert "hf_test_token_123" not in r.stdout + r.stderr
+    r = pullman("get", "hf://org/gated", "--cache-dir", str(cache), home=tmp_path, env=env)
+    assert r.returncode == 6  # without the token: gated

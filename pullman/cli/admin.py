@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from types import ModuleType
 
 import click
@@ -52,16 +53,28 @@ _DRY = click.option("--dry-run", is_flag=True, help="Print what would be done; c
 
 @service_group.command("install")
 @_DRY
-def service_install(dry_run: bool) -> None:
+@JSON
+def service_install(dry_run: bool, as_json: bool) -> None:
     """Write the unit / LaunchAgent and start it; prints the commands it runs."""
-    _service().install(sys.platform, dry_run=dry_run, echo=click.echo)
+    _steps(lambda echo: _service().install(sys.platform, dry_run=dry_run, echo=echo), as_json)
 
 
 @service_group.command("uninstall")
 @_DRY
-def service_uninstall(dry_run: bool) -> None:
+@JSON
+def service_uninstall(dry_run: bool, as_json: bool) -> None:
     """Stop the service and remove its unit / LaunchAgent."""
-    _service().uninstall(sys.platform, dry_run=dry_run, echo=click.echo)
+    _steps(lambda echo: _service().uninstall(sys.platform, dry_run=dry_run, echo=echo), as_json)
+
+
+def _steps(run: Callable[[Callable[[str], None]], object], as_json: bool) -> None:
+    """Run a service step, printing each command (or, with --json, listing them at the end)."""
+    if not as_json:
+        run(click.echo)
+        return
+    lines: list[str] = []
+    run(lines.append)
+    echo_json({"steps": lines})
 
 
 @service_group.command("status")

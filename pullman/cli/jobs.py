@@ -82,22 +82,28 @@ def _change(
     to: JobState,
     allowed: Collection[JobState],
     why: str,
+    as_json: bool,
 ) -> None:
     index = context.index
     if not job_ids and not every:
         raise UsageError("name the jobs, or pass --all", hint="`pullman status` lists them")
     targets = index.jobs() if every else _select(index, job_ids, True)
-    changed = []
+    changed: list[int] = []
+    left: dict[int, str] = {}
     for job in targets:
         reason = why if to == "paused" else None
         try:
             index.set_state(job.id, to, only_from=allowed, wait_reason=reason)
         except JobConflict as exc:
-            if job_ids:
+            left[job.id] = exc.current
+            if job_ids and not as_json:
                 click.echo(f"job {job.id} is {exc.current}: left as it is", err=True)
             continue
         changed.append(job.id)
     poke(context.settings.paths)
+    if as_json:
+        echo_json({"state": to, "changed": changed, "left": left if job_ids else {}})
+        return
     click.echo(f"{to}: {', '.join(map(str, changed)) if changed else 'no job'}")
 
 
@@ -107,28 +113,37 @@ _ALL = click.option("--all", "every", is_flag=True, help="Every job this applies
 @cli.command()
 @click.argument("job_ids", nargs=-1, type=int)
 @_ALL
+@JSON
 @pass_context
-def pause(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
+def pause(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool) -> None:
     """Pause jobs; their progress is kept. `pullman resume` carries on."""
     _change(
-        context, job_ids, every, "paused", {"queued", "waiting", "running"}, "paused by the user"
+        context,
+        job_ids,
+        every,
+        "paused",
+        {"queued", "waiting", "running"},
+        "paused by the user",
+        as_json,
     )
 
 
 @cli.command()
 @click.argument("job_ids", nargs=-1, type=int)
 @_ALL
+@JSON
 @pass_context
-def resume(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
+def resume(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool) -> None:
     """Queue paused (or failed) jobs again; they resume where they were."""
-    _change(context, job_ids, every, "queued", {"paused", "failed"}, "")
+    _change(context, job_ids, every, "queued", {"paused", "failed"}, "", as_json)
 
 
 @cli.command()
 @click.argument("job_ids", nargs=-1, type=int)
 @_ALL
+@JSON
 @pass_context
-def cancel(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
+def cancel(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool) -> None:
     """Cancel jobs. Partial data stays until `pullman gc`."""
     _change(
         context,
@@ -137,15 +152,20 @@ def cancel(context: Context, job_ids: tuple[int, ...], every: bool) -> None:
         "cancelled",
         {"queued", "waiting", "running", "paused", "failed"},
         "",
+        as_json,
     )
 
 
 @cli.command()
 @click.argument("rate")
+@JSON
 @pass_context
-def limit(context: Context, rate: str) -> None:
+def limit(context: Context, rate: str, as_json: bool) -> None:
     """Set the global bandwidth cap now, e.g. 20MB/s (or off). The daemon applies it at once."""
     value = parse_rate(rate, what="limit")
     context.index.set_setting("limit", rate if value is not None else "off")
     poke(context.settings.paths)
+    if as_json:
+        echo_json({"limit": value, "shown": format_rate(value)})
+        return
     click.echo(f"global limit: {format_rate(value)}")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pullman.cli.app import echo_json
+from pullman.core.plan import FileSpec, Plan
 from pullman.core.units import human
 from pullman.scheduler import JobResult
 from pullman.session import FileReport, PlanReport
@@ -128,3 +129,50 @@ def via_server_json(outcomes: Sequence[ServerPullOutcome]) -> None:
             for o in outcomes
         ]
     )
+
+
+def paths(ids: Sequence[int], results: Mapping[int, JobResult]) -> None:
+    """``-q``: only where each result is, one path per line (for scripts)."""
+    for report in (r for i in ids if i in results for r in results[i].reports):
+        if report.plan.itemized:
+            for f in report.files:
+                click.echo(str(f.path))
+        elif report.plan.location is not None:
+            click.echo(str(report.plan.location[1]))
+
+
+def dry_run(plans: Sequence[Plan], as_json: bool) -> None:
+    """``--dry-run``: each ref's files, sizes, and where they would land."""
+    if as_json:
+        echo_json([_plan_json(p) for p in plans])
+        return
+    for p in plans:
+        where = f" -> {p.location[1]}" if p.location is not None else ""
+        click.echo(f"{p.title}: {len(p.files)} {p.unit}, {human(p.total_size)}{where}")
+        for spec in p.files:
+            there = " (already there)" if _there(spec) else ""
+            click.echo(f"  {spec.name}  {human(spec.size or 0)}  {spec.final or spec.dest}{there}")
+
+
+def _there(spec: FileSpec) -> bool:
+    return any(place.is_file() and place.stat().st_size == spec.size for place in spec.places)
+
+
+def _plan_json(p: Plan) -> dict[str, Any]:
+    return {
+        "ref": p.ref,
+        "title": p.title,
+        "store": p.store.value,
+        "location": str(p.location[1]) if p.location is not None else None,
+        "size": p.total_size,
+        "files": [
+            {
+                "name": s.name,
+                "size": s.size,
+                "digest": str(s.digest) if s.digest else None,
+                "dest": str(s.final or s.dest),
+                "present": _there(s),
+            }
+            for s in p.files
+        ],
+    }

@@ -85,6 +85,10 @@ class GetOptions:
     """The Hugging Face cache (else ``HF_HUB_CACHE`` / ``HF_HOME`` of the process that runs)."""
     hf_endpoint: str | None = None
     """The Hub (else ``HF_ENDPOINT``); recorded so the daemon uses the submitter's."""
+    revision: str | None = None
+    """``--revision``: the Hub revision, over the ref's ``@rev``."""
+    cwd: str | None = None
+    """The directory the command ran in: a URL without ``-o`` lands there (as with curl)."""
 
 
 def _to_json(value: Any) -> Any:

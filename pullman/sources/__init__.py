@@ -33,6 +33,8 @@ class SourceContext:
     deadline: float
     """Seconds a metadata answer (a manifest, a listing page) may take in all."""
     proxies: Proxies = field(default_factory=Proxies)
+    token: str | None = field(default=None, repr=False)
+    """A Hub token given for this run (``--token``); else the source finds its own."""
 
 
 class Source(Protocol):
@@ -53,7 +55,7 @@ class Source(Protocol):
         ...
 
 
-SPECIFIC = frozenset({"out", "digest", "include", "exclude", "local_dir"})
+SPECIFIC = frozenset({"out", "digest", "include", "exclude", "local_dir", "revision"})
 """Options that some sources understand and others refuse."""
 
 
@@ -123,6 +125,7 @@ _FLAGS = {
     "include": "--include",
     "exclude": "--exclude",
     "local_dir": "--local-dir",
+    "revision": "--revision",
 }
 _KINDS = {"url": "URLs", "ollama": "Ollama models", "hf": "Hugging Face refs"}
 _HINTS = {

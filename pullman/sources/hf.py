@@ -56,7 +56,7 @@ def endpoint(env: Mapping[str, str] | None = None) -> str:
 
 class HfSource:
     name = "hf"
-    options = frozenset({"include", "exclude", "local_dir"})
+    options = frozenset({"include", "exclude", "local_dir", "revision"})
 
     def pinned(self, options: GetOptions) -> GetOptions:
         return replace(options, hf_endpoint=options.hf_endpoint or endpoint())
@@ -66,6 +66,8 @@ class HfSource:
 
     async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
         assert isinstance(ref, HfRef)
+        if ctx.options.revision is not None:
+            ref = replace(ref, revision=ctx.options.revision, revision_given=True)
         snapshot = await list_snapshot(ref, ctx, ctx.options.hf_endpoint or endpoint())
         chosen, note = select(snapshot, ctx.options.include, ctx.options.exclude)
         if note:
@@ -98,7 +100,7 @@ async def list_snapshot(ref: HfRef, ctx: SourceContext, base: str) -> Snapshot:
     pullman, and Ctrl-C does not wait for it.
     """
     deadline = ctx.deadline
-    token = await anyio.to_thread.run_sync(_token)
+    token = ctx.token or await anyio.to_thread.run_sync(_token)
 
     def stalled() -> NetworkError:
         return NetworkError(

@@ -1,0 +1,129 @@
+"""The flags of ``pullman get``, as one decorator (``get_options``), documented for ``--help``.
+
+Names follow ``ollama pull`` and ``hf download`` where they exist (``--insecure``,
+``--local-dir``, ``--include``, ``--revision``, ``--cache-dir``, ``--token``, ``--dry-run``,
+``-q``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from pullman.cli.app import JSON, OLLAMA_DIR
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_OPTIONS = [
+    click.argument("refs", nargs=-1, required=True),
+    click.option("--sha256", "sha256", metavar="HEX", help="Expected sha256 of a URL's file."),
+    click.option(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="Where a URL's file goes (a file path, or a directory ending in /).",
+    ),
+    OLLAMA_DIR,
+    click.option(
+        "--include",
+        multiple=True,
+        metavar="GLOB",
+        help="Hugging Face: only files matching GLOB (repeatable).",
+    ),
+    click.option(
+        "--exclude", multiple=True, metavar="GLOB", help="Hugging Face: skip files matching GLOB."
+    ),
+    click.option(
+        "--local-dir",
+        metavar="DIR",
+        help="Hugging Face: plain files in DIR instead of the HF cache (like hf download).",
+    ),
+    click.option(
+        "-c",
+        "--connections",
+        type=click.IntRange(1, 64),
+        help="Connections at once (default 8, or [transfer] connections).",
+    ),
+    click.option(
+        "--force", is_flag=True, help="Download again even if the files are already there."
+    ),
+    click.option(
+        "--verify-existing", is_flag=True, help="Re-hash blobs already in the store before reusing."
+    ),
+    click.option(
+        "--insecure", is_flag=True, help="Allow http:// registries (like `ollama pull --insecure`)."
+    ),
+    click.option(
+        "--via-server",
+        is_flag=True,
+        help="Let the running Ollama server download the model, recycling its pull stream.",
+    ),
+    click.option(
+        "--recycle-after",
+        type=click.FloatRange(min=1.0),
+        default=120.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="With --via-server: stop and restart the server's pull after this long.",
+    ),
+    click.option(
+        "--detach", is_flag=True, help="Queue the jobs for the daemon and return at once."
+    ),
+    click.option(
+        "--priority",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Higher runs first (FIFO within).",
+    ),
+    click.option("--window", metavar="HH:MM-HH:MM", help="Only download inside this daily window."),
+    click.option(
+        "--until", metavar="HH:MM", help="Stop cleanly at this time (exit 75); rerun to resume."
+    ),
+    click.option("--limit", metavar="RATE", help="Bandwidth cap for this job, e.g. 20MB/s."),
+    JSON,
+    click.option(
+        "--progress",
+        type=click.Choice(["auto", "bar", "plain", "none"]),
+        default="auto",
+        show_default=True,
+        help="Progress display: bars on a terminal, plain lines otherwise.",
+    ),
+    click.option(
+        "--revision", metavar="REV", help="Hugging Face: a branch, tag or commit (over @rev)."
+    ),
+    click.option(
+        "--cache-dir",
+        metavar="DIR",
+        help="Hugging Face: the cache (default: $HF_HUB_CACHE, else $HF_HOME/hub).",
+    ),
+    click.option(
+        "--token",
+        "token_file",
+        is_flag=False,
+        flag_value="-",
+        default=None,
+        metavar="[FILE]",
+        help="Hugging Face: a token from FILE, or asked for; never stored or logged.",
+    ),
+    click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Show what would be fetched and where it lands; fetch nothing.",
+    ),
+    click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="No progress or summary: only the local path(s) on stdout.",
+    ),
+]
+
+
+def get_options(fn: F) -> F:
+    """Apply every flag of ``pullman get`` (in ``--help`` order)."""
+    for option in reversed(_OPTIONS):
+        fn = option(fn)
+    return fn

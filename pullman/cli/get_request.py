@@ -1,0 +1,130 @@
+"""What ``pullman get`` was asked: :class:`GetRequest`, one field per flag, and what follows
+from it (the job's options, the settings, the progress view, a token)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from pullman.config import Settings
+from pullman.core.digests import parse_sha256_option
+from pullman.core.jobs import GetOptions, JobOptions
+from pullman.core.units import parse_rate
+from pullman.core.windows import Window, local_now, until_deadline
+from pullman.errors import UsageError
+from pullman.fsio import disk_errors
+from pullman.layouts import pin as pin_store
+from pullman.progress import ProgressView
+from pullman.sources import parse
+from pullman.sources import pin as pin_source
+
+ASK = "-"
+"""``--token`` without a file: ask for it."""
+
+
+@dataclass(frozen=True)
+class GetRequest:
+    """Everything ``pullman get`` was asked, as typed (one field per flag)."""
+
+    refs: tuple[str, ...]
+    sha256: str | None
+    output: str | None
+    ollama_dir: str | None
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    local_dir: str | None
+    connections: int | None
+    force: bool
+    verify_existing: bool
+    insecure: bool
+    via_server: bool
+    recycle_after: float
+    detach: bool
+    priority: int
+    window: str | None
+    until: str | None
+    limit: str | None
+    as_json: bool
+    progress: str
+    revision: str | None
+    cache_dir: str | None
+    token_file: str | None
+    dry_run: bool
+    quiet: bool
+
+    def check(self) -> None:
+        """Usage errors, before anything is queued or fetched."""
+        if self.sha256 is not None and len(self.refs) != 1:
+            raise UsageError("--sha256 applies to a single URL", hint="run one get per URL")
+        if self.output is not None and len(self.refs) != 1:
+            raise UsageError("-o applies to a single URL", hint="run one get per URL")
+        for text in self.refs:
+            plain = self.output is not None or self.sha256 is not None
+            parse(text, insecure=self.insecure, plain=plain)  # bad refs fail here
+        if self.limit is not None:
+            parse_rate(self.limit, what="--limit")
+        if self.window is not None:
+            Window.parse(self.window)
+
+    def options(self) -> GetOptions:
+        return GetOptions(
+            cwd=str(Path.cwd()),
+            revision=self.revision,
+            hf_cache=_absolute(self.cache_dir),
+            out=_absolute(self.output),
+            digest=parse_sha256_option(self.sha256) if self.sha256 else None,
+            force=self.force,
+            insecure=self.insecure,
+            ollama_dir=self.ollama_dir,
+            verify_existing=self.verify_existing,
+            include=self.include,
+            exclude=self.exclude,
+            local_dir=_absolute(self.local_dir),
+        )
+
+    def job(self) -> JobOptions:
+        """What the job row records: the stores and the Hub this process would use."""
+        options = pin_source(pin_store(self.options()))
+        return JobOptions(options, self.connections, self.limit, self.window)
+
+    def deadline(self) -> datetime | None:
+        return until_deadline(self.until, local_now()) if self.until else None
+
+    def view(self) -> ProgressView:
+        quiet = (self.as_json or self.quiet) and self.progress == "auto"
+        return ProgressView("none" if quiet else self.progress)
+
+    def token(self) -> str | None:
+        """``--token``: from a file, or asked for without echo; never a command-line value."""
+        if self.token_file is None:
+            return None
+        if self.detach:
+            raise UsageError(
+                "--token applies to a foreground run (a queued job never stores a token)",
+                hint="log in with `hf auth login` or set HF_TOKEN where the daemon runs",
+            )
+        if self.token_file == ASK:
+            value = click.prompt("Hugging Face token", hide_input=True, err=True)
+        else:
+            with disk_errors(Path(self.token_file)):
+                value = Path(self.token_file).read_text()
+        token = str(value).strip()
+        if not token or any(ch.isspace() for ch in token):
+            raise UsageError("--token: that is not a token", hint="a token is one word, hf_...")
+        return token
+
+    def settings(self, base: Settings) -> Settings:
+        if self.connections is None:
+            return base
+        return replace(base, transfer=replace(base.transfer, connections=self.connections))
+
+
+def _absolute(path: str | None) -> str | None:
+    """Paths go into job rows the daemon reads from another directory: make them absolute."""
+    if path is None:
+        return None
+    full = str(Path(path).expanduser().absolute())
+    return full + "/" if path.endswith("/") and not full.endswith("/") else full
