@@ -3,13 +3,12 @@
 - Linux: a systemd **user** unit, ``~/.config/systemd/user/pullman.service`` (``systemctl --user``).
 - macOS: a launchd **LaunchAgent**, ``~/Library/LaunchAgents/com.pullman.daemon.plist``.
 
-Both are rendered from the templates in the repository (``systemd/pullman.service``,
-``launchd/com.pullman.daemon.plist``) with the absolute command of this pullman (its console
-script next to the running Python, else ``python -m pullman``) and pullman's location variables
+Both are rendered from templates shipped as package data (``pullman/templates/``) with the
+absolute command of this pullman (its console script next to the running Python, else
+``python -m pullman``) and pullman's location variables
 (``PULLMAN_HOME``, ``PULLMAN_CONFIG``, ``OLLAMA_MODELS``, ``OLLAMA_HOST``, ``HF_HOME``) when they
 are set, so the service finds the same stores as the shell that installed it. Credentials are
-never copied into a service file. An installed pullman has no repository next to it, so the
-module carries the same templates (a test keeps both copies identical).
+never copied into a service file.
 
 Pure parts (:func:`render_systemd`, :func:`render_launchd`, :func:`plan_install`,
 :func:`plan_uninstall`) are separate from the I/O that carries a plan out. Commands run through
@@ -28,6 +27,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -40,9 +40,9 @@ UNIT_NAME = "pullman.service"
 LABEL = "com.pullman.daemon"
 PASS_ENV = ("PULLMAN_HOME", "PULLMAN_CONFIG", "OLLAMA_MODELS", "OLLAMA_HOST", "HF_HOME")
 """Variables copied into the service when set: where pullman's state and the stores live."""
-REPO = Path(__file__).resolve().parent.parent
-SYSTEMD_TEMPLATE = REPO / "systemd" / UNIT_NAME
-LAUNCHD_TEMPLATE = REPO / "launchd" / f"{LABEL}.plist"
+SYSTEMD_TEMPLATE = UNIT_NAME
+LAUNCHD_TEMPLATE = f"{LABEL}.plist"
+"""Package data in :mod:`pullman.templates`."""
 
 
 class RunResult(NamedTuple):
@@ -78,7 +78,7 @@ def render_systemd(exe: str | Sequence[str], env: Mapping[str, str]) -> str:
     exec_start = " ".join(words)
     assignments = [f"{k}={v}" for k, v in _checked_env(env).items()]
     environment = "".join(f"Environment={_systemd_word(a, dollar=False)}\n" for a in assignments)
-    text = _template(SYSTEMD_TEMPLATE, _SYSTEMD_FALLBACK)
+    text = template(SYSTEMD_TEMPLATE)
     text = text.replace("ExecStart=@EXEC_START@", f"ExecStart={exec_start}")
     return re.sub(r"^@ENVIRONMENT@\n", lambda _: environment, text, flags=re.MULTILINE)
 
@@ -88,7 +88,7 @@ def render_launchd(exe: str | Sequence[str], env: Mapping[str, str], log_dir: Pa
     argv = _argv(exe)
     if not log_dir.is_absolute():
         raise ValueError(f"log_dir must be absolute, got {log_dir}")
-    plist = plistlib.loads(_template(LAUNCHD_TEMPLATE, _LAUNCHD_FALLBACK).encode())
+    plist = plistlib.loads(template(LAUNCHD_TEMPLATE).encode())
     plist = _fill(plist, argv=argv, env=_checked_env(env), log_dir=str(log_dir))
     return plistlib.dumps(plist, sort_keys=False)
 
@@ -144,12 +144,9 @@ def _systemd_word(word: str, *, dollar: bool) -> str:
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _template(path: Path, fallback: str) -> str:
-    """The repository's template when pullman runs from a checkout, else the bundled copy."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return fallback
+def template(name: str) -> str:
+    """A template shipped with pullman (package data, the same in a checkout and installed)."""
+    return resources.files("pullman.templates").joinpath(name).read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------------- where and who
@@ -517,80 +514,3 @@ def _command_failed(argv: Sequence[str], result: RunResult) -> PullmanError:
 
 
 # ---------------------------------------------------------------------------- bundled templates
-
-# Copies of systemd/pullman.service and launchd/com.pullman.daemon.plist for installed pullmans
-# (tests/test_service.py checks that they are identical to the files in the repository).
-
-_SYSTEMD_FALLBACK = """\
-# pullman's download daemon as a systemd *user* unit (systemctl --user).
-# `pullman service install` renders this template into ~/.config/systemd/user/pullman.service,
-# filling in the @PLACEHOLDERS@. Then:
-#   systemctl --user status pullman     journalctl --user -u pullman
-#   systemctl --user reload pullman     re-read pullman.toml (SIGHUP)
-# User units stop when you log out; to keep downloading: loginctl enable-linger <you>
-
-[Unit]
-Description=pullman model download daemon
-
-[Service]
-Type=exec
-ExecStart=@EXEC_START@
-ExecReload=/bin/kill -HUP $MAINPID
-# SIGTERM: jobs save their progress, the daemon exits (75: stopped on purpose, not a failure).
-KillSignal=SIGTERM
-TimeoutStopSec=30
-SuccessExitStatus=75
-Restart=on-failure
-RestartSec=10
-# Exit 2 is a bad flag or config entry: restarting cannot fix it.
-RestartPreventExitStatus=2
-@ENVIRONMENT@
-
-[Install]
-WantedBy=default.target
-"""
-
-_LAUNCHD_FALLBACK = """\
-<?xml version="1.0" encoding="UTF-8"?>
-<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">
-<!--
-  pullman's download daemon as a launchd LaunchAgent (per user, launchctl ... gui/<uid>).
-  `pullman service install` renders this template into
-  ~/Library/LaunchAgents/com.pullman.daemon.plist: the string @PROGRAM@ stands for the program
-  (one or more arguments), @LOG_DIR@ for the log directory, and the EnvironmentVariables entry
-  @ENVIRONMENT@ for pullman's location variables (PULLMAN_HOME, OLLAMA_MODELS, ...) if set.
-  KeepAlive restarts it after a crash, not after a clean stop (launchctl bootout sends SIGTERM,
-  and jobs save their progress within ExitTimeOut seconds).
--->
-<plist version="1.0">
-<dict>
-	<key>Label</key>
-	<string>com.pullman.daemon</string>
-	<key>ProgramArguments</key>
-	<array>
-		<string>@PROGRAM@</string>
-		<string>daemon</string>
-	</array>
-	<key>RunAtLoad</key>
-	<true/>
-	<key>KeepAlive</key>
-	<dict>
-		<key>SuccessfulExit</key>
-		<false/>
-	</dict>
-	<key>ThrottleInterval</key>
-	<integer>10</integer>
-	<key>ExitTimeOut</key>
-	<integer>30</integer>
-	<key>StandardOutPath</key>
-	<string>@LOG_DIR@/daemon.log</string>
-	<key>StandardErrorPath</key>
-	<string>@LOG_DIR@/daemon.log</string>
-	<key>EnvironmentVariables</key>
-	<dict>
-		<key>@ENVIRONMENT@</key>
-		<string></string>
-	</dict>
-</dict>
-</plist>
-"""

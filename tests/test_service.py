@@ -355,16 +355,8 @@ def test_current_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert h.manager == "systemd" and h.home == tmp_path and h.uid == os.getuid()
 
 
-def test_bundled_templates_match_the_repository() -> None:
-    """An installed pullman uses the bundled copies: they must be the repository's files."""
-    if not service.SYSTEMD_TEMPLATE.exists():  # pragma: no cover - tests run from a checkout
-        pytest.skip("not running from a checkout")
-    assert service.SYSTEMD_TEMPLATE.read_text() == service._SYSTEMD_FALLBACK
-    assert service.LAUNCHD_TEMPLATE.read_text() == service._LAUNCHD_FALLBACK
-
-
-def test_rendering_from_the_bundled_copies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from_repo = render_systemd(EXE, {}), render_launchd(EXE, {}, tmp_path)
-    monkeypatch.setattr(service, "SYSTEMD_TEMPLATE", tmp_path / "nope.service")
-    monkeypatch.setattr(service, "LAUNCHD_TEMPLATE", tmp_path / "nope.plist")
-    assert (render_systemd(EXE, {}), render_launchd(EXE, {}, tmp_path)) == from_repo
+def test_the_templates_are_package_data() -> None:
+    """One copy of each template, read the same way from a checkout and from an install."""
+    assert "ExecStart=" in service.template(service.SYSTEMD_TEMPLATE)
+    assert "<plist" in service.template(service.LAUNCHD_TEMPLATE)
+    assert not hasattr(service, "_SYSTEMD_FALLBACK") and not hasattr(service, "_LAUNCHD_FALLBACK")

@@ -143,6 +143,8 @@ async def _server_checks(done: list[PlanReport], proxies: Proxies) -> dict[str, 
     names = [r.plan.display for r in done if r.plan.store is Store.OLLAMA]
     if not names:
         return {}
+    if not _have_ollama_client():
+        return dict.fromkeys(names, "(install pullman[ollama] to check that Ollama sees it)")
     from pullman.sources.ollama_server import server_sees  # the ollama client: only when needed
 
     out: dict[str, str] = {}
@@ -159,6 +161,11 @@ async def _server_checks(done: list[PlanReport], proxies: Proxies) -> dict[str, 
 
 def _via_server(request: GetRequest, proxies: Proxies) -> None:
     """The running Ollama server pulls each model; pullman recycles its pull streams."""
+    if not _have_ollama_client():
+        raise UsageError(
+            "--via-server needs the ollama package, which is not installed",
+            hint="install it with `pip install 'pullman[ollama]'`",
+        )
     from pullman.transfer.via_server import ServerPull, ServerPullOutcome  # the ollama client
 
     if request.output or request.sha256 or request.ollama_dir:
@@ -191,3 +198,10 @@ def _via_server(request: GetRequest, proxies: Proxies) -> None:
     outcomes = run_async(work)
     if request.as_json:
         reports.via_server_json(outcomes)
+
+
+def _have_ollama_client() -> bool:
+    """Whether the optional ``ollama`` package (``pullman[ollama]``) is installed."""
+    import importlib.util
+
+    return importlib.util.find_spec("ollama") is not None
