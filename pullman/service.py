@@ -161,9 +161,21 @@ def default_exe() -> tuple[str, ...]:
     return (str(python), "-m", "pullman")
 
 
+PROXY_ENV = tuple(
+    name
+    for base in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+    for name in (base, base.upper())
+)
+"""Proxy variables, copied too, so the daemon reaches the network the same way, unless they
+carry credentials: those belong in ``[network] proxy`` in pullman.toml, not in a unit file."""
+
+
 def service_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The variables of :data:`PASS_ENV` that are set (and not empty) in ``environ``."""
-    return {k: environ[k] for k in PASS_ENV if environ.get(k)}
+    """The variables of :data:`PASS_ENV` (and :data:`PROXY_ENV`, without credentials) that are
+    set (and not empty) in ``environ``."""
+    env = {k: environ[k] for k in PASS_ENV if environ.get(k)}
+    env.update((k, environ[k]) for k in PROXY_ENV if environ.get(k) and "@" not in environ[k])
+    return env
 
 
 def manager_for(platform: str) -> Manager:

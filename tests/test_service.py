@@ -360,3 +360,15 @@ def test_the_templates_are_package_data() -> None:
     assert "ExecStart=" in service.template(service.SYSTEMD_TEMPLATE)
     assert "<plist" in service.template(service.LAUNCHD_TEMPLATE)
     assert not hasattr(service, "_SYSTEMD_FALLBACK") and not hasattr(service, "_LAUNCHD_FALLBACK")
+
+
+def test_proxy_variables_reach_the_service_unless_they_carry_credentials() -> None:
+    env = service.service_env(
+        {
+            "HTTPS_PROXY": "http://proxy:3128",
+            "no_proxy": "localhost,.lan",
+            "ALL_PROXY": "socks5://user:secret@proxy:1080",
+            "HOME": "/home/me",
+        }
+    )
+    assert env == {"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "localhost,.lan"}
