@@ -279,20 +279,7 @@ class Scheduler:
     async def _start(
         self, tg: anyio.abc.TaskGroup, job: Job, options: JobOptions, closes: datetime | None
     ) -> None:
-        settings = self.settings
-        if options.connections:
-            settings = replace(
-                settings, transfer=replace(settings.transfer, connections=options.connections)
-            )
-        job_bucket = (
-            TokenBucket(parse_rate(options.limit, what="--limit")) if options.limit else None
-        )
-        session = Session(
-            settings,
-            slots_for=lambda spec: self.budget.slots_for(spec.url, options.connections or 1),
-            limiter=Limiters(job_bucket, self.global_bucket),
-            token=self._token,
-        )
+        session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
         if not await self._move(job, "running"):
@@ -350,8 +337,7 @@ class Scheduler:
         """The daemon waits for space or for the network, then tries the job again."""
         cfg = self.settings.schedule
         retry = cfg.disk_retry if isinstance(exc, DiskFull) else cfg.network_retry
-        at = _after(self._now(), retry)
-        self._disk_waits[job.id] = at
+        at = self._disk_waits[job.id] = _after(self._now(), retry)
         if isinstance(exc, DiskFull):
             return exc.explain().replace("\n", "; ")
         return f"waiting for the network: {exc.what}; trying again at {at:%H:%M:%S}"
@@ -399,6 +385,27 @@ class Scheduler:
                 run.scope.cancel()
             self.global_bucket.set_rate(await anyio.to_thread.run_sync(self._global_limit))
             seen = await anyio.to_thread.run_sync(self._recorder.counts, run.job.id, stats, seen)
+
+
+def job_session(
+    settings: Settings,
+    options: JobOptions,
+    budget: Budget,
+    global_bucket: TokenBucket,
+    token: str | None,
+) -> Session:
+    """The session one job runs in: its connections from the shared budget (per host), its
+    bytes through its own bucket and the global one."""
+    if options.connections:
+        transfer = replace(settings.transfer, connections=options.connections)
+        settings = replace(settings, transfer=transfer)
+    job_bucket = TokenBucket(parse_rate(options.limit, what="--limit")) if options.limit else None
+    return Session(
+        settings,
+        slots_for=lambda spec: budget.slots_for(spec.url, options.connections or 1),
+        limiter=Limiters(job_bucket, global_bucket),
+        token=token,
+    )
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -133,8 +133,8 @@ def pullman(
     cwd: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m pullman ARGS`` to completion, output captured; in ``cwd`` (default:
-    ``home``, so a URL without ``-o`` lands in the test's own directory)."""
-    where = cwd or home
+    the directory that holds ``home``, so a URL without ``-o`` lands in the test's own)."""
+    where = cwd or home.parent
     where.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
         [sys.executable, "-m", "pullman", *args],
@@ -148,10 +148,10 @@ def pullman(
 
 
 def spawn(*args: str, home: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    home.mkdir(parents=True, exist_ok=True)
+    home.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [sys.executable, "-m", "pullman", *args],
-        cwd=home,
+        cwd=home.parent,
         env=env or cli_env(home),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
