@@ -56,32 +56,22 @@ class JobRecorder:
         reports: Sequence[PlanReport],
     ) -> None:
         """How a job ended: ``failed`` with its error, ``waiting``, stopped, or ``done``."""
+        index = self.index
         try:
-            self._ended(job, state, reason, error, reports)
+            if error is not None:
+                index.set_state(job.id, "failed", error=error.explain(), exit_code=error.exit_code)
+            elif state == "waiting":
+                index.set_state(job.id, "waiting", wait_reason=reason)
+            elif state in ("paused", "cancelled", "queued"):
+                current = index.job(job.id)
+                if current is not None and current.state != state:
+                    index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
+            else:
+                for report in reports:  # the files are in place, whatever the row says
+                    record_model(index, report)
+                index.set_state(job.id, "done")
         except JobConflict as exc:  # another process moved it meanwhile: its move stands
             log.info("job %s %s: %s; left as it is", job.id, job.ref, exc.what)
-
-    def _ended(
-        self,
-        job: Job,
-        state: str,
-        reason: str | None,
-        error: PullmanError | None,
-        reports: Sequence[PlanReport],
-    ) -> None:
-        index = self.index
-        if error is not None:
-            index.set_state(job.id, "failed", error=error.explain(), exit_code=error.exit_code)
-        elif state == "waiting":
-            index.set_state(job.id, "waiting", wait_reason=reason)
-        elif state in ("paused", "cancelled", "queued"):
-            current = index.job(job.id)
-            if current is not None and current.state != state:
-                index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
-        else:
-            for report in reports:  # the files are in place, whatever the row says
-                record_model(index, report)
-            index.set_state(job.id, "done")
 
 
 def record_model(index: Index, report: PlanReport) -> None:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pullman.core.jobs import GetOptions
-from pullman.core.plan import Release, Store
 from pullman.core.refs import OllamaRef, Ref
 from pullman.sources import SourceContext
-from pullman.sources.ollama import Registry, release_of
+from pullman.sources.ollama import OllamaSource, Registry
 
 HOSTS = ("hf.co", "huggingface.co")
 DEFAULT_REGISTRY = "https://hf.co"
@@ -32,16 +30,8 @@ def is_hf_name(ref: Ref) -> bool:
     return isinstance(ref, OllamaRef) and ref.host.lower() in HOSTS
 
 
-class HfRegistrySource:
-    name = "ollama"
-    options: frozenset[str] = frozenset()
+class HfRegistrySource(OllamaSource):
+    """An Ollama source whose registry is the Hub's (whatever host the name was written with)."""
 
-    def pinned(self, options: GetOptions) -> GetOptions:
-        return options
-
-    def store(self, ref: Ref, options: GetOptions) -> Store:
-        return Store.OLLAMA
-
-    async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
-        assert isinstance(ref, OllamaRef)
-        return await release_of(ref, Registry(registry_base(), ctx))
+    def registry(self, ref: OllamaRef, ctx: SourceContext) -> Registry:
+        return Registry(registry_base(), ctx)

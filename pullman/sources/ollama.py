@@ -184,9 +184,13 @@ class OllamaSource:
     def store(self, ref: Ref, options: GetOptions) -> Store:
         return Store.OLLAMA
 
+    def registry(self, ref: OllamaRef, ctx: SourceContext) -> Registry:
+        """The registry that serves ``ref``: its own host."""
+        return Registry.of(ref, ctx)
+
     async def resolve(self, ref: Ref, ctx: SourceContext) -> Release:
         assert isinstance(ref, OllamaRef)
-        return await release_of(ref, Registry.of(ref, ctx))
+        return await release_of(ref, self.registry(ref, ctx))
 
 
 async def release_of(ref: OllamaRef, registry: Registry) -> Release:
