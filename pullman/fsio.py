@@ -22,6 +22,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -184,6 +185,25 @@ def hash_file(path: Path, hasher: Hasher) -> str:
     return hasher.hexdigest()
 
 
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path`` stays under ``root`` once ``..`` and symlinks already there resolve."""
+    base = root.resolve()
+    try:
+        path.resolve().relative_to(base)
+    except ValueError:
+        return False
+    return True
+
+
+def _ours_to_give(root: Path, path: Path, st: os.stat_result) -> bool:
+    """Whether root may chown ``path``: its directory still resolves inside ``root`` (a
+    directory swapped for a symlink meanwhile is not followed out of the store) and it is not
+    a second name of a file that lives elsewhere (a planted hard link)."""
+    if not inside(root, path.parent):
+        return False
+    return not (stat.S_ISREG(st.st_mode) and st.st_nlink > 1)
+
+
 def adopt(paths: Iterable[Path], root: Path, *, euid: int | None = None) -> int:
     """When run as root, give ``paths`` (files and directories pullman made under ``root``) to
     ``root``'s owner, so ``sudo pullman get`` leaves nothing the store's user cannot change.
@@ -200,6 +220,8 @@ def adopt(paths: Iterable[Path], root: Path, *, euid: int | None = None) -> int:
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
             st = path.lstat()
+            if not _ours_to_give(root, path, st):
+                continue
             if (st.st_uid, st.st_gid) != (owner.st_uid, owner.st_gid):
                 with disk_errors(path):
                     os.lchown(path, owner.st_uid, owner.st_gid)

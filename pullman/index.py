@@ -299,18 +299,31 @@ class Index(_Database):
             assert cur.lastrowid is not None
             return cur.lastrowid
 
-    def set_options(self, job_id: int, options: Mapping[str, Any]) -> None:
-        """Replace a job's options (a rerun of the same command takes its old job over)."""
+    def set_options(
+        self,
+        job_id: int,
+        options: Mapping[str, Any],
+        *,
+        only_if: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Replace a job's options (a rerun of the same command takes its old job over).
+
+        With ``only_if``, a compare-and-set: the job must still have exactly those options,
+        else :class:`~pullman.errors.JobConflict` (another process took it over first).
+        """
         options = dict(options)
         _refuse_secrets(options)
         text = json.dumps(options, sort_keys=True)
         with self._write() as db:
-            cur = db.execute(
+            row = db.execute("SELECT state, options FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise LookupError(f"no job {job_id}")
+            if only_if is not None and _options(row["options"]) != dict(only_if):
+                raise JobConflict(job_id, row["state"], "taken over")
+            db.execute(
                 "UPDATE jobs SET options = ?, updated_at = ? WHERE id = ?",
                 (text, self._clock(), job_id),
             )
-            if cur.rowcount == 0:
-                raise LookupError(f"no job {job_id}")
 
     def job(self, job_id: int) -> Job | None:
         with self._read() as db:

@@ -34,12 +34,12 @@ def take_job(index: Index, ref: str, job: JobOptions, priority: int) -> int:
         theirs = old.request
         if old.ref != ref or not theirs.same_request(job) or _busy(old.state, old.pid, theirs):
             continue
-        try:
+        try:  # claim it (one rerun wins), then queue it for this process
+            index.set_options(old.id, job.to_json(), only_if=old.options)
             if old.state != "queued":
                 index.set_state(old.id, "queued", only_from=[old.state])
         except JobConflict:
-            continue  # it moved meanwhile: look further, or queue a new one
-        index.set_options(old.id, job.to_json())
+            continue  # taken or moved meanwhile: look further, or queue a new one
         return old.id
     return index.add_job(ref, job.to_json(), priority)
 

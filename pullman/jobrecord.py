@@ -12,7 +12,8 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from pullman.core.jobs import Job
+from pullman.core.jobs import Job, JobState
+from pullman.core.urls import shown_ref
 from pullman.errors import JobConflict, PullmanError
 from pullman.index import FileRecord, Index
 from pullman.session import PlanReport
@@ -57,21 +58,26 @@ class JobRecorder:
     ) -> None:
         """How a job ended: ``failed`` with its error, ``waiting``, stopped, or ``done``."""
         index = self.index
+        # A user's pause or cancel meanwhile stands; only ``done`` (files in place) overrides it.
+        ran: tuple[JobState, ...] = ("running",)
         try:
             if error is not None:
-                index.set_state(job.id, "failed", error=error.explain(), exit_code=error.exit_code)
+                failed = error.explain()
+                index.set_state(
+                    job.id, "failed", only_from=ran, error=failed, exit_code=error.exit_code
+                )
             elif state == "waiting":
-                index.set_state(job.id, "waiting", wait_reason=reason)
+                index.set_state(job.id, "waiting", only_from=ran, wait_reason=reason)
             elif state in ("paused", "cancelled", "queued"):
                 current = index.job(job.id)
                 if current is not None and current.state != state:
-                    index.set_state(job.id, state, wait_reason=reason)  # type: ignore[arg-type]
+                    index.set_state(job.id, state, only_from=ran, wait_reason=reason)  # type: ignore[arg-type]
             else:
                 for report in reports:  # the files are in place, whatever the row says
                     record_model(index, report)
                 index.set_state(job.id, "done")
         except JobConflict as exc:  # another process moved it meanwhile: its move stands
-            log.info("job %s %s: %s; left as it is", job.id, job.ref, exc.what)
+            log.info("job %s %s: %s; left as it is", job.id, shown_ref(job.ref), exc.what)
 
 
 def record_model(index: Index, report: PlanReport) -> None:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 from pullman.core.inventory import BlobCheck, Garbage
 from pullman.core.jobs import GetOptions, Job
+from pullman.core.plan import Store
 from pullman.errors import RefError
 from pullman.fsio import disk_errors, hash_file
 from pullman.index import FileRecord, Index, ItemState
-from pullman.layouts import Layout, common, stores
+from pullman.layouts import Layout, common, plain, stores
 from pullman.layouts.common import older_than
 from pullman.sources import parse, source_for
 
@@ -96,13 +97,30 @@ def staging_dirs(roots: Roots, jobs: Iterable[Job] = (), more: Iterable[Path] = 
     dirs = [d for layout, root in roots for d in layout.staging_dirs(root)]
     extra: set[Path] = set(more)
     for job in jobs:
-        options = job.request.get
-        if options.local_dir is not None:
-            extra.add(Path(options.local_dir) / common.STAGING)
-        elif options.out is not None:
-            out = Path(options.out)
-            extra.add((out if options.out.endswith("/") else out.parent) / common.STAGING)
+        own = _plain_staging(job)
+        if own is not None:
+            extra.add(own)
     return dirs + sorted(extra - set(dirs))
+
+
+def _store_of(job: Job) -> Store | None:
+    options = job.request.get
+    try:
+        ref = parse(job.ref, insecure=options.insecure)
+    except RefError:
+        return None
+    return source_for(ref).store(ref, options)
+
+
+def _plain_staging(job: Job) -> Path | None:
+    """The staging area of a job that downloads into a plain directory: ``-o`` (a file, or a
+    directory), ``--local-dir``, or a URL into the directory it was started in."""
+    options = job.request.get
+    if options.local_dir is not None or options.out is not None:
+        return plain.PlainLayout().root(options) / common.STAGING
+    if options.cwd is not None and _store_of(job) is Store.PLAIN:
+        return Path(options.cwd) / common.STAGING
+    return None
 
 
 def garbage(
@@ -129,13 +147,9 @@ def busy_dirs(roots: Roots, unfinished: Iterable[Job]) -> set[Path]:
     busy: set[Path] = set()
     for job in unfinished:
         options = job.request.get
-        try:
-            ref = parse(job.ref, insecure=options.insecure)
-        except RefError:
-            continue
-        store = source_for(ref).store(ref, options)
+        store = _store_of(job)
         for layout, root in roots:
-            if layout.store is store and layout.root(options) == root:
+            if store is not None and layout.store is store and layout.root(options) == root:
                 busy.update([root, *layout.staging_dirs(root)])
         busy.update(staging_dirs([], [job]))  # -o / --local-dir
     return busy

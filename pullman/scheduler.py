@@ -29,6 +29,7 @@ import anyio
 from pullman.config import Settings
 from pullman.core.jobs import ACTIVE, Job, JobOptions, JobState
 from pullman.core.units import format_rate, human, parse_rate
+from pullman.core.urls import shown_ref
 from pullman.core.windows import Window, local_now, seconds_until
 from pullman.errors import (
     DiskFull,
@@ -228,7 +229,7 @@ class Scheduler:
     async def _wait(self, job: Job, reason: str) -> None:
         changed = job.state != "waiting" or job.wait_reason != reason
         if changed and await self._move(job, "waiting", wait_reason=reason):
-            log.info("job %s %s: waiting: %s", job.id, job.ref, reason)
+            log.info("job %s %s: waiting: %s", job.id, shown_ref(job.ref), reason)
 
     async def _move(self, job: Job, state: JobState, *, wait_reason: str | None = None) -> bool:
         """Move a queued or waiting job, unless another process moved it first (then skip it:
@@ -240,7 +241,7 @@ class Scheduler:
         try:
             await anyio.to_thread.run_sync(move)
         except JobConflict as exc:
-            log.info("job %s %s: left alone: %s", job.id, job.ref, exc.what)
+            log.info("job %s %s: left alone: %s", job.id, shown_ref(job.ref), exc.what)
             return False
         return True
 
@@ -286,7 +287,7 @@ class Scheduler:
             del self._running[job.id]
             return
         limit = f", limit {format_rate(parse_rate(options.limit))}" if options.limit else ""
-        log.info("job %s %s: started%s", job.id, job.ref, limit)
+        log.info("job %s %s: started%s", job.id, shown_ref(job.ref), limit)
         tg.start_soon(self._run_job, run, options)
 
     async def _run_job(self, run: _Running, options: JobOptions) -> None:
@@ -321,7 +322,7 @@ class Scheduler:
                 await self._finish(run, result, state, reason=reason)
             raise
         except Exception as exc:  # a bug: fail this job, keep the scheduler (and daemon) alive
-            log.exception("job %s %s: internal error", job.id, job.ref)
+            log.exception("job %s %s: internal error", job.id, shown_ref(job.ref))
             error = InternalError(f"internal error: {type(exc).__name__}: {exc}")
             result.error = error
             await self._finish(run, result, "failed", error=error)
@@ -362,13 +363,17 @@ class Scheduler:
                 )
             except StorageError as exc:  # the index's disk is full: the data is safe anyway
                 log.warning(
-                    "job %s %s: could not record that it %s: %s", job.id, job.ref, state, exc.what
+                    "job %s %s: could not record that it %s: %s",
+                    job.id,
+                    shown_ref(job.ref),
+                    state,
+                    exc.what,
                 )
                 if result.error is None and state not in ("done", "waiting"):
                     result.error = exc
         detail = f": {reason}" if reason else f": {error.what}" if error else ""
         done = sum(s.done for s in stats)
-        log.info("job %s %s: %s (%s)%s", job.id, job.ref, state, human(done), detail)
+        log.info("job %s %s: %s (%s)%s", job.id, shown_ref(job.ref), state, human(done), detail)
 
     async def _report_progress(self, run: _Running) -> None:
         """Progress rows every second; also notices a pause or cancel from another process

@@ -20,7 +20,7 @@ from pullman.config import Settings
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.units import human
-from pullman.errors import DiskFull, UsageError, collapse_groups
+from pullman.errors import DiskFull, StorageError, UsageError, collapse_groups
 from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
 from pullman.layouts.common import apply_finals, check_plan, made_paths, make_early, undo_early
@@ -133,7 +133,7 @@ class Session:
                 async with anyio.create_task_group() as tg:
                     for spec in todo:
                         tg.start_soon(self._fetch_one, plan, spec, report)
-            await anyio.to_thread.run_sync(apply_finals, plan)
+            await anyio.to_thread.run_sync(_finish_plan, plan)
             failed = False
         finally:  # also after a failure: partial files too belong to the store's owner
             with anyio.CancelScope(shield=True):
@@ -143,7 +143,10 @@ class Session:
     def _settle(self, plan: Plan, failed: bool) -> None:
         """What a plan made belongs to the store's owner; a failed one that got nothing
         leaves no empty directories behind."""
-        adopt(made_paths(plan), plan.root)
+        try:
+            adopt(made_paths(plan), plan.root)
+        except StorageError as exc:  # never hides the real outcome (NFS root squash, say)
+            log.warning("could not give %s to its owner: %s", plan.root, exc)
         if failed:
             undo_early(plan)
 
@@ -184,7 +187,7 @@ class Session:
             FileReport(
                 ref=plan.ref,
                 name=spec.name,
-                path=outcome.dest,
+                path=spec.final or outcome.dest,
                 size=outcome.size,
                 status="present" if outcome.reused else "downloaded",
                 verified=outcome.verified,
@@ -192,6 +195,13 @@ class Session:
                 outcome=None if outcome.reused else outcome,
             )
         )
+
+
+def _finish_plan(plan: Plan) -> None:
+    """Check the plan's paths again (a directory swapped for a symlink during a long download
+    is refused here too), then write its small files and links."""
+    check_plan(plan)
+    apply_finals(plan)
 
 
 def _unique(specs: Sequence[FileSpec]) -> list[FileSpec]:
@@ -210,7 +220,8 @@ async def _already_present(spec: FileSpec, options: GetOptions, ref: str) -> Fil
 
     def present(verified: bool) -> FileReport:
         digest = str(spec.digest) if verified and spec.digest else None
-        return FileReport(ref, spec.name, where, size, "present", verified, digest)
+        landed = spec.final or where  # a held blob's staging copy moves there afterwards
+        return FileReport(ref, spec.name, landed, size, "present", verified, digest)
 
     if where.is_dir():
         raise UsageError(

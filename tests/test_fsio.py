@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pullman.fsio import F_FULLFSYNC, FileSystem
+from pullman.fsio import F_FULLFSYNC, FileSystem, adopt
 
 
 class Calls:
@@ -85,3 +85,27 @@ def test_sqlite_gets_fullfsync_on_darwin_only(tmp_path: Path) -> None:
         }
     finally:
         conn.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: chown is what is checked")
+def test_adopt_never_follows_a_swapped_directory_or_a_hard_link_out_of_the_store(
+    tmp_path: Path,
+) -> None:
+    """``sudo pullman get`` into another user's store: that user swaps a directory for a
+    symlink (or plants a hard link) during the download; root chowns nothing outside."""
+    store, outside = tmp_path / "models", tmp_path / "etc"
+    (store / "blobs").mkdir(parents=True)
+    outside.mkdir()
+    os.chown(store, 65534, 65534)
+    victim, mine = outside / "victim", store / "blobs" / "mine"
+    victim.write_text("root's")
+    mine.write_text("ours")
+    planted = store / "planted"
+    os.link(victim, planted)
+    os.rename(store / "blobs", store / "old")  # the swap, after the plan was checked
+    (store / "blobs").symlink_to(outside)
+    (store / "old" / "mine").rename(store / "ours")
+    paths = [store / "blobs" / "victim", planted, store / "ours"]
+    assert adopt(paths, store) == 1  # only the file that is really the store's
+    assert victim.stat().st_uid == 0
+    assert (store / "ours").stat().st_uid == 65534

@@ -49,6 +49,7 @@ from pullman.core.ollama_manifest import CONFIG_TYPE, MANIFEST_V2, BadManifest, 
 from pullman.core.refs import HfRef, OllamaRef, UrlRef, parse_ref
 from pullman.daemon import daemon_pid
 from pullman.errors import PullmanError, RefError, RemoteError
+from pullman.index import Index
 from pullman.layouts import hf_cache
 from pullman.layouts import ollama as ollama_store
 from pullman.session import PlanReport, Session
@@ -888,6 +889,19 @@ def test_presigned_cdn_urls_are_not_logged_at_vv(sim: Simulator, tmp_path: Path)
     r = pullman("-vv", "get", sim.url("m.bin"), "-o", str(tmp_path / "m.bin"), home=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "X-Amz-Signature=" not in r.stderr  # redact() hides queries; the logs should too
+
+
+def test_a_signed_url_the_user_gives_is_neither_logged_nor_kept_as_the_models_name(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    sim.add_file("m.bin", make_data(100 * KiB, 6))
+    signed = sim.url("m.bin") + "?X-Amz-Signature=s3cr3t&X-Amz-Credential=AKIDEXAMPLE"
+    r = pullman("-vv", "get", signed, "-o", str(tmp_path / "m.bin"), home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "s3cr3t" not in r.stderr + r.stdout and "AKIDEXAMPLE" not in r.stderr
+    with Index.open(tmp_path / "index.db") as index:
+        [model] = index.models()
+    assert model.ref.endswith("/m.bin?…") and "s3cr3t" not in model.ref
 
 
 # ------------------------------------------------------------------------------- endless servers

@@ -8,6 +8,10 @@ scheduler's read it changes the job through a second SQLite connection to the sa
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -15,8 +19,9 @@ import pytest
 
 from pullman import config
 from pullman.core.jobs import GetOptions, JobOptions, JobState
-from pullman.errors import JobConflict
+from pullman.errors import JobConflict, Unreachable
 from pullman.index import Index
+from pullman.jobqueue import take_job
 from pullman.jobrecord import JobRecorder
 from pullman.scheduler import Scheduler
 from pullman.testing import Simulator, make_data
@@ -104,3 +109,45 @@ def test_a_job_cancelled_as_it_finished_stays_cancelled(tmp_path: Path) -> None:
         JobRecorder(index).ended(running, "done", None, None, [])  # does not raise
         job = index.job(job_id)
         assert job is not None and job.state == "cancelled"
+
+
+@pytest.mark.parametrize("ending", ["waiting", "queued", "failed"])
+def test_a_pause_as_the_job_stopped_is_not_undone(tmp_path: Path, ending: str) -> None:
+    """The job waits for the network, or the daemon stops, or it fails, a moment after the
+    user paused it: the pause stands (it used to become ``waiting`` or ``queued`` and resume)."""
+    with Index.open(tmp_path / "index.db") as index:
+        job_id = index.add_job("https://h/x")
+        running = index.set_state(job_id, "running")
+        index.set_state(job_id, "paused", wait_reason="by the user")  # another process
+        lost = Unreachable("could not resolve host h", url="https://h/x")
+        error = lost if ending == "failed" else None
+        JobRecorder(index).ended(running, ending, "network", error, [])
+        job = index.job(job_id)
+        assert job is not None and job.state == "paused"
+
+
+class TwoRerunsIndex(Index):
+    """Two reruns of one command read the queue at once; the other one claims the job first."""
+
+    other: JobOptions | None = None
+    taken: int | None = None
+
+    def jobs(self, states=None):  # type: ignore[no-untyped-def]
+        found = super().jobs(states)
+        if self.other is not None:
+            other, self.other = self.other, None
+            with Index.open(self.path) as theirs:
+                self.taken = take_job(theirs, "https://h/x", other, 0)
+        return found
+
+
+def test_two_reruns_never_take_over_the_same_job(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # the first run's process, long gone; its job still says queued
+    first = JobOptions(GetOptions(out="/tmp/x"), foreground=dead.pid)
+    with TwoRerunsIndex.open(tmp_path / "index.db") as index:
+        old = index.add_job("https://h/x", first.to_json())
+        index.other = replace(first, foreground=os.getppid())  # another live terminal
+        mine = take_job(index, "https://h/x", replace(first, foreground=os.getpid()), 0)
+        assert index.taken == old  # the other rerun got the old job ...
+        assert mine != old  # ... and this one did not run it too

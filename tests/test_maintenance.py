@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from pullman.core.jobs import GetOptions, JobOptions
+from pullman.index import Index
+from pullman.maintenance import busy_dirs, staging_dirs
 from pullman.testing import Simulator, make_data
 from pullman.testing.registry import OllamaRegistry
 
@@ -104,3 +107,22 @@ def test_doctor_rebuilds_a_deleted_or_damaged_index_from_the_stores(
     assert "moved to" in r.stderr and "pullman doctor" in r.stderr
     assert list((tmp_path / "home").glob("index.db.damaged-*"))
     assert (models / "blobs" / f"sha256-{HEX}").read_bytes() == DATA  # no data touched
+
+
+def test_gc_knows_the_staging_areas_of_plain_downloads(tmp_path: Path) -> None:
+    """``-o DIR`` (an existing directory, no slash) stages in DIR; a URL without ``-o`` lands
+    in the directory it was started in and stages there; an Ollama pull stages in its store."""
+    into, here = tmp_path / "into", tmp_path / "here"
+    into.mkdir()
+    asked = {
+        "https://h/a.gguf": GetOptions(out=str(into), cwd=str(here)),
+        "https://h/b.gguf": GetOptions(cwd=str(here)),
+        "llama3": GetOptions(cwd=str(tmp_path / "elsewhere")),
+    }
+    with Index.open(tmp_path / "index.db") as index:
+        for ref, options in asked.items():
+            index.add_job(ref, JobOptions(options).to_json())
+        jobs = index.jobs()
+    expected = [here / ".pullman-partial", into / ".pullman-partial"]
+    assert staging_dirs([], jobs) == expected
+    assert busy_dirs([], jobs) == set(expected)  # unfinished: their progress is kept

@@ -18,6 +18,7 @@ import pytest
 
 from pullman import config
 from pullman.core.jobs import GetOptions
+from pullman.index import Index
 from pullman.session import Session
 from pullman.testing import FlipByte, Simulator, Throttle, make_data
 from pullman.testing.registry import OllamaRegistry
@@ -88,6 +89,23 @@ def test_second_pull_fetches_no_blob_bytes(
     assert r.returncode == 0, r.stderr
     assert sim.total_bytes_sent() == sent
     assert "6 already present" in r.stdout
+
+
+def test_json_and_the_index_name_the_blobs_where_they_landed(
+    registry: OllamaRegistry, models: Path, tmp_path: Path
+) -> None:
+    """Blobs are held in staging and moved at the end: reports name the store, not staging."""
+    registry.add_model("library/tiny", layers=LAYERS)
+    for _ in range(2):  # downloaded, then already present
+        r = get(registry, models, tmp_path, "library/tiny", extra=("--json",))
+        assert r.returncode == 0, r.stderr
+        paths = [Path(d["path"]) for d in json.loads(r.stdout)]
+        assert len(paths) == 6
+        for path in paths:
+            assert path.is_file() and path.parent == models / "blobs", path
+    with Index.open(tmp_path / "index.db") as index:
+        recorded = [Path(f.path) for m in index.models() for f in m.files]
+    assert recorded and all(".pullman-partial" not in p.parts for p in recorded), recorded
 
 
 def test_corrupt_blob_is_caught_and_fetched_again(

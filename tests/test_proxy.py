@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pullman.core.proxies import Proxies
+from pullman.errors import UsageError
 from pullman.testing import Simulator, make_data
 from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
@@ -258,3 +259,12 @@ def test_which_proxy_a_url_goes_through(
     env: dict[str, str], url: str, expected: str | None
 ) -> None:
     assert Proxies.from_env(env).for_url(url) == expected
+
+
+@pytest.mark.parametrize("value", ["socks4://bob:hunter2@proxy:1080", "http://bob:hunter2@:8080"])
+def test_a_bad_proxy_url_is_refused_without_showing_its_password(value: str) -> None:
+    with pytest.raises(UsageError) as info:
+        Proxies.from_env({"HTTPS_PROXY": value}).for_url("https://h/x")
+    message = info.value.explain()
+    assert "HTTPS_PROXY" in message and "not a proxy URL" in message
+    assert "hunter2" not in message and "bob" not in message

@@ -35,7 +35,7 @@ def _normal(proxy: str, origin: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in SCHEMES or not parts.hostname:
         raise UsageError(
-            f"{origin}: {value!r} is not a proxy URL pullman can use",
+            f"{origin}: {shown(value)!r} is not a proxy URL pullman can use",
             hint="write http://host:port (or https://, socks5://, socks5h://)",
         )
     return value

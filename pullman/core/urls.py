@@ -45,3 +45,8 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[-1]
     shown = f"{parts.scheme}://{netloc}{parts.path}"
     return shown + ("?…" if parts.query else "")
+
+
+def shown_ref(ref: str) -> str:
+    """A model reference fit for logs: a URL :func:`redact`-ed, a model name as it is."""
+    return redact(ref) if ref.lower().startswith(("http://", "https://")) else ref

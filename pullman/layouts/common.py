@@ -10,20 +10,10 @@ from pathlib import Path
 
 from pullman.core.plan import Move, Plan, Stamped, Symlink, WriteFile
 from pullman.errors import NotWritable, RemoteError, StorageError
-from pullman.fsio import disk_errors, fsync_dir, symlink_atomic, write_atomic
+from pullman.fsio import disk_errors, fsync_dir, inside, symlink_atomic, write_atomic
 
 STAGING = ".pullman-partial"
 """pullman's staging directory inside a store (readers of every store ignore it)."""
-
-
-def inside(root: Path, path: Path) -> bool:
-    """Whether ``path`` stays under ``root`` once ``..`` and symlinks already there resolve."""
-    base = root.resolve()
-    try:
-        path.resolve().relative_to(base)
-    except ValueError:
-        return False
-    return True
 
 
 def check_plan(plan: Plan) -> None:

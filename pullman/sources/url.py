@@ -5,6 +5,7 @@ from __future__ import annotations
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import Release, RemoteFile, Store
 from pullman.core.refs import Ref, UrlRef
+from pullman.core.urls import redact
 from pullman.sources import SourceContext
 
 
@@ -28,4 +29,4 @@ class UrlSource:
             digest=options.digest,
             insecure=options.insecure,
         )
-        return Release(ref=ref.url, title=ref.filename, display=ref.url, files=(file,))
+        return Release(ref=ref.url, title=ref.filename, display=redact(ref.url), files=(file,))

@@ -135,13 +135,13 @@ class Transfer:
 
     async def _until_verified(self) -> None:
         """Passes until the data is complete and verified; start over or refetch as needed."""
-        attempts = 0
+        restarts = mismatches = 0  # counted apart: a restart does not use up a refetch
         while True:
             try:
                 await self._one_pass()
             except StartOver as restart:
-                attempts += 1
-                if attempts > self.config.retry_attempts:
+                restarts += 1
+                if restarts > self.config.retry_attempts:
                     raise RemoteChanged(
                         f"{self.spec.name}: gave up restarting the download", why=restart.why
                     ) from None
@@ -150,7 +150,7 @@ class Transfer:
                 continue
             if self._hasher.matches():
                 return
-            attempts = self._integrity_failed(attempts)
+            mismatches = self._integrity_failed(mismatches)
             # The copy behind this link is bad (a corrupt CDN edge object, say): ask the
             # source again for a fresh link rather than fetch the same bad bytes twice.
             await self._retarget(single_stream=not self.shared.ranged)

@@ -168,6 +168,9 @@ class Staging:
             if self.part.is_symlink():
                 self.part.unlink()  # never write through a link planted in the store
             flags = os.O_RDWR | os.O_CREAT | NOFOLLOW | (os.O_TRUNC if fresh else 0)
+            if self.fd is not None:  # opened again to start over: the old fd is done with
+                os.close(self.fd)
+                self.fd = None
             self.fd = os.open(self.part, flags, 0o644)
             if os.fstat(self.fd).st_size != size:
                 os.ftruncate(self.fd, size)
