@@ -61,69 +61,72 @@ def _no_pullman(summaries: dict[str, list[Summary]], name: str, case: str) -> Go
     return _goal(name, "FAIL", "pullman did not complete a run")
 
 
+def _versus(
+    summaries: dict[str, list[Summary]], name: str, case: str, peers: tuple[str, ...]
+) -> tuple[Summary, Summary] | Goal:
+    """pullman's row and the first of ``peers`` that ran in ``case``; else the verdict (N/A
+    when either was not run or the peer failed, FAIL when pullman never completed)."""
+    peer = next((r for c in peers if (r := _row(summaries, case, c)) is not None), None)
+    if peer is None:
+        return _goal(name, "N/A", f"not run (needs case {case} with {' or '.join(peers)})")
+    p = _pullman_ok(summaries, case)
+    if p is None:
+        return _no_pullman(summaries, name, case)
+    if peer["median_wall"] is None:
+        errors = "; ".join(peer["errors"])[:200]
+        return _goal(name, "N/A", f"{peer['contender']} failed: {errors}")
+    return p, peer
+
+
+def _speedup(p: Summary, peer: Summary, need: float, what: str = "") -> tuple[float, str]:
+    """How many times faster pullman was than ``peer``, and the sentence that says so."""
+    ratio = peer["median_wall"] / p["median_wall"]
+    at_least = ">=" if peer["censored"] else ""
+    text = (
+        f"{peer['contender']}{what} {_wall(peer)} / pullman {_wall(p)} = "
+        f"{at_least}{ratio:.2f}x (need >= {need:g}x)"
+    )
+    return ratio, text
+
+
 def _burst_goal(summaries: dict[str, list[Summary]], sizes: dict[str, int]) -> Goal:
     """1. burst, both verifying: >= 4x aria2c -x16 -s16 --checksum, no more connections."""
     name = "burst 1 GiB: >= 4x faster than aria2c -x16 -s16 --checksum, <= its connections"
-    p, a = _pullman_ok(summaries, "burst"), _row(summaries, "burst", "aria2c-x16")
-    if "burst" not in summaries or a is None:
-        return _goal(name, "N/A", "not run (needs case burst with pullman and aria2c-x16)")
-    if p is None:
-        return _no_pullman(summaries, name, "burst")
-    if a["median_wall"] is None:
-        return _goal(name, "N/A", f"aria2c-x16 failed: {'; '.join(a['errors'])[:200]}")
-    ratio = a["median_wall"] / p["median_wall"]
+    rows = _versus(summaries, name, "burst", ("aria2c-x16",))
+    if isinstance(rows, dict):
+        return rows
+    p, a = rows
+    ratio, text = _speedup(p, a, 4)
     conns_ok = (p["peak_conns"] or 0) <= (a["peak_conns"] or 0)
-    ok = ratio >= 4 and conns_ok
     return _goal(
         name,
-        "PASS" if ok else "FAIL",
-        f"aria2c-x16 {_wall(a)} / pullman {_wall(p)} = "
-        f"{'>=' if a['censored'] else ''}{ratio:.2f}x (need >= 4x); peak connections "
-        f"pullman {p['peak_conns']} vs aria2c {a['peak_conns']}" + _at("burst", sizes, GiB),
+        "PASS" if ratio >= 4 and conns_ok else "FAIL",
+        f"{text}; peak connections pullman {p['peak_conns']} vs aria2c {a['peak_conns']}"
+        + _at("burst", sizes, GiB),
     )
 
 
 def _hub_goal(summaries: dict[str, list[Summary]], sizes: dict[str, int]) -> Goal:
     """2. burst through the Hub: >= 10x hf_hub_download."""
     name = "burst 64 MiB through the Hub: >= 10x faster than hf_hub_download"
-    p, h = _pullman_ok(summaries, "burst-hub"), _row(summaries, "burst-hub", "hf_hub_download")
-    if h is None:
-        return _goal(name, "N/A", "not run (needs case burst-hub with hf_hub_download)")
-    if p is None:
-        return _no_pullman(summaries, name, "burst-hub")
-    if h["median_wall"] is None:
-        return _goal(name, "N/A", f"hf_hub_download failed: {'; '.join(h['errors'])[:200]}")
-    ratio = h["median_wall"] / p["median_wall"]
-    return _goal(
-        name,
-        "PASS" if ratio >= 10 else "FAIL",
-        f"hf_hub_download {_wall(h)} / pullman {_wall(p)} = "
-        f"{'>=' if h['censored'] else ''}{ratio:.2f}x (need >= 10x)"
-        + _at("burst-hub", sizes, 64 * MiB),
-    )
+    rows = _versus(summaries, name, "burst-hub", ("hf_hub_download",))
+    if isinstance(rows, dict):
+        return rows
+    ratio, text = _speedup(*rows, 10)
+    status = "PASS" if ratio >= 10 else "FAIL"
+    return _goal(name, status, text + _at("burst-hub", sizes, 64 * MiB))
 
 
 def _crawl_goal(summaries: dict[str, list[Summary]], sizes: dict[str, int]) -> Goal:
     """3. crawl through the Ollama registry: >= 10x aria2c -x16 -s16 on the blob alone."""
     name = "crawl 192 MiB through the Ollama registry: >= 10x faster than aria2c -x16 -s16"
-    p = _pullman_ok(summaries, "crawl-ollama")
-    a = _row(summaries, "crawl-ollama", "aria2c-x16-nocheck") or _row(
-        summaries, "crawl-ollama", "aria2c-x16"
-    )
-    if a is None:
-        return _goal(name, "N/A", "not run (needs case crawl-ollama with aria2c-x16[-nocheck])")
-    if p is None:
-        return _no_pullman(summaries, name, "crawl-ollama")
-    if a["median_wall"] is None:
-        return _goal(name, "N/A", f"{a['contender']} failed: {'; '.join(a['errors'])[:200]}")
-    ratio = a["median_wall"] / p["median_wall"]
-    return _goal(
-        name,
-        "PASS" if ratio >= 10 else "FAIL",
-        f"{a['contender']} on the blob {_wall(a)} / pullman {_wall(p)} = "
-        f"{'>=' if a['censored'] else ''}{ratio:.2f}x (need >= 10x)"
-        + _at("crawl-ollama", sizes, 192 * MiB),
-    )
+    peers = ("aria2c-x16-nocheck", "aria2c-x16")
+    rows = _versus(summaries, name, "crawl-ollama", peers)
+    if isinstance(rows, dict):
+        return rows
+    ratio, text = _speedup(*rows, 10, " on the blob")
+    status = "PASS" if ratio >= 10 else "FAIL"
+    return _goal(name, status, text + _at("crawl-ollama", sizes, 192 * MiB))
 
 
 def _unthrottled_goal(summaries: dict[str, list[Summary]], sizes: dict[str, int]) -> Goal:
