@@ -93,6 +93,15 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class StoresConfig:
+    """``[stores]``: where the apps' stores are, when not where they are found by default
+    (the flags ``--ollama-dir`` and ``--lmstudio-dir`` win over these)."""
+
+    ollama: str | None = None
+    lmstudio: str | None = None
+
+
+@dataclass(frozen=True)
 class Paths:
     data: Path
     config_file: Path
@@ -140,6 +149,7 @@ class Settings:
     paths: Paths
     transfer: TransferConfig = field(default_factory=TransferConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    stores: StoresConfig = field(default_factory=StoresConfig)
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
@@ -213,7 +223,7 @@ def load(
             hint="fix the file (TOML syntax) or its permissions, or move it away",
         ) from None
     for section in doc:
-        if section not in ("transfer", "recycle", "schedule", "network"):
+        if section not in ("transfer", "recycle", "schedule", "network", "stores"):
             raise UsageError(f"unknown section [{section}] in {paths.config_file}")
     rec = RecycleConfig()
     for layer in (doc.get("recycle", {}), _from_env(env, "recycle", rec), recycle or {}):
@@ -228,4 +238,7 @@ def load(
     sc = ScheduleConfig()
     for layer in (doc.get("schedule", {}), _from_env(env, "schedule", sc), schedule or {}):
         sc = _apply(sc, "schedule", layer)
-    return Settings(paths=paths, transfer=tc, schedule=sc)
+    st = StoresConfig()
+    for layer in (doc.get("stores", {}), _from_env(env, "stores", st)):
+        st = _apply(st, "stores", layer)
+    return Settings(paths=paths, transfer=tc, schedule=sc, stores=st)

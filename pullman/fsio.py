@@ -43,6 +43,20 @@ F_FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", 51)
 """macOS's fcntl command that flushes the drive's own cache (51 in <sys/fcntl.h>)."""
 
 
+FICLONE = 0x40049409
+"""Linux's ioctl that makes a file share another's extents (``_IOW(0x94, 9, int)``)."""
+
+
+def _clonefile(source: Path, dest: Path) -> None:
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.clonefile(os.fsencode(source), os.fsencode(dest), 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(dest))
+
+
 def _no_vector_io() -> bool:
     return not (hasattr(os, "pwritev") and hasattr(os, "preadv"))
 
@@ -96,6 +110,24 @@ class FileSystem:
         data = os.pread(fd, len(buffer), offset)
         buffer[: len(data)] = data
         return len(data)
+
+    def clone(self, source: Path, dest: Path) -> None:
+        """A copy-on-write copy of ``source`` at the new path ``dest`` (no data copied):
+        ``clonefile`` on macOS (APFS), the ``FICLONE`` ioctl on Linux (btrfs, XFS, ...).
+        ``OSError`` where the file system cannot, or the two are on different ones."""
+        if self.darwin:
+            _clonefile(source, dest)
+            return
+        with source.open("rb") as src:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
+            try:
+                fcntl.ioctl(fd, FICLONE, src.fileno())
+                self.sync(fd)
+            except OSError:
+                os.close(fd)
+                dest.unlink(missing_ok=True)
+                raise
+            os.close(fd)
 
     def sqlite_pragmas(self) -> list[str]:
         """What SQLite needs to be as durable as the rest (its own fsyncs stop at the cache)."""

@@ -501,6 +501,17 @@ class Index(_Database):
                 files.setdefault(f["model_id"], []).append(record)
         return [_model(row, files.get(row["id"], [])) for row in rows]
 
+    def verified_copies(self, digest: str) -> list[Path]:
+        """Where files with ``digest`` (``sha256:<hex>``) were verified, in any store."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT models.root, files.path FROM files JOIN models"
+                " ON files.model_id = models.id"
+                " WHERE files.digest = ? AND files.state = 'verified' ORDER BY files.id",
+                (digest,),
+            ).fetchall()
+        return [Path(root) / path for root, path in rows]
+
     def remove_model(self, ref: str, root: str | Path) -> bool:
         """Forget a model and its files (the data itself is the layout's business)."""
         with self._write() as db:

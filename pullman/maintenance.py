@@ -21,7 +21,7 @@ from pullman.errors import RefError
 from pullman.fsio import disk_errors, hash_file
 from pullman.index import FileRecord, Index, ItemState
 from pullman.layouts import Layout, common, plain, stores
-from pullman.layouts.common import older_than
+from pullman.layouts.common import older_than, unshared_size
 from pullman.sources import parse, source_for
 
 # ------------------------------------------------------------------------------- verify
@@ -37,6 +37,27 @@ def check_blob(check: BlobCheck) -> BlobCheck:
         return check.checked("wrong size")
     actual = hash_file(check.path, check.digest.hasher(size))
     return check.checked("ok" if actual == check.digest.hex else "corrupt")
+
+
+def inode(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)``: one file under every name it has (stores share files)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def inodes(paths: Iterable[Path]) -> list[tuple[int, int, int]]:
+    """``(device, inode, size)`` of each file that is there."""
+    found = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        found.append((st.st_dev, st.st_ino, st.st_size))
+    return found
 
 
 # ------------------------------------------------------------------------------- gc
@@ -71,6 +92,9 @@ def partials(staging_dirs: Iterable[Path], min_age: float, now: float) -> Iterat
                 continue
             size = sum(p.stat().st_size for p in group)
             yield Garbage("partial", part, size)
+        for share in sorted(directory.glob("*.share")):  # a link left by a killed run
+            if older_than(share, min_age, now):
+                yield Garbage("leftover", share, unshared_size(share))
 
 
 def remove(items: Iterable[Garbage]) -> int:
@@ -81,9 +105,10 @@ def remove(items: Iterable[Garbage]) -> int:
                 key = item.path.name.removesuffix(".part")
                 for path in item.path.parent.glob(f"{key}.*"):
                     path.unlink(missing_ok=True)
+                freed += item.size
             else:
+                freed += unshared_size(item.path)
                 item.path.unlink(missing_ok=True)
-        freed += item.size
     return freed
 
 

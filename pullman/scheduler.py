@@ -281,6 +281,7 @@ class Scheduler:
         self, tg: anyio.abc.TaskGroup, job: Job, options: JobOptions, closes: datetime | None
     ) -> None:
         session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
+        session.copies.lookup = self.index.verified_copies
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
         if not await self._move(job, "running"):

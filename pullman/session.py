@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from pullman.config import Settings
+from pullman.copies import Copies, Shared
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.units import human
@@ -25,6 +26,7 @@ from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
 from pullman.layouts.common import apply_finals, check_plan, made_paths, make_early, undo_early
 from pullman.sources import SourceContext, check_options, parse, source_for
+from pullman.sources.routes import route
 from pullman.transfer.engine import Transfer
 from pullman.transfer.limiter import Limiter
 from pullman.transfer.slots import Slots
@@ -43,10 +45,13 @@ class FileReport:
     path: Path
     size: int
     status: str
-    """``downloaded`` or ``present`` (already there, nothing fetched)."""
+    """``downloaded``; ``present`` (already there); or, from a verified copy elsewhere on
+    this machine, ``linked``, ``cloned`` or ``copied`` (nothing fetched)."""
     verified: bool
     digest: str | None
     outcome: Outcome | None = None
+    shared: Path | None = None
+    """The copy elsewhere on this machine it was linked, cloned or copied from."""
 
 
 @dataclass
@@ -73,9 +78,12 @@ class Session:
         slots_for: Callable[[FileSpec], Slots] | None = None,
         limiter: Limiter | None = None,
         token: str | None = None,
+        copies: Copies | None = None,
     ) -> None:
-        """``token``: a Hub token given on the command line (never stored anywhere)."""
+        """``token``: a Hub token given on the command line (never stored anywhere);
+        ``copies``: where verified copies of files may already be (the index's, say)."""
         self.settings = settings
+        self.copies = copies or Copies()
         self.live: list[Transfer] = []
         self.finished: list[TransferStats] = []
         self._limiter = limiter
@@ -87,20 +95,26 @@ class Session:
         return self.finished + [t.statistics() for t in self.live]
 
     async def get(self, refs: Sequence[str], options: GetOptions) -> list[PlanReport]:
+        """Each ref into each of its destinations (``--to``), in order: a file the first one
+        fetched is linked into the others, not fetched again."""
         reports = []
         for text in refs:
-            plan = await self.plan(text, options)
-            reports.append(await self.fetch(plan, options))
+            for to in options.to or (None,):
+                plan = await self.plan(text, options, to=to)
+                reports.append(await self.fetch(plan, options))
         return reports
 
-    async def plan(self, text: str, options: GetOptions, *, dry_run: bool = False) -> Plan:
-        """What ``text`` needs fetched and where it lands; the store is checked first (not
-        for a ``dry_run``, which changes nothing on disk)."""
+    async def plan(
+        self, text: str, options: GetOptions, *, dry_run: bool = False, to: str | None = None
+    ) -> Plan:
+        """What ``text`` needs fetched and where it lands (in ``to``, one of ``--to``); the
+        store is checked first (not for a ``dry_run``, which changes nothing on disk)."""
         plain = options.out is not None or options.digest is not None
-        ref = parse(text, insecure=options.insecure, plain=plain)
+        routed = route(parse(text, insecure=options.insecure, plain=plain), to, options)
+        ref, options = routed.ref, routed.options
         source = source_for(ref)
         check_options(source, options)
-        store = source.store(ref, options)
+        store = routed.store or source.store(ref, options)
         if store is Store.PLAIN and options.local_dir is None and options.out is None:
             folder = options.cwd or str(self.settings.paths.downloads)
             options = replace(options, out=f"{folder.rstrip('/')}/")
@@ -125,10 +139,21 @@ class Session:
                 todo.append(spec)
             else:
                 report.files.append(present)
-        await anyio.to_thread.run_sync(self._check_space, plan, todo)
+                self.copies.remember(spec.digest, present.path)
+        copies = self._copies_for(options)
+        shareable = [] if options.force else await anyio.to_thread.run_sync(copies.any_of, todo)
+        rest = [s for s in todo if s not in shareable]
+        await anyio.to_thread.run_sync(self._check_space, plan, rest)
         failed = True
         try:
             await anyio.to_thread.run_sync(make_early, plan)
+            for spec in shareable:  # one copy on this machine: linked in, not fetched again
+                shared = await anyio.to_thread.run_sync(copies.share, spec, plan.staging)
+                if shared is None:
+                    rest.append(spec)
+                else:
+                    report.files.append(_shared_report(plan.ref, spec, shared))
+            todo = rest
             with collapse_groups():
                 async with anyio.create_task_group() as tg:
                     for spec in todo:
@@ -139,6 +164,13 @@ class Session:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._settle, plan, failed)
         return report
+
+    def _copies_for(self, options: GetOptions) -> Copies:
+        """The stores this run's options name, where a verified copy may already be."""
+        copies = self.copies
+        copies.ollama_roots = (layout_for(Store.OLLAMA).root(options),)
+        copies.hf_caches = (layout_for(Store.HF_CACHE).root(options),)
+        return copies
 
     def _settle(self, plan: Plan, failed: bool) -> None:
         """What a plan made belongs to the store's owner; a failed one that got nothing
@@ -183,6 +215,7 @@ class Session:
         finally:
             self.live.remove(transfer)
             self.finished.append(transfer.statistics())
+        self.copies.remember(spec.digest, spec.final or outcome.dest)
         report.files.append(
             FileReport(
                 ref=plan.ref,
@@ -195,6 +228,13 @@ class Session:
                 outcome=None if outcome.reused else outcome,
             )
         )
+
+
+def _shared_report(ref: str, spec: FileSpec, shared: Shared) -> FileReport:
+    size = spec.size or 0
+    digest = str(spec.digest) if spec.digest else None
+    path = spec.final or spec.dest
+    return FileReport(ref, spec.name, path, size, shared.how, True, digest, shared=shared.source)
 
 
 def _finish_plan(plan: Plan) -> None:

@@ -4,7 +4,8 @@ Layers (docs/architecture.md): a module imports only modules of its own layer or
 
 - 0 pure core: ``pullman`` (its version), ``pullman.errors``, ``pullman.core``;
 - 1 adapters: ``pullman.net`` (the only importer of the HTTP clients), ``pullman.fsio``,
-  ``pullman.procs``, ``pullman.sources``, ``pullman.layouts``, ``pullman.index``;
+  ``pullman.procs``, ``pullman.sources``, ``pullman.layouts``, ``pullman.index``,
+  ``pullman.copies``;
 - 2 engines: ``pullman.transfer``, ``pullman.session``, ``pullman.scheduler``, ...;
 - 3 edges: ``pullman.cli``, ``pullman.daemon``, ``pullman.progress``, ``pullman.service``, ...
 
@@ -35,6 +36,7 @@ LAYERS: dict[str, int] = {
     "pullman.sources": 1,
     "pullman.layouts": 1,
     "pullman.index": 1,
+    "pullman.copies": 1,
     "pullman.transfer": 2,
     "pullman.config": 2,
     "pullman.session": 2,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from pullman.index import Index
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("pullman")
 
 _EPILOG = "Exit codes:\n\n" + "\n\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
@@ -89,7 +90,17 @@ OLLAMA_DIR = click.option(
     metavar="DIR",
     help="Ollama models directory (default: $OLLAMA_MODELS, else ~/.ollama/models).",
 )
+LMSTUDIO_DIR = click.option(
+    "--lmstudio-dir",
+    metavar="DIR",
+    help="LM Studio's models directory (default: [stores] lmstudio, else LM Studio's home's).",
+)
 JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+
+
+def STORE_DIRS(fn: F) -> F:
+    """``--ollama-dir`` and ``--lmstudio-dir``: the stores a store command looks at."""
+    return OLLAMA_DIR(LMSTUDIO_DIR(fn))
 
 
 def echo_json(doc: Any) -> None:

@@ -49,6 +49,7 @@ def get(context: Context, /, **params: Any) -> None:
     if request.via_server:
         _via_server(request, context.settings.transfer.proxies)
         return
+    request = request.with_stores(context.settings.stores)
     request.check()
     settings = request.settings(context.settings)
     if request.dry_run:
@@ -72,7 +73,11 @@ def _dry_run(request: GetRequest, settings: Settings) -> None:
     options = request.job().get
 
     async def work() -> list[Plan]:
-        return [await session.plan(text, options, dry_run=True) for text in request.refs]
+        return [
+            await session.plan(text, options, dry_run=True, to=to)
+            for text in request.refs
+            for to in options.to or (None,)
+        ]
 
     reports.dry_run(run_async(work), request.as_json)
 
@@ -168,9 +173,9 @@ def _via_server(request: GetRequest, proxies: Proxies) -> None:
         )
     from pullman.transfer.via_server import ServerPull, ServerPullOutcome  # the ollama client
 
-    if request.output or request.sha256 or request.ollama_dir:
+    if request.output or request.sha256 or request.ollama_dir or request.to:
         raise UsageError(
-            "--via-server cannot be combined with -o, --sha256 or --ollama-dir",
+            "--via-server cannot be combined with -o, --sha256, --to or --ollama-dir",
             hint="the Ollama server writes to its own models directory",
         )
     names = []

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from pullman.cli.app import JSON, OLLAMA_DIR
+from pullman.cli.app import JSON, LMSTUDIO_DIR, OLLAMA_DIR
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,7 +25,15 @@ _OPTIONS = [
         metavar="PATH",
         help="Where a URL's file goes (a file path, or a directory ending in /).",
     ),
+    click.option(
+        "--to",
+        multiple=True,
+        metavar="APP|DIR",
+        help="Where it lands: hf, ollama, lmstudio or a directory (repeatable; one copy "
+        "on disk, linked into each). Default: the ref's own store.",
+    ),
     OLLAMA_DIR,
+    LMSTUDIO_DIR,
     click.option(
         "--include",
         multiple=True,

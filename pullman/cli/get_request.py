@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from pullman.config import Settings
+from pullman.config import Settings, StoresConfig
 from pullman.core.digests import parse_sha256_option
 from pullman.core.jobs import GetOptions, JobOptions
 from pullman.core.units import parse_rate
@@ -20,6 +20,7 @@ from pullman.layouts import pin as pin_store
 from pullman.progress import ProgressView
 from pullman.sources import parse
 from pullman.sources import pin as pin_source
+from pullman.sources.routes import check_to
 
 ASK = "-"
 """``--token`` without a file: ask for it."""
@@ -32,7 +33,9 @@ class GetRequest:
     refs: tuple[str, ...]
     sha256: str | None
     output: str | None
+    to: tuple[str, ...]
     ollama_dir: str | None
+    lmstudio_dir: str | None
     include: tuple[str, ...]
     exclude: tuple[str, ...]
     local_dir: str | None
@@ -79,6 +82,8 @@ class GetRequest:
             force=self.force,
             insecure=self.insecure,
             ollama_dir=self.ollama_dir,
+            lmstudio_dir=_absolute(self.lmstudio_dir),
+            to=tuple(dict.fromkeys(check_to(t) for t in self.to)),
             verify_existing=self.verify_existing,
             include=self.include,
             exclude=self.exclude,
@@ -115,6 +120,14 @@ class GetRequest:
         if not token or any(ch.isspace() for ch in token):
             raise UsageError("--token: that is not a token", hint="a token is one word, hf_...")
         return token
+
+    def with_stores(self, stores: StoresConfig) -> GetRequest:
+        """``[stores]`` where the flags did not say."""
+        return replace(
+            self,
+            ollama_dir=self.ollama_dir or stores.ollama,
+            lmstudio_dir=self.lmstudio_dir or stores.lmstudio,
+        )
 
     def settings(self, base: Settings) -> Settings:
         if self.connections is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -51,7 +52,8 @@ def plan(report: PlanReport) -> None:
         files(report.files)
         return
     fetched = [f for f in report.files if f.outcome is not None]
-    present = len(report.files) - len(fetched)
+    present = sum(f.status == "present" for f in report.files)
+    shared = [f for f in report.files if f.shared is not None]
     size = sum(f.size for f in report.files)
     line = f"{p.title}: {len(report.files)} {p.unit} verified, {human(size)}"
     if fetched:
@@ -59,10 +61,19 @@ def plan(report: PlanReport) -> None:
         line += f"; fetched {human(report.fetched)} in {seconds:.1f} s"
     if present:
         line += f"; {present} already present"
+    if shared:
+        line += f"; {_shared(shared)}"
     click.echo(line)
     if p.location is not None:
         label, where = p.location
         click.echo(f"  {label}: {where}")
+
+
+def _shared(reports: Sequence[FileReport]) -> str:
+    """``2 linked from other stores (4.1 GiB not fetched)``, and how (cloned, copied)."""
+    hows = sorted({r.status for r in reports})
+    size = sum(r.size for r in reports)
+    return f"{len(reports)} {'/'.join(hows)} from other stores ({human(size)} not fetched)"
 
 
 def files(reports: Sequence[FileReport]) -> None:
@@ -70,6 +81,9 @@ def files(reports: Sequence[FileReport]) -> None:
         mark = "verified" if r.verified else "unverified: no digest to check against"
         if r.status == "present":
             click.echo(f"already present ({mark}): {r.path}")
+            continue
+        if r.shared is not None:
+            click.echo(f"{r.status} from {r.shared} ({mark}, nothing fetched): {r.path}")
             continue
         o = r.outcome
         assert o is not None
@@ -93,6 +107,8 @@ def file_json(r: FileReport) -> dict[str, Any]:
         "verified": r.verified,
         "digest": r.digest,
     }
+    if r.shared is not None:
+        doc.update(shared_from=str(r.shared), links=_links(r.path))
     if r.outcome is not None:
         o = r.outcome
         doc.update(
@@ -106,6 +122,14 @@ def file_json(r: FileReport) -> dict[str, Any]:
             discarded=o.discarded,
         )
     return doc
+
+
+def _links(path: Path) -> int | None:
+    """How many names the file has (a file shared by three apps: 3)."""
+    try:
+        return path.stat().st_nlink
+    except OSError:
+        return None
 
 
 def via_server(outcome: ServerPullOutcome) -> None:

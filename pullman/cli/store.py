@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, replace
 
 import anyio
 import click
 
 from pullman import maintenance
-from pullman.cli.app import JSON, OLLAMA_DIR, Context, cli, echo_json, pass_context, run_async
-from pullman.core.inventory import BlobCheck
+from pullman.cli.app import JSON, STORE_DIRS, Context, cli, echo_json, pass_context, run_async
+from pullman.core.inventory import BlobCheck, sharing
 from pullman.core.jobs import GetOptions
 from pullman.core.units import human
 from pullman.daemon import daemon_pid
@@ -17,40 +18,74 @@ from pullman.errors import IntegrityError, UsageError
 from pullman.layouts import layout_for, stores
 from pullman.session import Session
 from pullman.sources import parse, source_for
+from pullman.sources.routes import APPS, route
 
 
-def _roots(ollama_dir: str | None) -> maintenance.Roots:
-    return maintenance.roots(GetOptions(ollama_dir=ollama_dir))
+def _options(context: Context, ollama_dir: str | None, lmstudio_dir: str | None) -> GetOptions:
+    """The stores these flags (else ``[stores]``, else the defaults) name."""
+    stores_config = context.settings.stores
+    return GetOptions(
+        ollama_dir=ollama_dir or stores_config.ollama,
+        lmstudio_dir=lmstudio_dir or stores_config.lmstudio,
+    )
+
+
+def _roots(options: GetOptions) -> maintenance.Roots:
+    return maintenance.roots(options)
 
 
 @cli.command("ls")
-@OLLAMA_DIR
+@STORE_DIRS
 @JSON
-def ls_command(ollama_dir: str | None, as_json: bool) -> None:
-    """List the models in the Ollama store and the Hugging Face cache, with size and state."""
-    roots = _roots(ollama_dir)
+@pass_context
+def ls_command(
+    context: Context, ollama_dir: str | None, lmstudio_dir: str | None, as_json: bool
+) -> None:
+    """List the models in every app's store (Ollama, the HF cache, LM Studio): size, state,
+    and which other apps see the same files."""
+    roots = _roots(_options(context, ollama_dir, lmstudio_dir))
     entries = [e for layout, root in roots for e in layout.entries(root)]
+    shares, saved = sharing([(e, maintenance.inodes(e.files)) for e in entries])
     if as_json:
-        echo_json([e.to_json() for e in entries])
+        echo_json([e.to_json() | asdict(s) for e, s in zip(entries, shares, strict=True)])
         return
     if not entries:
         click.echo(f"no models in {' or '.join(str(root) for _, root in roots)}")
-    for e in entries:
+    for e, share in zip(entries, shares, strict=True):
         state = f"{e.state} ({e.note})" if e.note and e.state == "incomplete" else e.state
         note = f"  {e.note}" if e.note and e.state != "incomplete" else ""
-        click.echo(f"{e.name:<40} {human(e.size):>10}  {state}{note}")
+        also = f"  also in {', '.join(share.shared_with)}" if share.shared_with else ""
+        click.echo(f"{e.name:<40} {e.store.value:<8} {human(e.size):>10}  {state}{note}{also}")
+    if saved:
+        click.echo(f"sharing saves {human(saved)}: the same files, linked into each app")
 
 
 @cli.command("rm")
 @click.argument("ref")
-@OLLAMA_DIR
+@click.option(
+    "--from",
+    "app",
+    type=click.Choice(sorted(APPS)),
+    help="The app to remove it from (default: the ref's own store); other apps keep theirs.",
+)
+@STORE_DIRS
 @JSON
-def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
-    """Remove a model: its manifest (or HF snapshot), and the blobs nothing else uses."""
-    parsed = parse(ref)
-    options = GetOptions(ollama_dir=ollama_dir)
-    layout = layout_for(source_for(parsed).store(parsed, options))
-    removal = layout.remove(layout.root(options), parsed)
+@pass_context
+def rm_command(
+    context: Context,
+    ref: str,
+    app: str | None,
+    ollama_dir: str | None,
+    lmstudio_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Remove a model: its manifest (or HF snapshot, or LM Studio folder), and the files
+    nothing else in that store uses. Files another app shares stay there."""
+    options = _options(context, ollama_dir, lmstudio_dir)
+    routed = route(parse(ref), app, options)
+    store = routed.store or source_for(routed.ref).store(routed.ref, options)
+    layout = layout_for(store)
+    removal = layout.remove(layout.root(options), routed.ref)
     if as_json:
         echo_json(removal.to_json())
     else:
@@ -59,7 +94,7 @@ def rm_command(ref: str, ollama_dir: str | None, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("ref", required=False)
-@OLLAMA_DIR
+@STORE_DIRS
 @click.option("--repair", is_flag=True, help="Delete bad blobs and fetch those models again.")
 @click.option("--insecure", is_flag=True, help="For --repair: allow http:// registries.")
 @JSON
@@ -68,12 +103,13 @@ def verify(
     context: Context,
     ref: str | None,
     ollama_dir: str | None,
+    lmstudio_dir: str | None,
     repair: bool,
     insecure: bool,
     as_json: bool,
 ) -> None:
     """Re-hash the stores' blobs against their digests (one model with REF)."""
-    options = GetOptions(ollama_dir=ollama_dir, insecure=insecure)
+    options = replace(_options(context, ollama_dir, lmstudio_dir), insecure=insecure)
     checks = _blobs_to_check(ref, options)
 
     async def work() -> list[BlobCheck]:
@@ -130,10 +166,21 @@ def _blobs_to_check(ref: str | None, options: GetOptions) -> list[BlobCheck]:
 
 
 async def _check_all(checks: list[BlobCheck]) -> list[BlobCheck]:
+    """Each file is hashed once, however many stores (names) share it."""
     limiter = anyio.CapacityLimiter(2)
-    return [
-        await anyio.to_thread.run_sync(maintenance.check_blob, c, limiter=limiter) for c in checks
-    ]
+    seen: dict[tuple[int, int, str], str] = {}
+    results = []
+    for c in checks:
+        where = maintenance.inode(c.path)
+        key = (*where, str(c.digest)) if where is not None else None
+        if key is not None and key in seen:
+            results.append(c.checked(seen[key]))
+            continue
+        result = await anyio.to_thread.run_sync(maintenance.check_blob, c, limiter=limiter)
+        if key is not None:
+            seen[key] = result.state
+        results.append(result)
+    return results
 
 
 async def _repair(context: Context, bad: list[BlobCheck], options: GetOptions) -> None:
@@ -145,7 +192,7 @@ async def _repair(context: Context, bad: list[BlobCheck], options: GetOptions) -
 
 
 @cli.command()
-@OLLAMA_DIR
+@STORE_DIRS
 @click.option("--dry-run", is_flag=True, help="List what would go, with sizes; delete nothing.")
 @click.option(
     "--min-age",
@@ -158,10 +205,15 @@ async def _repair(context: Context, bad: list[BlobCheck], options: GetOptions) -
 @JSON
 @pass_context
 def gc(
-    context: Context, ollama_dir: str | None, dry_run: bool, min_age: float, as_json: bool
+    context: Context,
+    ollama_dir: str | None,
+    lmstudio_dir: str | None,
+    dry_run: bool,
+    min_age: float,
+    as_json: bool,
 ) -> None:
     """Remove abandoned partial downloads and blobs no model uses."""
-    roots = _roots(ollama_dir)
+    roots = _roots(_options(context, ollama_dir, lmstudio_dir))
     extra = [context.settings.paths.downloads / ".pullman-partial"]
     found = maintenance.garbage(roots, context.index.jobs(), min_age, time.time(), extra)
     freed = 0 if dry_run else maintenance.remove(found)
@@ -183,14 +235,16 @@ def gc(
 
 
 @cli.command()
-@OLLAMA_DIR
+@STORE_DIRS
 @JSON
 @pass_context
-def doctor(context: Context, ollama_dir: str | None, as_json: bool) -> None:
+def doctor(
+    context: Context, ollama_dir: str | None, lmstudio_dir: str | None, as_json: bool
+) -> None:
     """Check pullman's state and rebuild the index from the stores (no data is touched)."""
     index = context.index
     back = index.recover_orphans()
-    roots = _roots(ollama_dir)
+    roots = _roots(_options(context, ollama_dir, lmstudio_dir))
     rebuilt = maintenance.rebuild_index(index, roots)
     leftovers = list(maintenance.partials(maintenance.staging_dirs(roots), 0, time.time()))
     pid = daemon_pid(context.settings.paths)

@@ -28,11 +28,44 @@ class StoreEntry:
     """Store-specific fields for ``--json`` (``missing_blobs``, ``revisions``)."""
     blobs: tuple[tuple[str, str], ...] = ()
     """``(path relative to the store root, digest)`` of each file, where the store knows them."""
+    files: tuple[Path, ...] = ()
+    """Every data file it uses (``ls`` counts the bytes it shares with other stores)."""
 
     def to_json(self) -> dict[str, Any]:
         doc = {"name": self.name, "store": self.store.value, "size": self.size}
         doc.update(state=self.state, **self.details, path=str(self.path))
         return doc
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """What one store entry shares with other stores (the same files, hard-linked)."""
+
+    shared_with: tuple[str, ...] = ()
+    """The other stores (``hf``, ``lmstudio``, ``ollama``) that see some of its bytes."""
+    shared_bytes: int = 0
+    """How many of its bytes another store sees too."""
+
+
+def sharing(
+    entries: list[tuple[StoreEntry, list[tuple[int, int, int]]]],
+) -> tuple[list[Sharing], int]:
+    """Per entry, what it shares; and the bytes saved on disk overall (a file seen by ``k``
+    stores saves ``k - 1`` copies). ``entries``: each with its files' ``(dev, ino, size)``."""
+    stores_of: dict[tuple[int, int], set[str]] = {}
+    size_of: dict[tuple[int, int], int] = {}
+    for entry, files in entries:
+        for dev, ino, size in files:
+            stores_of.setdefault((dev, ino), set()).add(entry.store.value)
+            size_of[(dev, ino)] = size
+    shares = []
+    for entry, files in entries:
+        inodes = {(dev, ino) for dev, ino, _ in files}
+        others = {s for i in inodes for s in stores_of[i]} - {entry.store.value}
+        shared = sum(size_of[i] for i in inodes if len(stores_of[i]) > 1)
+        shares.append(Sharing(tuple(sorted(others)), shared))
+    saved = sum(size_of[i] * (len(s) - 1) for i, s in stores_of.items())
+    return shares, saved
 
 
 @dataclass(frozen=True)

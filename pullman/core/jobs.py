@@ -89,6 +89,11 @@ class GetOptions:
     """``--revision``: the Hub revision, over the ref's ``@rev``."""
     cwd: str | None = None
     """The directory the command ran in: a URL without ``-o`` lands there (as with curl)."""
+    lmstudio_dir: str | None = None
+    """LM Studio's models directory (``--lmstudio-dir``, ``[stores] lmstudio``)."""
+    to: tuple[str, ...] = ()
+    """``--to``: where the download lands (``hf``, ``ollama``, ``lmstudio`` or a directory),
+    each once; empty: the ref's own store."""
 
 
 def _to_json(value: Any) -> Any:

@@ -26,6 +26,8 @@ class Store(Enum):
     """The Ollama models directory: ``blobs/`` and ``manifests/``."""
     HF_CACHE = "hf"
     """The Hugging Face hub cache: ``blobs/``, ``snapshots/<commit>/``, ``refs/``."""
+    LMSTUDIO = "lmstudio"
+    """LM Studio's models directory: ``<publisher>/<repo>/<file>.gguf``."""
 
     @property
     def index_source(self) -> IndexSource:
@@ -33,11 +35,12 @@ class Store(Enum):
         return _INDEX_SOURCES[self]
 
 
-IndexSource = Literal["ollama", "hf", "url"]
+IndexSource = Literal["ollama", "hf", "url", "lmstudio"]
 _INDEX_SOURCES: dict[Store, IndexSource] = {
     Store.PLAIN: "url",
     Store.OLLAMA: "ollama",
     Store.HF_CACHE: "hf",
+    Store.LMSTUDIO: "lmstudio",
 }
 
 
@@ -64,6 +67,9 @@ class RemoteFile:
     auth_to: tuple[str, ...] = ()
     """Other origins (as URLs) the source trusts with ``auth``, such as every Hub host."""
     insecure: bool = False
+    role: str = ""
+    """What the file is to its model, where the source says: an Ollama layer's kind
+    (``model``, ``projector``, ``template``, ...)."""
 
     def spec(
         self,
@@ -238,6 +244,13 @@ class Plan:
     early: tuple[Path, ...] = ()
     """Directories made before any byte is fetched (a reader of the store then sees a repo
     in progress, not a damaged one)."""
+    home: Path | None = None
+    """Where ``staging`` may lie when that is outside ``root`` (LM Studio's home: partial
+    files stay out of its models tree)."""
+
+    @property
+    def staging_root(self) -> Path:
+        return self.home or self.root
 
     @property
     def total_size(self) -> int:

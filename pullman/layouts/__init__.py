@@ -66,6 +66,7 @@ class Layout(Protocol):
 @functools.cache
 def _layouts() -> dict[Store, Layout]:
     from pullman.layouts.hf_cache import HfCacheLayout
+    from pullman.layouts.lmstudio import LmStudioLayout
     from pullman.layouts.ollama import OllamaLayout
     from pullman.layouts.plain import PlainLayout
 
@@ -73,6 +74,7 @@ def _layouts() -> dict[Store, Layout]:
         Store.PLAIN: PlainLayout(),
         Store.OLLAMA: OllamaLayout(),
         Store.HF_CACHE: HfCacheLayout(),
+        Store.LMSTUDIO: LmStudioLayout(),
     }
 
 

@@ -3,6 +3,7 @@ order, and a writability check before any byte."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import time
@@ -19,13 +20,19 @@ STAGING = ".pullman-partial"
 def check_plan(plan: Plan) -> None:
     """Refuse, before anything is written, a plan that would write outside its store."""
     made = [*(f.dest for f in plan.files), *(x.path for x in plan.finals), *plan.early]
-    for path in [*made, plan.staging]:
+    for path in made:
         if not inside(plan.root, path):
             raise RemoteError(
                 f"refusing to write {path}: it is outside {plan.root}",
                 why="a name or digest from the server would escape the store",
                 hint="the server is broken or hostile; nothing was written",
             )
+    if not inside(plan.staging_root, plan.staging):
+        raise StorageError(
+            f"refusing to stage in {plan.staging}: it is outside {plan.staging_root}",
+            why="the staging area (or a directory above it) is a link out of the store",
+            hint="remove the link; pullman makes the directory itself",
+        )
     held = {x.source for x in plan.finals if isinstance(x, Move)}  # held there on purpose
     for path in [
         *(f.dest for f in plan.files if f.dest not in held),
@@ -129,6 +136,11 @@ def made_paths(plan: Plan) -> list[Path]:
     return list(paths)
 
 
+def url_key(url: str, dest: Path) -> str:
+    """A staging key for a file without a digest: the same URL to the same path resumes."""
+    return "url-" + hashlib.sha256(f"{url}\n{dest}".encode()).hexdigest()[:32]
+
+
 def check_writable(root: Path, hint: str) -> None:
     """A clear error, before any download, when ``root`` cannot be created or written."""
     try:
@@ -147,3 +159,12 @@ def older_than(path: Path, min_age: float, now: float) -> bool:
         return now - path.stat().st_mtime >= min_age
     except OSError:
         return False
+
+
+def unshared_size(path: Path) -> int:
+    """What deleting this name frees: nothing while another name (another app's) holds it."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return 0
+    return st.st_size if st.st_nlink <= 1 else 0

@@ -169,6 +169,7 @@ def remove_repo(root: Path, repo_id: str, repo_type: str, revision: str | None) 
     if not commits:
         raise NotFound(f"{name} has no cached revision {revision!r}")
     strategy = info.delete_revisions(*commits)
+    freed = sum(common.unshared_size(blob) for blob in strategy.blobs)  # shared: another app's
     with disk_errors(root):
         strategy.execute()
         # Whole repo gone from the cache: drop pullman's staging area with it.
@@ -176,7 +177,7 @@ def remove_repo(root: Path, repo_id: str, repo_type: str, revision: str | None) 
             (repo.repo_path / "snapshots").iterdir()
         ):
             shutil.rmtree(repo.repo_path, ignore_errors=True)
-    return RepoRemoval(name, tuple(commits), strategy.expected_freed_size)
+    return RepoRemoval(name, tuple(commits), freed)
 
 
 def _entry(repo: RepoEntry) -> StoreEntry:
@@ -191,6 +192,7 @@ def _entry(repo: RepoEntry) -> StoreEntry:
         repo.state,
         note,
         {"revisions": list(repo.revisions)},
+        files=tuple(sorted((repo.path / "blobs").glob("*"))),
     )
 
 

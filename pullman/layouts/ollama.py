@@ -225,6 +225,7 @@ def _entry(root: Path, model: ModelEntry) -> StoreEntry:
         note,
         {"missing_blobs": model.missing},
         blobs,
+        tuple(blob_path(root, d) for d in model.digests),
     )
 
 
@@ -278,7 +279,7 @@ def _held(root: Path, min_age: float, now: float) -> Iterator[Garbage]:
     for held in sorted(staging.glob("sha256-*")) if staging.is_dir() else []:
         hex_digest = held.name.removeprefix("sha256-")
         if SHA256_HEX.fullmatch(hex_digest) and common.older_than(held, min_age, now):
-            yield Garbage("held", held, held.stat().st_size)
+            yield Garbage("held", held, common.unshared_size(held))
 
 
 def _has(path: Path, size: int) -> bool:
@@ -354,7 +355,7 @@ class OllamaLayout:
             hex_digest = blob.name.removeprefix("sha256-")
             unused = SHA256_HEX.fullmatch(hex_digest) and hex_digest not in used
             if unused and common.older_than(blob, min_age, now):
-                yield Garbage("unreferenced", blob, blob.stat().st_size)
+                yield Garbage("unreferenced", blob, common.unshared_size(blob))
         yield from _held(root, min_age, now)
 
     def staging_dirs(self, root: Path) -> list[Path]:

@@ -10,7 +10,6 @@ the stores.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +59,8 @@ class PlainLayout:
         if options.local_dir is None:
             return self._place_url(release, options)
         specs = tuple(
-            f.spec(root / f.path, f.key or _key(f.url, root / f.path)) for f in release.files
+            f.spec(root / f.path, f.key or common.url_key(f.url, root / f.path))
+            for f in release.files
         )
         return Plan(
             release.ref,
@@ -84,7 +84,7 @@ class PlainLayout:
             )
         f = release.files[0]
         dest = destination(options.out or f".{os.sep}", f.path)
-        spec = f.spec(dest, f.key or _key(f.url, dest), name=dest.name)
+        spec = f.spec(dest, f.key or common.url_key(f.url, dest), name=dest.name)
         return Plan(
             release.ref,
             (spec,),
@@ -129,8 +129,3 @@ def _hub_metadata(release: Release, root: Path) -> list[Final]:
         for f in release.files
         if f.digest is not None
     ]
-
-
-def _key(url: str, dest: Path) -> str:
-    """A staging key for a file without a digest: the same URL to the same path resumes."""
-    return "url-" + hashlib.sha256(f"{url}\n{dest}".encode()).hexdigest()[:32]

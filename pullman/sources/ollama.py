@@ -206,6 +206,7 @@ async def release_of(ref: OllamaRef, registry: Registry) -> Release:
             key=layer.blob_name,
             auth=resolved.auth,
             insecure=registry.insecure,
+            role=layer.kind,
         )
         for layer in resolved.manifest.blobs
     )

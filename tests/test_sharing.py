@@ -1,0 +1,202 @@
+"""One copy, every app: a GGUF fetched once lands in the HF cache, LM Studio's tree and
+Ollama's store as one inode; the other destinations fetch nothing; removing it from one app
+keeps the others whole; across file systems it is copied (and checked), never a symlink."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pullman.core.units import human
+from pullman.testing import Simulator, make_data
+from pullman.testing.hub import HubSimulator
+from pullman.testing.registry import OllamaRegistry
+
+from helpers import KiB, cli_env, pullman
+
+GGUF = b"GGUF" + make_data(600 * KiB, 7)
+NAME = "M-Q4_K_M.gguf"
+HEX = hashlib.sha256(GGUF).hexdigest()
+EVERY_APP = ("--to", "hf", "--to", "lmstudio", "--to", "ollama")
+
+
+class Apps:
+    """The Hub, hf.co's Ollama registry (both on the simulator) and three empty stores."""
+
+    def __init__(self, sim: Simulator, tmp_path: Path) -> None:
+        self.hub = HubSimulator(sim)
+        self.commit = self.hub.add_repo("org/M-GGUF", {NAME: GGUF, "README.md": b"# M\n"})
+        self.registry = OllamaRegistry(sim)
+        layers = [("model", GGUF), ("template", b"{{ .Prompt }}"), ("params", b"{}")]
+        self.manifest = self.registry.add_model("org/M-GGUF", "Q4_K_M", layers=layers)
+        self.cache, self.lmstudio = tmp_path / "hf", tmp_path / "lms" / "models"
+        self.ollama = tmp_path / "ollama"
+        self.lmstudio.mkdir(parents=True)
+        self.home = tmp_path
+        self.env = cli_env(
+            tmp_path / "home",
+            HF_ENDPOINT=self.hub.endpoint,
+            HF_HUB_CACHE=str(self.cache),
+            PULLMAN_HF_REGISTRY=sim.origin.url,
+            OLLAMA_MODELS=str(self.ollama),
+            PULLMAN_STORES_LMSTUDIO=str(self.lmstudio),
+        )
+
+    def run(self, *args: str):  # type: ignore[no-untyped-def]
+        return pullman(*args, home=self.home, env=self.env)
+
+    def hub_bytes(self) -> int:
+        repo = self.hub.repos[("model", "org/M-GGUF")]
+        return repo.commits[self.commit].files[NAME].sim_file.bytes_sent
+
+    def registry_bytes(self) -> int:
+        return self.registry.blob(GGUF).bytes_sent
+
+    @property
+    def places(self) -> dict[str, Path]:
+        return {
+            "hf": self.cache / "models--org--M-GGUF" / "blobs" / HEX,
+            "lmstudio": self.lmstudio / "org" / "M-GGUF" / NAME,
+            "ollama": self.ollama / "blobs" / f"sha256-{HEX}",
+        }
+
+
+PROBE = 64
+"""Bytes a first request may read beyond the file (pullman's one-byte range probe)."""
+
+
+def fetched_once(apps: Apps) -> bool:
+    return len(GGUF) <= apps.hub_bytes() <= len(GGUF) + PROBE
+
+
+@pytest.fixture
+def apps(sim: Simulator, tmp_path: Path) -> Apps:
+    return Apps(sim, tmp_path)
+
+
+def test_one_download_lands_in_three_apps_as_one_inode(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", *EVERY_APP, "--json")
+    assert r.returncode == 0, r.stderr
+    docs = {(Path(d["path"]).name, d["status"]) for d in json.loads(r.stdout)}
+    assert (HEX, "downloaded") in docs and (NAME, "linked") in docs  # HF cache, LM Studio
+    assert (f"sha256-{HEX}", "linked") in docs  # Ollama's model layer: the same GGUF
+    inodes = {app: path.stat() for app, path in apps.places.items()}
+    assert len({(st.st_dev, st.st_ino) for st in inodes.values()}) == 1
+    assert all(st.st_nlink == 3 for st in inodes.values())
+    assert fetched_once(apps)  # from the Hub's CDN
+    assert apps.registry_bytes() == 0  # the registry's copy of the layer: not a byte
+    manifest = apps.ollama / "manifests" / "hf.co" / "org" / "M-GGUF" / "Q4_K_M"
+    assert manifest.read_bytes() == apps.manifest
+    assert not list(apps.lmstudio.rglob("*.part")) and not list(apps.lmstudio.rglob(".*"))
+    _hf_reads_it_offline(apps)
+
+
+def _hf_reads_it_offline(apps: Apps) -> None:
+    """The real huggingface_hub, offline, finds the file in the cache pullman wrote."""
+    code = (
+        "import sys; from huggingface_hub import hf_hub_download; "
+        f"print(hf_hub_download('org/M-GGUF', {NAME!r}, cache_dir=sys.argv[1], "
+        "local_files_only=True))"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(apps.cache)], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()).read_bytes() == GGUF
+
+
+def test_a_later_destination_links_what_an_earlier_run_fetched(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M")  # into the HF cache, its natural store
+    assert r.returncode == 0, r.stderr
+    fetched = apps.hub_bytes()
+    r = apps.run("get", "hf.co/org/M-GGUF:Q4_K_M")  # the Ollama name, another day
+    assert r.returncode == 0, r.stderr
+    assert "1 linked from other stores" in r.stdout
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio")
+    assert r.returncode == 0, r.stderr
+    assert apps.hub_bytes() == fetched and apps.registry_bytes() == 0
+    assert apps.places["lmstudio"].stat().st_nlink == 3
+
+
+def test_removing_it_from_one_app_keeps_the_others_whole(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", *EVERY_APP)
+    assert r.returncode == 0, r.stderr
+    r = apps.run("rm", "hf://org/M-GGUF", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["freed"] == 0  # the bytes are still another app's
+    assert not apps.places["hf"].exists()
+    for app in ("lmstudio", "ollama"):
+        assert apps.places[app].read_bytes() == GGUF
+        assert apps.places[app].stat().st_nlink == 2
+    r = apps.run("rm", "hf.co/org/M-GGUF:Q4_K_M", "--from", "lmstudio")
+    assert r.returncode == 0, r.stderr
+    assert not (apps.lmstudio / "org").exists()
+    assert apps.places["ollama"].read_bytes() == GGUF
+    assert apps.places["ollama"].stat().st_nlink == 1
+
+
+def test_ls_shows_which_apps_see_a_model_and_the_bytes_saved(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", *EVERY_APP)
+    assert r.returncode == 0, r.stderr
+    r = apps.run("ls", "--json")
+    assert r.returncode == 0, r.stderr
+    entries = {e["store"]: e for e in json.loads(r.stdout)}
+    assert set(entries) == {"hf", "lmstudio", "ollama"}
+    assert entries["lmstudio"]["name"] == "org/M-GGUF"
+    assert sorted(entries["lmstudio"]["shared_with"]) == ["hf", "ollama"]
+    assert entries["lmstudio"]["shared_bytes"] == len(GGUF)
+    r = apps.run("ls")
+    assert f"sharing saves {human(2 * len(GGUF))}" in r.stdout, r.stdout
+
+
+def test_across_file_systems_the_copy_is_checked_and_said(apps: Apps, tmp_path: Path) -> None:
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system (/dev/shm as tmpfs)")
+    other = shm / f"pullman-test-{os.getpid()}-lms"
+    other.mkdir()  # LM Studio's home, on another file system
+    try:
+        r = apps.run("get", "hf://org/M-GGUF:Q4_K_M")
+        assert r.returncode == 0, r.stderr
+        r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", "--lmstudio-dir",
+                     str(other / "models"), "--json")  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        [doc] = [d for d in json.loads(r.stdout) if d["name"] == NAME]
+        assert doc["status"] in ("copied", "cloned")
+        assert "copied from" in r.stderr or doc["status"] == "cloned"
+        placed = other / "models" / "org" / "M-GGUF" / NAME
+        assert placed.read_bytes() == GGUF and not placed.is_symlink()
+        assert fetched_once(apps)
+    finally:
+        shutil.rmtree(other, ignore_errors=True)
+
+
+def test_a_corrupt_copy_elsewhere_is_not_shared(apps: Apps, tmp_path: Path) -> None:
+    """A cross-device copy is hashed on the way; a bad one is skipped and the file fetched."""
+    r = apps.run("get", "hf.co/org/M-GGUF:Q4_K_M")
+    assert r.returncode == 0, r.stderr
+    blob = apps.places["ollama"]
+    raw = bytearray(blob.read_bytes())
+    raw[1000] ^= 1
+    blob.write_bytes(bytes(raw))  # same size, wrong bytes (and one name: no link shares it)
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or os.stat(shm).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system (/dev/shm as tmpfs)")
+    cache = shm / f"pullman-test-{os.getpid()}-hf"
+    try:
+        r = pullman("get", "hf://org/M-GGUF:Q4_K_M", "--cache-dir", str(cache), home=apps.home,
+                    env=apps.env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        assert "does not match its digest" in r.stderr
+        assert fetched_once(apps)  # from the Hub: the bad copy was not used
+        assert (cache / "models--org--M-GGUF" / "blobs" / HEX).read_bytes() == GGUF
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
