@@ -94,10 +94,9 @@ class NetworkConfig:
 
 @dataclass(frozen=True)
 class StoresConfig:
-    """``[stores]``: where the apps' stores are, when not where they are found by default
-    (the flags ``--ollama-dir`` and ``--lmstudio-dir`` win over these)."""
+    """``[stores]``: where an app's store is when it is not where it is found by default
+    (``--lmstudio-dir`` wins). Ollama's is ``OLLAMA_MODELS``, as for Ollama itself."""
 
-    ollama: str | None = None
     lmstudio: str | None = None
 
 

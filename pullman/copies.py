@@ -58,6 +58,8 @@ class Copies:
     lookup: Lookup | None = None
     placed: dict[str, Path] = field(default_factory=dict)
     """What this run put in place, by digest."""
+    enabled: bool = True
+    """Off for ``verify --repair``: a bad file is bad under every name it has."""
 
     def remember(self, digest: Digest | None, path: Path) -> None:
         if digest is not None and digest.algorithm == "sha256":
@@ -80,7 +82,9 @@ class Copies:
     def find(self, spec: FileSpec) -> Iterator[Path]:
         """Regular files of ``spec``'s size that hold its sha256, other than ``spec``'s own."""
         digest = spec.digest
-        if digest is None or digest.algorithm != "sha256" or spec.size is None:
+        if not self.enabled or digest is None or digest.algorithm != "sha256":
+            return
+        if spec.size is None:
             return
         mine = {os.path.realpath(p) for p in spec.places}
         seen: set[tuple[int, int]] = set()

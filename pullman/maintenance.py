@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pullman.core.digests import parse_prefixed
 from pullman.core.inventory import BlobCheck, Garbage
 from pullman.core.jobs import GetOptions, Job
 from pullman.core.plan import Store
@@ -58,6 +59,21 @@ def inodes(paths: Iterable[Path]) -> list[tuple[int, int, int]]:
             continue
         found.append((st.st_dev, st.st_ino, st.st_size))
     return found
+
+
+def recorded_checks(index: Index, layout: Layout, root: Path, ref: str | None) -> list[BlobCheck]:
+    """What pullman recorded as verified in a store that keeps no digests itself (LM Studio):
+    each such file, to re-hash against the digest it had (``ref``: one model's)."""
+    checks = []
+    for model in index.models(root):
+        if ref is not None and model.ref != ref:
+            continue
+        for f in model.files:
+            digest = parse_prefixed(f.digest) if f.digest else None
+            if digest is not None and f.state == "verified":
+                path = root / f.path
+                checks.append(BlobCheck(model.ref, path, digest, f.size, to=layout.store.value))
+    return checks
 
 
 # ------------------------------------------------------------------------------- gc

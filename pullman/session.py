@@ -140,7 +140,7 @@ class Session:
             else:
                 report.files.append(present)
                 self.copies.remember(spec.digest, present.path)
-        copies = self._copies_for(options)
+        copies = self.copies_for(options)
         shareable = [] if options.force else await anyio.to_thread.run_sync(copies.any_of, todo)
         rest = [s for s in todo if s not in shareable]
         await anyio.to_thread.run_sync(self._check_space, plan, rest)
@@ -165,7 +165,7 @@ class Session:
                 await anyio.to_thread.run_sync(self._settle, plan, failed)
         return report
 
-    def _copies_for(self, options: GetOptions) -> Copies:
+    def copies_for(self, options: GetOptions) -> Copies:
         """The stores this run's options name, where a verified copy may already be."""
         copies = self.copies
         copies.ollama_roots = (layout_for(Store.OLLAMA).root(options),)

@@ -200,3 +200,60 @@ def test_a_corrupt_copy_elsewhere_is_not_shared(apps: Apps, tmp_path: Path) -> N
         assert (cache / "models--org--M-GGUF" / "blobs" / HEX).read_bytes() == GGUF
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+
+
+def test_link_shows_the_hf_cache_gguf_to_lm_studio_without_a_byte(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M")
+    assert r.returncode == 0, r.stderr
+    before = apps.hub_bytes()
+    r = apps.run("link", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", "--json")
+    assert r.returncode == 0, r.stderr
+    [doc] = json.loads(r.stdout)
+    assert doc["status"] == "linked" and doc["links"] == 2
+    assert apps.places["lmstudio"].stat().st_ino == apps.places["hf"].stat().st_ino
+    assert apps.hub_bytes() == before
+
+
+def test_link_an_ollama_model_into_lm_studio(apps: Apps) -> None:
+    r = apps.run("get", "hf.co/org/M-GGUF:Q4_K_M")  # Ollama's store only
+    assert r.returncode == 0, r.stderr
+    r = apps.run("link", "hf.co/org/M-GGUF:Q4_K_M", "--to", "lmstudio")
+    assert r.returncode == 0, r.stderr
+    placed = apps.lmstudio / "org" / "M-GGUF" / "M-GGUF-Q4_K_M.gguf"  # named from the model
+    assert placed.stat().st_ino == apps.places["ollama"].stat().st_ino
+
+
+def test_link_into_ollama_takes_the_small_layers_from_the_registry(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M")
+    assert r.returncode == 0, r.stderr
+    r = apps.run("link", "hf://org/M-GGUF:Q4_K_M", "--to", "ollama")
+    assert r.returncode == 0, r.stderr
+    manifest = apps.ollama / "manifests" / "hf.co" / "org" / "M-GGUF" / "Q4_K_M"
+    assert manifest.read_bytes() == apps.manifest  # hf.co's own manifest, byte for byte
+    assert apps.places["ollama"].stat().st_ino == apps.places["hf"].stat().st_ino
+    assert apps.registry_bytes() == 0
+
+
+def test_link_refuses_what_is_not_here_and_writes_nothing(apps: Apps) -> None:
+    r = apps.run("link", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio")
+    assert r.returncode == 3, r.stderr  # not found
+    assert "not in the HF cache" in r.stderr and "pullman get" in r.stderr
+    assert not any(apps.lmstudio.iterdir())
+    r = apps.run("link", "llama3", "--to", "hf")
+    assert r.returncode == 2 and "cannot go to the Hugging Face cache" in r.stderr
+
+
+def test_verify_checks_every_name_of_a_shared_file_and_lm_studio_s_copy(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", *EVERY_APP)
+    assert r.returncode == 0, r.stderr
+    r = apps.run("verify", "--json")
+    assert r.returncode == 0, r.stderr
+    checked = {Path(d["path"]) for d in json.loads(r.stdout) if d["state"] == "ok"}
+    assert set(apps.places.values()) <= checked  # every app's name for it, lm studio's too
+    lms = apps.places["lmstudio"]
+    lms.unlink()  # LM Studio's copy alone goes bad: a file of its own, corrupt
+    lms.write_bytes(GGUF[:-1] + b"!")
+    r = apps.run("verify", "--json")
+    assert r.returncode == 4
+    bad = [d for d in json.loads(r.stdout) if d["state"] != "ok"]
+    assert [Path(d["path"]) for d in bad] == [lms]

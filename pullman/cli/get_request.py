@@ -125,7 +125,7 @@ class GetRequest:
         """``[stores]`` where the flags did not say."""
         return replace(
             self,
-            ollama_dir=self.ollama_dir or stores.ollama,
+            ollama_dir=self.ollama_dir,
             lmstudio_dir=self.lmstudio_dir or stores.lmstudio,
         )
 

@@ -12,6 +12,7 @@ from pullman import maintenance
 from pullman.cli.app import JSON, STORE_DIRS, Context, cli, echo_json, pass_context, run_async
 from pullman.core.inventory import BlobCheck, sharing
 from pullman.core.jobs import GetOptions
+from pullman.core.plan import Store
 from pullman.core.units import human
 from pullman.daemon import daemon_pid
 from pullman.errors import IntegrityError, UsageError
@@ -25,7 +26,7 @@ def _options(context: Context, ollama_dir: str | None, lmstudio_dir: str | None)
     """The stores these flags (else ``[stores]``, else the defaults) name."""
     stores_config = context.settings.stores
     return GetOptions(
-        ollama_dir=ollama_dir or stores_config.ollama,
+        ollama_dir=ollama_dir,
         lmstudio_dir=lmstudio_dir or stores_config.lmstudio,
     )
 
@@ -110,7 +111,7 @@ def verify(
 ) -> None:
     """Re-hash the stores' blobs against their digests (one model with REF)."""
     options = replace(_options(context, ollama_dir, lmstudio_dir), insecure=insecure)
-    checks = _blobs_to_check(ref, options)
+    checks = _blobs_to_check(ref, options) + _recorded(context, ref, options)
 
     async def work() -> list[BlobCheck]:
         results = await _check_all(checks)
@@ -153,6 +154,13 @@ def _report_checks(results: list[BlobCheck], as_json: bool) -> None:
         click.echo("nothing to verify")
 
 
+def _recorded(context: Context, ref: str | None, options: GetOptions) -> list[BlobCheck]:
+    """LM Studio keeps no digests: the files pullman verified there, by the index."""
+    layout = layout_for(Store.LMSTUDIO)
+    root = layout.root(options)
+    return maintenance.recorded_checks(context.index, layout, root, ref)
+
+
 def _blobs_to_check(ref: str | None, options: GetOptions) -> list[BlobCheck]:
     if ref is None:
         return [c for layout in stores() for c in layout.blobs(layout.root(options), None)]
@@ -188,7 +196,11 @@ async def _repair(context: Context, bad: list[BlobCheck], options: GetOptions) -
         check.path.unlink(missing_ok=True)
     owners = sorted({c.owner for c in bad})
     click.echo(f"deleted {len(bad)} bad blob(s); fetching {', '.join(owners)} again")
-    await Session(context.settings).get(owners, options)
+    session = Session(context.settings)  # no copies: a shared file is bad under every name
+    session.copies.enabled = False
+    for to in sorted({c.to or "" for c in bad}):
+        again = sorted({c.owner for c in bad if (c.to or "") == to})
+        await session.get(again, replace(options, to=(to,) if to else ()))
 
 
 @cli.command()

@@ -90,6 +90,8 @@ class BlobCheck:
     size: int | None
     state: str = "unchecked"
     """``ok``, ``missing``, ``wrong size`` or ``corrupt``."""
+    to: str | None = None
+    """For ``--repair``: the ``--to`` that puts it back, when not the owner's own store."""
 
     @property
     def bad(self) -> bool:

@@ -33,6 +33,11 @@ def check_repo_path(path: str) -> str:
     return path
 
 
+def is_commit(text: str) -> bool:
+    """Whether a revision is already a commit id (40 hex)."""
+    return SHA1_HEX.fullmatch(text) is not None
+
+
 def check_commit(commit: str) -> str:
     """A 40-hex commit id from the Hub (it names a ``snapshots/`` directory)."""
     if not SHA1_HEX.fullmatch(commit):

@@ -22,14 +22,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pullman.core.digests import from_blob_name
+from pullman.core.digests import Digest, from_blob_name
 from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
 from pullman.core.jobs import GetOptions
-from pullman.core.names import check_commit, check_repo_path
+from pullman.core.names import check_commit, check_repo_path, is_commit
 from pullman.core.plan import FileSpec, Final, Plan, Release, Store, Symlink, WriteFile
 from pullman.core.refs import HfRef, Ref
 from pullman.core.units import human
-from pullman.errors import NotFound, UsageError
+from pullman.errors import NotFound, StorageError, UsageError
 from pullman.fsio import disk_errors
 from pullman.layouts import common
 
@@ -199,6 +199,46 @@ def _entry(repo: RepoEntry) -> StoreEntry:
 def repo_dirs(root: Path) -> list[Path]:
     """Every ``<type>s--<org>--<name>`` folder in the cache."""
     return sorted(root.glob("*--*--*")) if root.is_dir() else []
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    path: str
+    """The file's path in the repo."""
+    blob: Path
+    digest: Digest
+    size: int
+
+
+def cached_snapshot(root: Path, ref: HfRef) -> tuple[str, list[CachedFile]]:
+    """The commit the cache holds for ``ref``'s revision, and every file of that snapshot
+    whose blob is there (read from the cache alone: no network)."""
+    repo = repo_dir(root, ref.repo_id, ref.repo_type)
+    commit = ref.revision
+    if not is_commit(commit):
+        try:
+            commit = ref_path(repo, ref.revision).read_text().strip()
+        except OSError:
+            raise NotFound(
+                f"{ref} is not in the HF cache {root}",
+                why=f"there is no {ref.revision!r} in {repo}",
+                hint=f"`pullman get {ref}` downloads it",
+            ) from None
+    if not is_commit(commit):
+        raise StorageError(
+            f"{ref_path(repo, ref.revision)} does not hold a commit id",
+            hint=f"`pullman get {ref}` writes it again",
+        )
+    snapshot = repo / "snapshots" / commit
+    files = []
+    for link in sorted(snapshot.rglob("*")) if snapshot.is_dir() else []:
+        blob = Path(os.path.realpath(link))
+        digest = from_blob_name(blob.name) if link.is_symlink() else None
+        if digest is None or not blob.is_file() or blob.parent != repo / "blobs":
+            continue  # a link out of the repo, or no blob: not a file to share
+        path = check_repo_path(link.relative_to(snapshot).as_posix())
+        files.append(CachedFile(path, blob, digest, blob.stat().st_size))
+    return commit, files
 
 
 def _repo_id(folder: Path) -> tuple[str, str]:

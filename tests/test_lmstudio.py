@@ -1,0 +1,129 @@
+"""LM Studio as a destination: its home found as LM Studio finds it, models two folders deep,
+partial data outside its tree, and clear errors when it is not there."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from pullman.layouts.lmstudio_home import lmstudio_home, models_dir
+from pullman.testing import Simulator, Throttle, make_data
+from pullman.testing.hub import HubSimulator
+from pullman.testing.registry import OllamaRegistry
+
+from helpers import KiB, MiB, cli_env, pullman, spawn
+
+GGUF = b"GGUF" + make_data(400 * KiB, 3)
+MMPROJ = b"GGUF" + make_data(40 * KiB, 4)
+
+
+def test_its_home_is_found_as_lm_studio_finds_it(tmp_path: Path) -> None:
+    home = tmp_path / "user"
+    home.mkdir()
+    env = {"HOME": str(home)}
+    assert lmstudio_home(env) == home / ".lmstudio"  # a fresh machine: LM Studio's default
+    (home / ".cache" / "lm-studio").mkdir(parents=True)
+    assert lmstudio_home(env) == home / ".cache" / "lm-studio"  # an older install
+    (home / ".lmstudio-home-pointer").write_text(f"{tmp_path / 'moved'}\n")
+    assert lmstudio_home(env) == tmp_path / "moved"  # the pointer LM Studio writes
+    assert lmstudio_home({**env, "LMSTUDIO_HOME": str(tmp_path / "env")}) == tmp_path / "env"
+    assert models_dir(None, env) == tmp_path / "moved" / "models"
+    assert models_dir(str(tmp_path / "mine"), env) == tmp_path / "mine"  # --lmstudio-dir
+
+
+@pytest.fixture
+def hub(sim: Simulator) -> HubSimulator:
+    hub = HubSimulator(sim)
+    files = {"M-Q4_K_M.gguf": GGUF, "M-Q8_0.gguf": GGUF[::-1], "mmproj-M-F16.gguf": MMPROJ}
+    hub.add_repo("org/M-GGUF", {**files, "README.md": b"# M\n"})
+    return hub
+
+
+def env_for(tmp_path: Path, hub: HubSimulator, **extra: str) -> dict[str, str]:
+    user = tmp_path / "user"
+    user.mkdir(exist_ok=True)
+    return cli_env(
+        tmp_path / "home",
+        HOME=str(user),
+        HF_ENDPOINT=hub.endpoint,
+        HF_HUB_CACHE=str(tmp_path / "hf"),
+        **extra,
+    )
+
+
+def test_a_gguf_repo_lands_two_folders_deep_with_its_projector(
+    hub: HubSimulator, tmp_path: Path
+) -> None:
+    lms = tmp_path / "user" / ".lmstudio"
+    env = env_for(tmp_path, hub)
+    lms.mkdir(parents=True)  # LM Studio is installed (its home exists)
+    r = pullman("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    folder = lms / "models" / "org" / "M-GGUF"
+    assert sorted(p.name for p in folder.iterdir()) == ["M-Q4_K_M.gguf", "mmproj-M-F16.gguf"]
+    assert (folder / "M-Q4_K_M.gguf").read_bytes() == GGUF
+    assert not (tmp_path / "hf").exists()  # --to lmstudio only: not the HF cache too
+    assert f"saved to: {folder}" in r.stdout
+
+
+def test_without_lm_studio_it_says_so_and_writes_nothing(hub: HubSimulator, tmp_path: Path) -> None:
+    env = env_for(tmp_path, hub)
+    r = pullman("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", home=tmp_path, env=env)
+    assert r.returncode == 3, r.stderr
+    assert "LM Studio seems not to be installed" in r.stderr and "--lmstudio-dir" in r.stderr
+    assert not (tmp_path / "user" / ".lmstudio").exists()
+
+
+def test_partial_data_never_sits_in_lm_studio_s_tree(sim: Simulator, tmp_path: Path) -> None:
+    hub = HubSimulator(sim)
+    big = make_data(6 * MiB, 9)
+    hub.add_repo("org/B-GGUF", {"B-Q4_K_M.gguf": big}, throttle=Throttle(burst=0, rate=MiB))
+    sim_file = (
+        next(iter(hub.repos[("model", "org/B-GGUF")].commits.values()))
+        .files["B-Q4_K_M.gguf"]
+        .sim_file
+    )
+    models = tmp_path / "lms" / "models"
+    models.mkdir(parents=True)
+    env = env_for(tmp_path, hub)
+    args = ("get", "hf://org/B-GGUF:Q4_K_M", "--to", "lmstudio", "--lmstudio-dir", str(models))
+    proc = spawn(*args, "--json", home=tmp_path, env=env)
+    deadline = time.monotonic() + 30
+    while sim_file.bytes_sent < 2 * MiB and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the download should still be running"
+    in_tree = [p for p in models.rglob("*") if p.is_file()]
+    staged = list((tmp_path / "lms" / ".pullman-partial").glob("*.part"))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert in_tree == [] and len(staged) == 1  # mid-download: nothing in LM Studio's tree
+    r = pullman(*args, "--json", home=tmp_path, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    [doc] = json.loads(r.stdout)
+    assert doc["resumed"] > 0  # the staged progress was kept
+    assert (models / "org" / "B-GGUF" / "B-Q4_K_M.gguf").read_bytes() == big
+
+
+def test_an_ollama_model_goes_to_lm_studio_as_its_gguf_and_projector(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    registry = OllamaRegistry(sim)
+    layers = [("model", GGUF), ("projector", MMPROJ), ("template", b"{{ .Prompt }}")]
+    registry.add_model("library/llava", "7b", layers=layers)
+    models = tmp_path / "lms" / "models"
+    models.mkdir(parents=True)
+    env = cli_env(tmp_path / "home", OLLAMA_MODELS=str(tmp_path / "ollama"))
+    name = registry.name("library/llava", "7b")
+    to = ("--to", "lmstudio", "--to", "ollama", "--lmstudio-dir", str(models))
+    r = pullman("get", "--insecure", name, *to, home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    folder = models / "ollama" / "llava"
+    assert sorted(p.name for p in folder.iterdir()) == ["llava-7b.gguf", "mmproj-llava-7b.gguf"]
+    blob = tmp_path / "ollama" / "blobs" / f"sha256-{hashlib.sha256(GGUF).hexdigest()}"
+    assert (folder / "llava-7b.gguf").stat().st_ino == blob.stat().st_ino
+    assert registry.blob(GGUF).bytes_sent <= len(GGUF) + 64  # once, for both apps
