@@ -8,7 +8,8 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
 
     PullmanError                      exit 1  something failed
     ├── UsageError                    exit 2  bad flags, bad ref, bad config
-    │   └── RefError                  exit 2  a ref that cannot be parsed
+    │   ├── RefError                  exit 2  a ref that cannot be parsed
+    │   └── BadModelFile              exit 2  a local model file that is not what it must be
     ├── RemoteError                   exit 1  the server side
     │   ├── NotFound                  exit 3  404 / 410: the thing is not there
     │   ├── AccessDenied              exit 6  401 / 403 from the origin: auth or permission
@@ -89,6 +90,11 @@ class UsageError(PullmanError):
 
 class RefError(UsageError):
     """A ref (URL, model name, repo) that cannot be parsed."""
+
+
+class BadModelFile(UsageError):
+    """A local file given as a model that cannot be one: not GGUF, a header cut short, tensor
+    data past the end of the file, or a GGUF of a kind that is not a model by itself."""
 
 
 class RemoteError(PullmanError):

@@ -32,6 +32,8 @@ LAYERS: dict[str, int] = {
     "pullman.core": 0,
     "pullman.net": 1,
     "pullman.fsio": 1,
+    "pullman.gguf_facts": 1,
+    "pullman.templates": 1,
     "pullman.procs": 1,
     "pullman.sources": 1,
     "pullman.layouts": 1,

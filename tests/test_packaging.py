@@ -1,5 +1,6 @@
-"""What ``pip install .`` builds: one version, the license, the templates as package data, and
-``ollama`` as an optional extra only ``--via-server`` needs."""
+"""What ``pip install .`` builds: one version, the license, the templates as package data (Ollama's
+chat templates and its license among them), and ``ollama`` as an optional extra only
+``--via-server`` needs."""
 
 from __future__ import annotations
 
@@ -43,7 +44,16 @@ def test_the_wheel_carries_templates_license_and_one_version(wheel: Path) -> Non
     assert {
         "pullman/templates/pullman.service",
         "pullman/templates/com.pullman.daemon.plist",
+        "pullman/templates/ollama/index.json",
+        "pullman/templates/ollama/chatml.gotmpl",
+        "pullman/templates/ollama/chatml.json",
+        "pullman/templates/ollama/LICENSE",
     } <= names
+    vendored = {n for n in names if n.startswith("pullman/templates/ollama/")}
+    shipped = {
+        f"pullman/templates/ollama/{p.name}" for p in (ROOT / "pullman/templates/ollama").iterdir()
+    }
+    assert vendored == shipped
     assert "pullman/py.typed" in names
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert meta["Version"] == pullman.__version__
@@ -72,8 +82,9 @@ def test_the_installed_wheel_reads_its_templates(wheel: Path, tmp_path: Path) ->
         timeout=300,
     )
     code = (
-        "import pullman, pullman.service as s; "
-        "print(pullman.__file__); print(s.render_systemd('/usr/bin/pullman', {}))"
+        "import pullman, pullman.service as s, pullman.templates as t; "
+        "print(pullman.__file__); print(s.render_systemd('/usr/bin/pullman', {})); "
+        "print(len(t.ollama_templates()), 'ollama templates')"
     )
     # -S: no site-packages (where the checkout is installed in editable mode); the service
     # module needs only the standard library.
@@ -88,6 +99,7 @@ def test_the_installed_wheel_reads_its_templates(wheel: Path, tmp_path: Path) ->
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(str(target)) and "[Unit]" in r.stdout
+    assert "37 ollama templates" in r.stdout
 
 
 def test_via_server_without_the_ollama_package_says_what_to_install(
