@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "pullman.jobrecord": 2,
     "pullman.maintenance": 2,
     "pullman.linking": 2,
+    "pullman.gguf_ollama": 2,
     "pullman.cli": 3,
     "pullman.daemon": 3,
     "pullman.progress": 3,

@@ -257,3 +257,63 @@ def test_verify_checks_every_name_of_a_shared_file_and_lm_studio_s_copy(apps: Ap
     assert r.returncode == 4
     bad = [d for d in json.loads(r.stdout) if d["state"] != "ok"]
     assert [Path(d["path"]) for d in bad] == [lms]
+
+
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content']"
+    " + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def real_gguf(path: Path) -> bytes:
+    """A small, real GGUF (llama.cpp's writer): a Q4_K_M-typed qwen2 with a ChatML template."""
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(path, "qwen2")
+    w.add_string("tokenizer.chat_template", CHATML)
+    w.add_uint32("general.file_type", 15)
+    w.add_tensor("w", np.ones((64, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("how", ["--offline", "registry-down"])
+def test_link_into_ollama_offline_writes_the_manifest_from_the_gguf(
+    sim: Simulator, tmp_path: Path, how: str
+) -> None:
+    from pullman.core.ollama_manifest import parse_manifest
+
+    data = real_gguf(tmp_path / "q.gguf")
+    hub = HubSimulator(sim)
+    hub.add_repo("org/Q-GGUF", {"Q-Q4_K_M.gguf": data})
+    ollama_dir, cache = tmp_path / "ollama", tmp_path / "hf"
+    down = "http://127.0.0.1:9"  # hf.co's registry, unreachable
+    env = cli_env(tmp_path / "home", HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(cache),
+                  OLLAMA_MODELS=str(ollama_dir), PULLMAN_HF_REGISTRY=down)  # fmt: skip
+    r = pullman("get", "hf://org/Q-GGUF:Q4_K_M", home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    extra = ("--offline",) if how == "--offline" else ()
+    r = pullman("link", "hf://org/Q-GGUF:Q4_K_M", "--to", "ollama", *extra, home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "written from the GGUF's metadata (the chatml template)" in r.stderr
+    raw = (ollama_dir / "manifests" / "hf.co" / "org" / "Q-GGUF" / "Q4_K_M").read_bytes()
+    manifest = parse_manifest(raw)
+    hex_digest = hashlib.sha256(data).hexdigest()
+    kinds = {layer.kind: layer for layer in manifest.blobs}
+    assert kinds["model"].digest.hex == hex_digest
+    blob = ollama_dir / "blobs" / f"sha256-{hex_digest}"
+    snapshot_blob = cache / "models--org--Q-GGUF" / "blobs" / hex_digest
+    assert blob.stat().st_ino == snapshot_blob.stat().st_ino  # the GGUF itself: no copy
+    for layer in manifest.blobs:  # every blob the manifest names is there, and is right
+        body = (ollama_dir / "blobs" / f"sha256-{layer.digest.hex}").read_bytes()
+        assert hashlib.sha256(body).hexdigest() == layer.digest.hex and len(body) == layer.size
+    template = (ollama_dir / "blobs" / f"sha256-{kinds['template'].digest.hex}").read_text()
+    assert "<|im_start|>" in template and "{{" in template and "{%" not in template  # Go, not Jinja
+    config = json.loads((ollama_dir / "blobs" / f"sha256-{manifest.config.digest.hex}").read_text())
+    assert config["model_format"] == "gguf" and config["file_type"] == "Q4_K_M"
+    assert config["model_family"] == "qwen2"

@@ -57,7 +57,7 @@ def route(ref: Ref, to: str | None, options: GetOptions) -> Route:
         return _to_directory(ref, to, options)
     store = APPS[to]
     if store is Store.OLLAMA:
-        return Route(_as_ollama(ref), store, options)
+        return Route(as_ollama(ref), store, options)
     if isinstance(ref, OllamaRef) and ref.host.lower() in HF_HOSTS:
         ref = _as_hub(ref)  # the Hub's own file names, and its cache
     if store is Store.HF_CACHE and not isinstance(ref, HfRef):
@@ -91,7 +91,7 @@ def _to_directory(ref: Ref, to: str, options: GetOptions) -> Route:
     )
 
 
-def _as_ollama(ref: Ref) -> OllamaRef:
+def as_ollama(ref: Ref) -> OllamaRef:
     """An Ollama name for the ref: itself, or ``hf.co/<org>/<repo>:<quant>`` for a Hub repo."""
     if isinstance(ref, OllamaRef):
         return ref
