@@ -29,7 +29,7 @@ from pathlib import Path
 from pullman.core.digests import Digest
 from pullman.core.plan import FileSpec
 from pullman.errors import StorageError
-from pullman.fsio import FS, HASH_READ, NOFOLLOW, disk_errors, fsync_dir
+from pullman.fsio import FS, HASH_READ, NOFOLLOW, disk_errors, fsync_dir, storage_error
 
 log = logging.getLogger("pullman.copies")
 
@@ -60,6 +60,8 @@ class Copies:
     """What this run put in place, by digest."""
     enabled: bool = True
     """Off for ``verify --repair``: a bad file is bad under every name it has."""
+    failure: StorageError | None = None
+    """Why the last copy could not be shared (a full disk during a cross-device copy, say)."""
 
     def remember(self, digest: Digest | None, path: Path) -> None:
         if digest is not None and digest.algorithm == "sha256":
@@ -112,6 +114,7 @@ class Copies:
                 how = _materialize(source, spec, staging)
             except (OSError, StorageError) as exc:  # gone meanwhile, unreadable: the next one
                 log.info("%s: could not share %s: %s", spec.name, source, exc)
+                self.failure = exc if isinstance(exc, StorageError) else storage_error(exc, source)
                 continue
             if how is not None:
                 self.remember(spec.digest, spec.dest)

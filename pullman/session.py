@@ -21,7 +21,7 @@ from pullman.copies import Copies, Shared
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.units import human
-from pullman.errors import DiskFull, StorageError, UsageError, collapse_groups
+from pullman.errors import DiskFull, NotFound, StorageError, UsageError, collapse_groups
 from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
 from pullman.layouts.common import apply_finals, check_plan, made_paths, make_early, undo_early
@@ -149,6 +149,8 @@ class Session:
             await anyio.to_thread.run_sync(make_early, plan)
             for spec in shareable:  # one copy on this machine: linked in, not fetched again
                 shared = await anyio.to_thread.run_sync(copies.share, spec, plan.staging)
+                if shared is None and not spec.url:  # only here (link): nothing to fetch from
+                    raise copies.failure or _nowhere(spec)
                 if shared is None:
                     rest.append(spec)
                 else:
@@ -228,6 +230,14 @@ class Session:
                 outcome=None if outcome.reused else outcome,
             )
         )
+
+
+def _nowhere(spec: FileSpec) -> NotFound:
+    return NotFound(
+        f"{spec.name}: no usable copy of it is left on this machine",
+        why="the copy that was found could not be linked, cloned or read",
+        hint="download it with `pullman get`",
+    )
 
 
 def _shared_report(ref: str, spec: FileSpec, shared: Shared) -> FileReport:

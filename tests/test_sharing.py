@@ -317,3 +317,26 @@ def test_link_into_ollama_offline_writes_the_manifest_from_the_gguf(
     config = json.loads((ollama_dir / "blobs" / f"sha256-{manifest.config.digest.hex}").read_text())
     assert config["model_format"] == "gguf" and config["file_type"] == "Q4_K_M"
     assert config["model_family"] == "qwen2"
+
+
+def test_a_full_disk_during_link_is_a_clear_error_and_leaves_nothing(
+    apps: Apps, tmp_path: Path
+) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+    try:
+        r = apps.run("get", "hf://org/M-GGUF:Q4_K_M")
+        assert r.returncode == 0, r.stderr
+        models = small / "models"
+        models.mkdir()
+        r = apps.run("link", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", "--lmstudio-dir",
+                     str(models))  # fmt: skip
+        assert r.returncode == 5, r.stderr  # disk full, said so
+        assert "disk full" in r.stderr and "Traceback" not in r.stderr
+        assert [p for p in small.rglob("*") if p.is_file()] == []  # no half file anywhere
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
