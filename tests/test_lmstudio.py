@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -127,3 +132,33 @@ def test_an_ollama_model_goes_to_lm_studio_as_its_gguf_and_projector(
     blob = tmp_path / "ollama" / "blobs" / f"sha256-{hashlib.sha256(GGUF).hexdigest()}"
     assert (folder / "llava-7b.gguf").stat().st_ino == blob.stat().st_ino
     assert registry.blob(GGUF).bytes_sent <= len(GGUF) + 64  # once, for both apps
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run pullman as another user")
+def test_an_unwritable_lm_studio_folder_is_refused_before_any_byte(
+    hub: HubSimulator, tmp_path: Path
+) -> None:
+    base = Path(tempfile.mkdtemp(prefix="pullman-lms-"))  # /tmp itself is world-traversable
+    try:
+        base.chmod(0o755)
+        models = base / "lms" / "models"
+        models.mkdir(parents=True, mode=0o755)  # root's: the unprivileged user may not write
+        home = base / "home"
+        home.mkdir()
+        home.chmod(0o777)
+        env = cli_env(home, HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(home / "hf"))
+        as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        args = ["get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", "--lmstudio-dir", str(models)]
+        r = subprocess.run([*as_nobody, sys.executable, "-m", "pullman", *args], env=env,
+                           capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert r.returncode == 5, r.stderr
+        assert "cannot write to" in r.stderr and "--lmstudio-dir" in r.stderr
+        assert not any(models.iterdir())
+        assert hub_bytes_sent(hub) == 0  # refused before any byte
+    finally:
+        shutil.rmtree(base)
+
+
+def hub_bytes_sent(hub: HubSimulator) -> int:
+    repo = hub.repos[("model", "org/M-GGUF")]
+    return sum(f.sim_file.bytes_sent for c in repo.commits.values() for f in c.files.values())
