@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "pullman.jobqueue": 2,
     "pullman.jobrecord": 2,
     "pullman.maintenance": 2,
+    "pullman.bundle": 2,
     "pullman.cli": 3,
     "pullman.daemon": 3,
     "pullman.progress": 3,
