@@ -243,6 +243,34 @@ def test_a_pipe_from_export_to_import_streams_the_models(
     assert tree(tmp_path / "models") == tree(source["models"])
 
 
+def test_an_import_stopped_midway_leaves_nothing(bundle: Path, tmp_path: Path) -> None:
+    """SIGTERM while blobs stream in (the rest of the bundle not yet sent): exit 75, and the
+    staging files and directories the import made are gone."""
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    home.mkdir()
+    stores = ["--ollama-dir", str(tmp_path / "models"), "--cache-dir", str(tmp_path / "cache")]
+    proc = subprocess.Popen([sys.executable, "-m", "pullman", "import", "-", *stores],
+                            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env(home),
+                            cwd=tmp_path)  # fmt: skip
+    assert proc.stdin is not None and proc.stderr is not None
+    data = bundle.read_bytes()
+    proc.stdin.write(data[: -64 * KiB])  # all but the end: the reader waits for the rest
+    proc.stdin.flush()
+    staging = tmp_path / "models" / STAGING
+    deadline = time.monotonic() + 30
+    while not any(p.name.endswith(".part") for p in staging.rglob("*")):  # blobs streaming in
+        assert time.monotonic() < deadline and proc.poll() is None, "no blob is staged"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 75
+    assert "the import stopped before it finished" in proc.stderr.read().decode()
+    proc.stdin.close()
+    nothing_left(tmp_path)
+
+
 def test_blobs_already_in_the_store_are_not_written_again(bundle: Path, tmp_path: Path) -> None:
     assert importing(bundle, tmp_path).returncode == 0
     blobs = [p for p in tmp_path.rglob("*") if p.parent.name == "blobs"]

@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from pullman.bundle.contents import Contents, Piece
 from pullman.bundle.format import HEADER, SUMS, sums
+from pullman.bundle.tarread import Progress
 from pullman.errors import IntegrityError, PullmanError, UsageError
 from pullman.fsio import FS, NOFOLLOW, disk_errors, fsync_dir, storage_error, temp_name
 
@@ -51,11 +52,19 @@ class Exported:
 class Sink:
     """Where the tar goes; errors from it are about the bundle, not the store."""
 
-    def __init__(self, out: BinaryIO, name: str) -> None:
+    def __init__(
+        self, out: BinaryIO, name: str, progress: Progress | None = None, total: int = 0
+    ) -> None:
         self.out = out
         self.name = name
+        self.progress = progress
+        self.total = total
+        self.done = 0
 
     def write(self, data: bytes) -> int:
+        self.done += len(data)
+        if self.progress is not None:
+            self.progress(min(self.done, self.total), self.total)
         try:
             return self.out.write(data)
         except BrokenPipeError:
@@ -120,16 +129,18 @@ def _add_blob(tar: tarfile.TarFile, piece: Piece, mtime: int) -> None:
         )
 
 
-def export(contents: Contents, output: str, stdout: BinaryIO) -> Exported:
+def export(
+    contents: Contents, output: str, stdout: BinaryIO, progress: Progress | None = None
+) -> Exported:
     """Write the bundle to the file ``output``, or to ``stdout`` when it is ``-``."""
+    header = contents.header
     if output == "-":
-        write_bundle(contents, Sink(stdout, "standard output"))
+        write_bundle(contents, Sink(stdout, "standard output", progress, header.total_size))
     else:
         path = Path(output).absolute()
         with bundle_file(path) as f:
-            write_bundle(contents, Sink(f, str(path)))
+            write_bundle(contents, Sink(f, str(path), progress, header.total_size))
         output = str(path)
-    header = contents.header
     names = tuple(m.name for m in header.models)
     return Exported(output, names, len(header.files), header.total_size)
 

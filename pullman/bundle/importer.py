@@ -42,7 +42,7 @@ from pullman.bundle.format import (
     sums,
 )
 from pullman.bundle.targets import Key, Target, bundle_files, landing, targets, with_manifest
-from pullman.bundle.tarread import BundleReader
+from pullman.bundle.tarread import BundleReader, Progress
 from pullman.bundle.workspace import Workspace
 from pullman.core.digests import SHA1_HEX, Digest, Hasher
 from pullman.core.jobs import GetOptions
@@ -66,12 +66,18 @@ class Staged:
 
 
 def import_bundle(
-    stream: BinaryIO, name: str, options: GetOptions, *, margin: int = 0
+    stream: BinaryIO,
+    name: str,
+    options: GetOptions,
+    *,
+    margin: int = 0,
+    progress: Progress | None = None,
 ) -> list[PlanReport]:
     """Import the bundle read from ``stream`` into the stores ``options`` choose."""
-    reader = BundleReader(stream, name)
+    reader = BundleReader(stream, name, progress)
     try:
         header = read_header(reader)
+        reader.done, reader.total = 0, header.total_size
         planned = targets(header, options)
         workspace = Workspace()
         failed = True

@@ -9,7 +9,7 @@ the header did not announce are refused. A stream that ends early is a truncated
 from __future__ import annotations
 
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +18,8 @@ from pullman.errors import IntegrityError
 from pullman.fsio import disk_errors
 
 CHUNK = 1 << 20
+Progress = Callable[[int, int], None]
+"""Told ``(bytes so far, bytes in all)`` as a bundle's files stream (a progress line)."""
 
 
 def _truncated(name: str, detail: str) -> IntegrityError:
@@ -27,8 +29,12 @@ def _truncated(name: str, detail: str) -> IntegrityError:
 class BundleReader:
     """The members of the bundle read from ``stream`` (``name`` is what errors call it)."""
 
-    def __init__(self, stream: BinaryIO, name: str) -> None:
+    def __init__(self, stream: BinaryIO, name: str, progress: Progress | None = None) -> None:
         self.name = name
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+        """The size of the bundle's files, once its header said."""
         with disk_errors(Path(name)):
             try:
                 # The reader owns the tar for its whole life (``close``).
@@ -86,6 +92,9 @@ class BundleReader:
             if not data:
                 raise _truncated(self.name, f"{member.name} ends early")
             left -= len(data)
+            self.done += len(data)
+            if self.progress is not None:
+                self.progress(self.done, self.total)
             yield data
 
     def read(self, member: tarfile.TarInfo) -> bytes:

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,19 +35,43 @@ CACHE_DIR = click.option(
 
 
 @contextlib.contextmanager
-def _stoppable(what: str) -> Iterator[None]:
+def _stoppable(what: str, why: str) -> Iterator[None]:
     """SIGTERM stops the command as Ctrl-C does, so its cleanup runs; either is Interrupted."""
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         yield
     except KeyboardInterrupt:
         raise Interrupted(
-            f"{what} stopped before it finished",
-            why="a model is committed only once its whole bundle verified",
-            hint="run it again",
+            f"{what} stopped before it finished", why=why, hint="run it again"
         ) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+class _Meter:
+    """One progress line on stderr, when stderr is a terminal (redrawn at most 4 times a s)."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.shown = self.finished = False
+        self.last = 0.0
+        self.live = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if not self.live or not total or self.finished:
+            return
+        self.finished = done >= total
+        if now - self.last < 0.25 and not self.finished:
+            return
+        self.last = now
+        line = f"\r{self.label} {human(done)} of {human(total)} ({100 * done // total}%)  "
+        click.echo(line, err=True, nl=False)
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            click.echo(err=True)
 
 
 @cli.command("export")
@@ -83,9 +108,13 @@ def export_command(
             hint="redirect it (-o - > models.tar) or pipe it (-o - | pullman import -)",
         )
     options = GetOptions(ollama_dir=ollama_dir, hf_cache=cache_dir)
-    with _stoppable("the export"):
+    meter = _Meter("exporting")
+    with _stoppable("the export", "a bundle file gets its name only once whole"):
         contents = collect(refs, options)
-        done = export(contents, output, sys.stdout.buffer)
+        try:
+            done = export(contents, output, sys.stdout.buffer, meter)
+        finally:
+            meter.close()
     if as_json:
         click.echo(json.dumps(done.to_json(), indent=2), err=to_stdout)
         return
@@ -132,8 +161,13 @@ def import_command(
     """
     options = GetOptions(ollama_dir=ollama_dir, hf_cache=cache_dir)
     margin = context.settings.transfer.space_margin
-    with _stoppable("the import"), _opened(bundle) as (stream, name):
-        reports = import_bundle(stream, name, options, margin=margin)
+    meter = _Meter("importing")
+    why = "a model is committed only once the whole bundle verified"
+    try:
+        with _stoppable("the import", why), _opened(bundle) as (stream, name):
+            reports = import_bundle(stream, name, options, margin=margin, progress=meter)
+    finally:
+        meter.close()
     _record(context, reports)
     if as_json:
         echo_json([_summary(r) for r in reports])
