@@ -1,6 +1,13 @@
 """The command line: a thin click shell over the library, one module per group of commands."""
 
-from pullman.cli import admin, get_cmd, jobs, link_cmd, store  # noqa: F401 - importing registers commands
+from pullman.cli import (  # noqa: F401 - importing registers commands
+    admin,
+    bundle,
+    get_cmd,
+    jobs,
+    link_cmd,
+    store,
+)
 from pullman.cli.app import cli, main, run_async
 
 __all__ = ["cli", "main", "run_async"]
