@@ -52,7 +52,10 @@ def _clonefile(source: Path, dest: Path) -> None:
     import ctypes.util
 
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.clonefile(os.fsencode(source), os.fsencode(dest), 0) != 0:
+    clonefile = getattr(libc, "clonefile", None)
+    if clonefile is None:  # not macOS 10.12+
+        raise OSError(errno.ENOTSUP, "clonefile is not available", str(dest))
+    if clonefile(os.fsencode(source), os.fsencode(dest), 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), str(dest))
 
@@ -70,6 +73,8 @@ class FileSystem:
     fsync: Callable[[int], None] = field(default=os.fsync, repr=False)
     scalar_io: bool = field(default_factory=_no_vector_io)
     """Whether to write and read one buffer per call (no ``pwritev``/``preadv`` here)."""
+    clonefile: Callable[[Path, Path], None] = field(default=_clonefile, repr=False)
+    """macOS's ``clonefile(2)`` (APFS copy-on-write copies)."""
 
     @property
     def darwin(self) -> bool:
@@ -116,7 +121,7 @@ class FileSystem:
         ``clonefile`` on macOS (APFS), the ``FICLONE`` ioctl on Linux (btrfs, XFS, ...).
         ``OSError`` where the file system cannot, or the two are on different ones."""
         if self.darwin:
-            _clonefile(source, dest)
+            self.clonefile(source, dest)
             return
         with source.open("rb") as src:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)

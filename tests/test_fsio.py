@@ -109,3 +109,22 @@ def test_adopt_never_follows_a_swapped_directory_or_a_hard_link_out_of_the_store
     assert adopt(paths, store) == 1  # only the file that is really the store's
     assert victim.stat().st_uid == 0
     assert (store / "ours").stat().st_uid == 65534
+
+
+def test_darwin_clones_with_clonefile_and_linux_with_ficlone(tmp_path: Path) -> None:
+    """Copy-on-write copies for sharing across file systems: ``clonefile`` on macOS (APFS); on
+    Linux the ``FICLONE`` ioctl, which ext4 and tmpfs refuse (then pullman copies)."""
+    source = tmp_path / "a"
+    source.write_bytes(b"model bytes")
+    cloned: list[tuple[Path, Path]] = []
+    darwin = FileSystem("darwin", clonefile=lambda s, d: cloned.append((s, d)))
+    darwin.clone(source, tmp_path / "b")
+    assert cloned == [(source, tmp_path / "b")]
+    linux = FileSystem("linux")
+    try:
+        linux.clone(source, tmp_path / "c")
+    except OSError as exc:  # this file system shares no extents: nothing is left behind
+        assert exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV)
+        assert not (tmp_path / "c").exists()
+    else:  # btrfs, XFS: a real clone
+        assert (tmp_path / "c").read_bytes() == b"model bytes"
