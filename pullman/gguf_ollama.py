@@ -17,11 +17,11 @@ from dataclasses import replace
 from pullman.core.jobs import GetOptions
 from pullman.core.ollama_from_gguf import OllamaRelease, model_layer_from, ollama_from_gguf
 from pullman.core.plan import OllamaModel, Plan, Release, RemoteFile, Store, WriteFile
+from pullman.core.quants import quant_tags
 from pullman.core.refs import HfRef
 from pullman.errors import UsageError
 from pullman.gguf_facts import read_gguf_facts
 from pullman.layouts import hf_cache, layout_for, ollama
-from pullman.sources.hf_select import quant_tags
 from pullman.sources.routes import as_ollama
 from pullman.templates import ollama_templates
 

@@ -12,6 +12,7 @@ Hugging Face GGUF needs a manifest and small layers: from hf.co's registry when 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import anyio
 
@@ -50,6 +51,7 @@ async def link(
         plan = await _into_ollama(session, ref, text, options, offline=offline)
     else:
         release = await anyio.to_thread.run_sync(_from_either, routed.ref, ref, options)
+        session.copies.known.update(_where_read(release, options))
         layout = layout_for(routed.store or Store.PLAIN)
         root = layout.root(options)
         await anyio.to_thread.run_sync(layout.check_writable, root)
@@ -123,6 +125,21 @@ def _cached(ref: HfRef, options: GetOptions) -> Release:
     )
     repo = HubRepo(ref.repo_id, ref.repo_type, ref.revision, commit)
     return Release(str(ref), f"{ref.repo_id}@{ref.revision}", str(ref), files, repo=repo)
+
+
+def _where_read(release: Release, options: GetOptions) -> dict[str, Path]:
+    """Where each file of a release read from a store is (small Hub files too, whose blobs
+    are named by git blob ids, not sha256): the first place to share it from."""
+    if release.repo is not None:
+        cache = layout_for(Store.HF_CACHE).root(options)
+        blobs = hf_cache.repo_dir(cache, release.repo.repo_id, release.repo.repo_type) / "blobs"
+        return {str(f.digest): blobs / f.digest.hex for f in release.files if f.digest}
+    if release.model is not None:
+        root = layout_for(Store.OLLAMA).root(options)
+        return {
+            str(f.digest): ollama.blob_path(root, f.digest.hex) for f in release.files if f.digest
+        }
+    return {}
 
 
 def _stored(ref: OllamaRef, options: GetOptions) -> Release:

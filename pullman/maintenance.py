@@ -18,12 +18,13 @@ from pullman.core.digests import parse_prefixed
 from pullman.core.inventory import BlobCheck, Garbage
 from pullman.core.jobs import GetOptions, Job
 from pullman.core.plan import Store
-from pullman.errors import RefError
+from pullman.errors import PullmanError
 from pullman.fsio import disk_errors, hash_file
 from pullman.index import FileRecord, Index, ItemState
 from pullman.layouts import Layout, common, plain, stores
 from pullman.layouts.common import older_than, unshared_size
 from pullman.sources import parse, source_for
+from pullman.sources.routes import route
 
 # ------------------------------------------------------------------------------- verify
 
@@ -70,10 +71,22 @@ def recorded_checks(index: Index, layout: Layout, root: Path, ref: str | None) -
             continue
         for f in model.files:
             digest = parse_prefixed(f.digest) if f.digest else None
-            if digest is not None and f.state == "verified":
-                path = root / f.path
+            path = root / f.path
+            if digest is not None and f.state == "verified" and path.exists():
                 checks.append(BlobCheck(model.ref, path, digest, f.size, to=layout.store.value))
-    return checks
+    return checks  # a file gone from LM Studio was removed there: LM Studio is the truth
+
+
+def forget_gone(index: Index, root: Path) -> list[str]:
+    """Forget the models of a store whose files are all gone (``rm``, or the app deleted
+    them itself); their names."""
+    gone = []
+    for model in index.models(root):
+        paths = [root / f.path for f in model.files]
+        if paths and not any(p.exists() for p in paths):
+            index.remove_model(model.ref, root)
+            gone.append(model.ref)
+    return gone
 
 
 # ------------------------------------------------------------------------------- gc
@@ -134,32 +147,38 @@ Roots = list[tuple[Layout, Path]]
 
 def staging_dirs(roots: Roots, jobs: Iterable[Job] = (), more: Iterable[Path] = ()) -> list[Path]:
     """Every staging area: each store's, ``more``, and those next to files jobs put in plain
-    directories (``-o``, ``--local-dir``)."""
+    directories (``-o``, ``--local-dir``, ``--to DIR``)."""
     dirs = [d for layout, root in roots for d in layout.staging_dirs(root)]
     extra: set[Path] = set(more)
     for job in jobs:
-        own = _plain_staging(job)
-        if own is not None:
-            extra.add(own)
+        for store, options in destinations(job):
+            own = _plain_staging(store, options)
+            if own is not None:
+                extra.add(own)
     return dirs + sorted(extra - set(dirs))
 
 
-def _store_of(job: Job) -> Store | None:
+def destinations(job: Job) -> list[tuple[Store, GetOptions]]:
+    """Each store a job lands in (one per ``--to``), with the options it lands there with."""
     options = job.request.get
     try:
         ref = parse(job.ref, insecure=options.insecure)
-    except RefError:
-        return None
-    return source_for(ref).store(ref, options)
+        found = []
+        for to in options.to or (None,):
+            routed = route(ref, to, options)
+            source = source_for(routed.ref)
+            found.append((routed.store or source.store(routed.ref, routed.options), routed.options))
+    except PullmanError:  # a ref or --to it cannot take: the job fails when it runs
+        return []
+    return found
 
 
-def _plain_staging(job: Job) -> Path | None:
-    """The staging area of a job that downloads into a plain directory: ``-o`` (a file, or a
+def _plain_staging(store: Store, options: GetOptions) -> Path | None:
+    """The staging area of a download into a plain directory: ``-o`` (a file, or a
     directory), ``--local-dir``, or a URL into the directory it was started in."""
-    options = job.request.get
     if options.local_dir is not None or options.out is not None:
         return plain.PlainLayout().root(options) / common.STAGING
-    if options.cwd is not None and _store_of(job) is Store.PLAIN:
+    if options.cwd is not None and store is Store.PLAIN:
         return Path(options.cwd) / common.STAGING
     return None
 
@@ -187,12 +206,11 @@ def busy_dirs(roots: Roots, unfinished: Iterable[Job]) -> set[Path]:
     """Store roots, and their staging areas, that unfinished jobs download into."""
     busy: set[Path] = set()
     for job in unfinished:
-        options = job.request.get
-        store = _store_of(job)
-        for layout, root in roots:
-            if store is not None and layout.store is store and layout.root(options) == root:
-                busy.update([root, *layout.staging_dirs(root)])
-        busy.update(staging_dirs([], [job]))  # -o / --local-dir
+        for store, options in destinations(job):
+            for layout, root in roots:
+                if layout.store is store and layout.root(options) == root:
+                    busy.update([root, *layout.staging_dirs(root)])
+        busy.update(staging_dirs([], [job]))  # -o / --local-dir / --to DIR
     return busy
 
 

@@ -178,7 +178,7 @@ class Session:
         """What a plan made belongs to the store's owner; a failed one that got nothing
         leaves no empty directories behind."""
         try:
-            adopt(made_paths(plan), plan.root)
+            adopt(made_paths(plan), plan.staging_root)  # LM Studio's: its home, staging too
         except StorageError as exc:  # never hides the real outcome (NFS root squash, say)
             log.warning("could not give %s to its owner: %s", plan.root, exc)
         if failed:

@@ -87,7 +87,8 @@ def test_without_lm_studio_it_says_so_and_writes_nothing(hub: HubSimulator, tmp_
 def test_partial_data_never_sits_in_lm_studio_s_tree(sim: Simulator, tmp_path: Path) -> None:
     hub = HubSimulator(sim)
     big = make_data(6 * MiB, 9)
-    hub.add_repo("org/B-GGUF", {"B-Q4_K_M.gguf": big}, throttle=Throttle(burst=0, rate=MiB))
+    files = {"B-Q4_K_M.gguf": big, "mmproj-B-F16.gguf": MMPROJ}  # the projector: done first
+    hub.add_repo("org/B-GGUF", files, throttle=Throttle(burst=0, rate=MiB))
     sim_file = (
         next(iter(hub.repos[("model", "org/B-GGUF")].commits.values()))
         .files["B-Q4_K_M.gguf"]
@@ -103,13 +104,15 @@ def test_partial_data_never_sits_in_lm_studio_s_tree(sim: Simulator, tmp_path: P
         time.sleep(0.01)
     assert proc.poll() is None, "the download should still be running"
     in_tree = [p for p in models.rglob("*") if p.is_file()]
-    staged = list((tmp_path / "lms" / ".pullman-partial").glob("*.part"))
+    staging = tmp_path / "lms" / ".pullman-partial"
+    staged, held = list(staging.glob("*.part")), [p for p in staging.iterdir() if "." not in p.name]
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    assert in_tree == [] and len(staged) == 1  # mid-download: nothing in LM Studio's tree
+    assert in_tree == [] and len(staged) >= 1  # mid-download: nothing in LM Studio's tree,
+    assert [p.read_bytes() for p in held] == [MMPROJ]  # not even the projector it finished
     r = pullman(*args, "--json", home=tmp_path, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
-    [doc] = json.loads(r.stdout)
+    doc = next(d for d in json.loads(r.stdout) if d["name"] == "B-Q4_K_M.gguf")
     assert doc["resumed"] > 0  # the staged progress was kept
     assert (models / "org" / "B-GGUF" / "B-Q4_K_M.gguf").read_bytes() == big
 
@@ -162,3 +165,59 @@ def test_an_unwritable_lm_studio_folder_is_refused_before_any_byte(
 def hub_bytes_sent(hub: HubSimulator) -> int:
     repo = hub.repos[("model", "org/M-GGUF")]
     return sum(f.sim_file.bytes_sent for c in repo.commits.values() for f in c.files.values())
+
+
+def test_folder_and_file_names_are_single_safe_segments() -> None:
+    from pullman.core.lmstudio_names import folder, segment
+    from pullman.sources import parse
+
+    assert segment("..", "x") == "x" and segment(".", "x") == "x" and segment("a/b", "x") == "a-b"
+    assert segment(".hidden", "x") == "hidden"
+    for url in ("https://a/..gguf", "https://h/x/..gguf", "https://h/%2e%2e.gguf"):
+        publisher, repo = folder(parse(url, plain=True))
+        assert publisher not in ("", ".", "..") and repo not in ("", ".", "..")
+        assert "/" not in publisher + repo
+
+
+def test_rm_from_lm_studio_removes_only_what_the_ref_names(
+    hub: HubSimulator, tmp_path: Path
+) -> None:
+    models = tmp_path / "lms" / "models"
+    models.mkdir(parents=True)
+    env = env_for(tmp_path, hub)
+    for quant in ("Q4_K_M", "Q8_0"):
+        r = pullman("get", f"hf://org/M-GGUF:{quant}", "--to", "lmstudio", "--lmstudio-dir",
+                    str(models), home=tmp_path, env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    folder = models / "org" / "M-GGUF"
+    theirs = folder / "notes.txt"
+    theirs.write_text("the user's own")
+    rm = ("rm", "--from", "lmstudio", "--lmstudio-dir", str(models))
+    r = pullman(*rm, "hf://org/M-GGUF:Q4_K_M", home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "M-Q8_0.gguf",
+        "mmproj-M-F16.gguf",  # the other quant still needs it
+        "notes.txt",
+    ]
+    r = pullman(*rm, "hf://org/M-GGUF:Q8_0", home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    r = pullman(*rm, "https://a/..gguf", home=tmp_path, env=env)
+    assert r.returncode == 3 and theirs.exists()  # never the models folder itself
+    r = pullman("verify", "--lmstudio-dir", str(models), home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr  # what rm removed is forgotten, not "missing"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: checks what sudo pullman get leaves")
+def test_sudo_leaves_lm_studio_s_staging_to_its_owner(hub: HubSimulator, tmp_path: Path) -> None:
+    home = tmp_path / "lms"
+    (home / "models").mkdir(parents=True)
+    os.chown(home, 65534, 65534)
+    os.chown(home / "models", 65534, 65534)
+    env = env_for(tmp_path, hub)
+    r = pullman("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", "--lmstudio-dir",
+                str(home / "models"), home=tmp_path, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for path in [home / ".pullman-partial", *(home / "models").rglob("*")]:
+        assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534), path

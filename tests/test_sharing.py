@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -340,3 +341,84 @@ def test_a_full_disk_during_link_is_a_clear_error_and_leaves_nothing(
         assert [p for p in small.rglob("*") if p.is_file()] == []  # no half file anywhere
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def test_a_copy_edited_in_place_since_it_was_verified_is_not_linked(apps: Apps) -> None:
+    """The index recorded LM Studio's file as verified; then something rewrote it in place
+    (same size). Sharing checks the digest before linking, so the HF cache gets real bytes."""
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio")
+    assert r.returncode == 0, r.stderr
+    lms = apps.places["lmstudio"]
+    with lms.open("r+b") as f:  # as a metadata editor does: same inode, same size
+        f.seek(100)
+        f.write(b"\xff")
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "does not match its digest" in r.stderr
+    [doc] = json.loads(r.stdout)
+    assert doc["status"] == "downloaded" and doc["verified"]
+    assert hashlib.sha256(apps.places["hf"].read_bytes()).hexdigest() == HEX
+    assert apps.places["hf"].stat().st_ino != lms.stat().st_ino
+
+
+def test_rm_of_an_ollama_model_frees_only_what_no_other_app_uses(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio", "--to", "ollama")
+    assert r.returncode == 0, r.stderr
+    r = apps.run("rm", "hf.co/org/M-GGUF:Q4_K_M", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["freed"] < 1024  # the GGUF is LM Studio's too: not freed
+    assert apps.places["lmstudio"].read_bytes() == GGUF
+
+
+def test_link_shares_small_files_too(sim: Simulator, tmp_path: Path) -> None:
+    """An MLX repo (no GGUF): its small files are named by git blob ids, not sha256."""
+    hub = HubSimulator(sim)
+    files = {"config.json": b'{"model_type": "qwen2"}\n', "model.safetensors": make_data(8192, 5)}
+    hub.add_repo("mlx-community/M-4bit", files)
+    models = tmp_path / "lms" / "models"
+    models.mkdir(parents=True)
+    env = cli_env(tmp_path / "home", HF_ENDPOINT=hub.endpoint, HF_HUB_CACHE=str(tmp_path / "hf"))
+    r = pullman("get", "hf://mlx-community/M-4bit", home=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr
+    r = pullman("link", "hf://mlx-community/M-4bit", "--to", "lmstudio", "--lmstudio-dir",
+                str(models), "--json", home=tmp_path, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert {d["status"] for d in json.loads(r.stdout)} == {"linked"}
+    folder = models / "mlx-community" / "M-4bit"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--to", "lmstudio", "--local-dir", "x"), "both say where"),
+        (("--to", "hf", "-o", "y.gguf"), "both say where"),
+        (("--to", "lm-studio"), "is not a destination"),
+    ],
+)
+def test_to_refuses_what_it_would_silently_ignore(
+    apps: Apps, args: tuple[str, ...], message: str
+) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", *args)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert apps.hub_bytes() == 0
+
+
+def test_to_takes_app_names_in_any_case(apps: Apps) -> None:
+    r = apps.run("get", "hf://org/M-GGUF:Q4_K_M", "--to", "LMStudio")
+    assert r.returncode == 0, r.stderr
+    assert apps.places["lmstudio"].read_bytes() == GGUF
+
+
+def test_gc_keeps_a_queued_to_job_s_partial_download(apps: Apps) -> None:
+    r = apps.run("get", "--detach", "hf://org/M-GGUF:Q4_K_M", "--to", "lmstudio")
+    assert r.returncode == 0, r.stderr  # queued; no daemon runs it
+    staging = apps.lmstudio.parent / ".pullman-partial"
+    staging.mkdir()
+    part = staging / f"hf-{HEX}.part"
+    part.write_bytes(b"x" * 4096)
+    old = time.time() - 7200
+    os.utime(part, (old, old))
+    r = apps.run("gc", "--dry-run", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [i for i in json.loads(r.stdout)["items"] if "lms" in i["path"]] == []

@@ -20,7 +20,7 @@ from pullman.layouts import pin as pin_store
 from pullman.progress import ProgressView
 from pullman.sources import parse
 from pullman.sources import pin as pin_source
-from pullman.sources.routes import check_to
+from pullman.sources.routes import check_to, route
 
 ASK = "-"
 """``--token`` without a file: ask for it."""
@@ -64,9 +64,12 @@ class GetRequest:
             raise UsageError("--sha256 applies to a single URL", hint="run one get per URL")
         if self.output is not None and len(self.refs) != 1:
             raise UsageError("-o applies to a single URL", hint="run one get per URL")
+        options = self.options()
         for text in self.refs:
             plain = self.output is not None or self.sha256 is not None
-            parse(text, insecure=self.insecure, plain=plain)  # bad refs fail here
+            ref = parse(text, insecure=self.insecure, plain=plain)  # bad refs fail here
+            for to in options.to:  # and refs that cannot go where --to says
+                route(ref, to, options)
         if self.limit is not None:
             parse_rate(self.limit, what="--limit")
         if self.window is not None:

@@ -86,7 +86,9 @@ def rm_command(
     routed = route(parse(ref), app, options)
     store = routed.store or source_for(routed.ref).store(routed.ref, options)
     layout = layout_for(store)
-    removal = layout.remove(layout.root(options), routed.ref)
+    root = layout.root(options)
+    removal = layout.remove(root, routed.ref)
+    maintenance.forget_gone(context.index, root)
     if as_json:
         echo_json(removal.to_json())
     else:

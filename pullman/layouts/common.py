@@ -19,25 +19,24 @@ STAGING = ".pullman-partial"
 
 def check_plan(plan: Plan) -> None:
     """Refuse, before anything is written, a plan that would write outside its store."""
-    made = [*(f.dest for f in plan.files), *(x.path for x in plan.finals), *plan.early]
-    for path in made:
+    held = {x.source for x in plan.finals if isinstance(x, Move)}  # held in staging on purpose
+    placed = [f.dest for f in plan.files if f.dest not in held]
+    for path in [*placed, *(x.path for x in plan.finals), *plan.early]:
         if not inside(plan.root, path):
             raise RemoteError(
                 f"refusing to write {path}: it is outside {plan.root}",
                 why="a name or digest from the server would escape the store",
                 hint="the server is broken or hostile; nothing was written",
             )
-    if not inside(plan.staging_root, plan.staging):
+    if not inside(plan.staging_root, plan.staging) or not all(
+        inside(plan.staging, path) for path in held
+    ):
         raise StorageError(
             f"refusing to stage in {plan.staging}: it is outside {plan.staging_root}",
             why="the staging area (or a directory above it) is a link out of the store",
             hint="remove the link; pullman makes the directory itself",
         )
-    held = {x.source for x in plan.finals if isinstance(x, Move)}  # held there on purpose
-    for path in [
-        *(f.dest for f in plan.files if f.dest not in held),
-        *(x.path for x in plan.finals),
-    ]:
+    for path in [*placed, *(x.path for x in plan.finals)]:
         if inside(plan.staging, path):
             raise RemoteError(
                 f"refusing to write {path}: it is inside pullman's staging area",
@@ -122,10 +121,11 @@ def made_paths(plan: Plan) -> list[Path]:
     """What a plan creates under its root: files, their directories up to the root, the
     staging area and the staging files of the plan's keys (for :func:`pullman.fsio.adopt`)."""
     paths: dict[Path, None] = {}
+    top = plan.staging_root
     for path in [*(f.dest for f in plan.files), *(x.path for x in plan.finals), plan.staging]:
         paths.setdefault(path)
         for parent in path.parents:
-            if parent == plan.root or not inside(plan.root, parent):
+            if parent == top or not inside(top, parent):
                 break
             paths.setdefault(parent)
     keys = {f.key for f in plan.files}

@@ -230,11 +230,12 @@ def cached_snapshot(root: Path, ref: HfRef) -> tuple[str, list[CachedFile]]:
             hint=f"`pullman get {ref}` writes it again",
         )
     snapshot = repo / "snapshots" / commit
+    blobs = Path(os.path.realpath(repo / "blobs"))
     files = []
     for link in sorted(snapshot.rglob("*")) if snapshot.is_dir() else []:
         blob = Path(os.path.realpath(link))
         digest = from_blob_name(blob.name) if link.is_symlink() else None
-        if digest is None or not blob.is_file() or blob.parent != repo / "blobs":
+        if digest is None or not blob.is_file() or blob.parent != blobs:
             continue  # a link out of the repo, or no blob: not a file to share
         path = check_repo_path(link.relative_to(snapshot).as_posix())
         files.append(CachedFile(path, blob, digest, blob.stat().st_size))

@@ -7,11 +7,10 @@
     <models>/../.pullman-partial/                pullman's staging area, outside LM Studio's tree
 
 LM Studio shows ``.part`` files in its tree as downloads in progress, so partial data stays in
-the staging area beside the models directory (same file system: a rename commits) and each
-file appears whole, under its final name, in one rename. A Hugging Face repo lands as
-``<org>/<repo>/`` with its GGUF files side by side (an MLX repo without GGUF files keeps its
-own paths); an Ollama model as ``<namespace>/<model>/<model>-<tag>.gguf`` (``ollama/`` for
-Ollama's library, ``<org>/<repo>/`` for ``hf.co`` names) with its projector as ``mmproj-``.
+the staging area beside the models directory (same file system: a rename commits). Verified
+files wait there too and move into the model's folder together at the end, so LM Studio never
+sees half a model (a split GGUF's first part, an MLX repo's ``config.json`` alone). Names:
+:mod:`pullman.core.lmstudio_names`.
 """
 
 from __future__ import annotations
@@ -19,13 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit
+from pathlib import Path
 
 from pullman.core.inventory import BlobCheck, Garbage, Removal, StoreEntry
 from pullman.core.jobs import GetOptions
-from pullman.core.plan import FileSpec, Plan, Release, RemoteFile, Store
-from pullman.core.refs import HF_HOSTS, HfRef, OllamaRef, Ref, UrlRef
+from pullman.core.lmstudio_names import MODEL_FILE, file_names, folder, owned
+from pullman.core.plan import FileSpec, Final, Move, Plan, Release, Store
+from pullman.core.refs import Ref
 from pullman.core.units import human
 from pullman.errors import NotFound, NotWritable, UsageError
 from pullman.fsio import disk_errors, inside
@@ -33,8 +32,6 @@ from pullman.layouts import common
 from pullman.layouts.lmstudio_home import models_dir
 
 STAGING = common.STAGING
-MODEL_FILE = ".gguf"
-_OLLAMA_ROLES = ("model", "projector")
 
 
 def staging_dir(root: Path) -> Path:
@@ -42,61 +39,8 @@ def staging_dir(root: Path) -> Path:
     return root.parent / STAGING
 
 
-def folder(ref: Ref | Release) -> tuple[str, str]:
-    """``(publisher, repo)``: the two folder levels a model lives under."""
-    if isinstance(ref, Release):
-        if ref.repo is not None:
-            return _split(ref.repo.repo_id)
-        if ref.model is not None:
-            host, namespace, model, _ = ref.model.parts
-            return _ollama_folder(host, namespace, model)
-        return _url_folder(ref.ref)
-    if isinstance(ref, HfRef):
-        return _split(ref.repo_id)
-    if isinstance(ref, OllamaRef):
-        return _ollama_folder(ref.host, ref.namespace, ref.model)
-    return _url_folder(ref.url)
-
-
-def _split(repo_id: str) -> tuple[str, str]:
-    publisher, _, repo = repo_id.partition("/")
-    return publisher, repo
-
-
-def _ollama_folder(host: str, namespace: str, model: str) -> tuple[str, str]:
-    if host.lower() in HF_HOSTS:
-        return namespace, model
-    return ("ollama" if namespace == "library" else namespace), model
-
-
-def _url_folder(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    host = "".join(c if c.isalnum() or c in ".-_" else "-" for c in parts.hostname or "web")
-    stem = PurePosixPath(parts.path).name.removesuffix(MODEL_FILE) or "model"
-    return host, stem
-
-
-def _names(release: Release) -> list[tuple[RemoteFile, str]]:
-    """Which files of the release LM Studio gets, under which names in the model's folder."""
-    if release.model is not None:
-        _, _, model, tag = release.model.parts
-        chosen = [f for f in release.files if f.role in _OLLAMA_ROLES]
-        named = []
-        for n, f in enumerate(sorted(chosen, key=lambda f: _OLLAMA_ROLES.index(f.role))):
-            prefix = "mmproj-" if f.role == "projector" else ""
-            extra = f"-{n}" if n and f.role == "model" else ""
-            named.append((f, f"{prefix}{model}-{tag}{extra}{MODEL_FILE}"))
-        return named
-    ggufs = [f for f in release.files if f.path.lower().endswith(MODEL_FILE)]
-    if ggufs:
-        return [(f, PurePosixPath(f.path).name) for f in ggufs]  # side by side, flat
-    if release.repo is not None:
-        return [(f, f.path) for f in release.files]  # an MLX model: the repo's own tree
-    return []
-
-
-def _specs(release: Release, target: Path) -> tuple[FileSpec, ...]:
-    named = _names(release)
+def _specs(release: Release, target: Path, staging: Path) -> tuple[list[FileSpec], list[Final]]:
+    named = file_names(release)
     if not named:
         raise UsageError(
             f"{release.display} has no model file LM Studio can load",
@@ -104,7 +48,8 @@ def _specs(release: Release, target: Path) -> tuple[FileSpec, ...]:
             hint="choose a GGUF file or quantisation, e.g. hf://org/repo:Q4_K_M",
         )
     seen: dict[str, str] = {}
-    specs = []
+    specs: list[FileSpec] = []
+    finals: list[Final] = []
     for f, name in named:
         if name.casefold() in seen:
             raise UsageError(
@@ -113,10 +58,12 @@ def _specs(release: Release, target: Path) -> tuple[FileSpec, ...]:
                 hint="pick one of them with --include",
             )
         seen[name.casefold()] = f.path
-        dest = target / name
-        key = f.key or (f"sha256-{f.digest.hex}" if f.digest else common.url_key(f.url, dest))
-        specs.append(f.spec(dest, key, name=name))
-    return tuple(specs)
+        final = target / name
+        key = f.key or (f"sha256-{f.digest.hex}" if f.digest else common.url_key(f.url, final))
+        held = staging / key
+        specs.append(f.spec(held, key, name=name, final=final))
+        finals.append(Move(held, final, f.size or 0))
+    return specs, finals
 
 
 def check_writable(root: Path) -> None:
@@ -148,16 +95,17 @@ class LmStudioLayout:
         check_writable(root)
 
     def place(self, release: Release, root: Path, options: GetOptions) -> Plan:
-        """The model's files side by side in ``<publisher>/<repo>/``, each renamed in whole."""
+        """The model's files side by side in ``<publisher>/<repo>/``, moved in together."""
         publisher, repo = folder(release)
         target = root / publisher / repo
+        specs, finals = _specs(release, target, staging_dir(root))
         return Plan(
             release.ref,
-            _specs(release, target),
+            tuple(specs),
             root,
             staging_dir(root),
             release.title,
-            (),
+            tuple(finals),
             release.display,
             Store.LMSTUDIO,
             ("saved to", target),
@@ -168,40 +116,54 @@ class LmStudioLayout:
         return [_entry(root, d) for d in _model_dirs(root)]
 
     def remove(self, root: Path, ref: Ref) -> Removal:
-        if isinstance(ref, UrlRef) and not ref.url.lower().endswith(MODEL_FILE):
-            raise UsageError(f"{ref.url} is not a model in LM Studio", hint="e.g. hf://org/repo")
         publisher, repo = folder(ref)
         target = root / publisher / repo
-        if not target.is_dir() or not inside(root, target):
+        if not target.is_dir() or not _two_deep(root, target):
             raise NotFound(
                 f"no model {publisher}/{repo} in {root}",
                 hint="`pullman ls` shows what LM Studio has",
             )
-        return _remove_dir(root, target)
+        return _remove(root, target, ref)
 
     def blobs(self, root: Path, ref: Ref | None) -> Iterator[BlobCheck]:
         return iter(())  # LM Studio keeps no digests: the index knows what pullman put there
 
     def unreferenced(self, root: Path, min_age: float, now: float) -> Iterator[Garbage]:
-        return iter(())  # every file in LM Studio's tree is the user's
+        """Verified files held for a model that was never finished (the user's own files in
+        LM Studio's tree are never garbage)."""
+        staging = staging_dir(root)
+        for held in sorted(staging.iterdir()) if staging.is_dir() else []:
+            if "." not in held.name and held.is_file() and common.older_than(held, min_age, now):
+                yield Garbage("held", held, common.unshared_size(held))
 
     def staging_dirs(self, root: Path) -> list[Path]:
         return [staging_dir(root)]
 
 
+def _two_deep(root: Path, target: Path) -> bool:
+    """Whether ``target`` is exactly ``<root>/<publisher>/<repo>``, links resolved."""
+    return inside(root, target) and target.resolve().parent.parent == root.resolve()
+
+
 def _model_dirs(root: Path) -> list[Path]:
-    """``<publisher>/<repo>`` folders holding a GGUF file, or an MLX model's ``config.json``."""
-    if not root.is_dir():
-        return []
+    """``<publisher>/<repo>`` folders holding a GGUF file, or an MLX model's ``config.json``;
+    one this user cannot read is left out."""
     found = []
-    for directory in sorted(root.glob("*/*")):
+    try:
+        candidates = sorted(root.glob("*/*")) if root.is_dir() else []
+    except OSError:
+        return []
+    for directory in candidates:
         if directory.name.startswith(".") or directory.parent.name.startswith("."):
             continue
-        if directory.is_dir() and (
-            any(p.suffix.lower() == MODEL_FILE for p in directory.iterdir())
-            or (directory / "config.json").is_file()
-        ):
-            found.append(directory)
+        try:
+            if directory.is_dir() and (
+                any(p.suffix.lower() == MODEL_FILE for p in directory.iterdir())
+                or (directory / "config.json").is_file()
+            ):
+                found.append(directory)
+        except OSError:  # a folder closed to this user
+            continue
     return found
 
 
@@ -210,32 +172,38 @@ def _files(directory: Path) -> list[Path]:
 
 
 def _entry(root: Path, directory: Path) -> StoreEntry:
-    files = _files(directory)
-    size = sum(p.stat().st_size for p in files)
     name = "/".join(directory.relative_to(root).parts)
+    try:
+        files = _files(directory)
+        size = sum(p.stat().st_size for p in files)
+    except OSError:
+        return StoreEntry(name, Store.LMSTUDIO, directory, 0, "unreadable")
     details = {"files": [str(p.relative_to(directory)) for p in files]}
     return StoreEntry(
         name, Store.LMSTUDIO, directory, size, "complete", "", details, files=tuple(files)
     )
 
 
-def _remove_dir(root: Path, target: Path) -> Removal:
-    """The model's folder and what is in it; the publisher's folder too once it is empty.
+def _remove(root: Path, target: Path, ref: Ref) -> Removal:
+    """The files ``ref`` put in the model's folder; the folders too once they are empty.
     Bytes another app shares (a hard link in the HF cache or Ollama's store) are not freed."""
-    freed = 0
-    removed = []
-    with disk_errors(target):
-        for path in sorted(target.rglob("*"), reverse=True):
-            if path.is_dir() and not path.is_symlink():
-                path.rmdir()
-                continue
-            st = path.lstat()
-            freed += st.st_size if st.st_nlink == 1 else 0
-            path.unlink()
-            removed.append(str(path))
-        target.rmdir()
-        if target.parent != root and not any(target.parent.iterdir()):
-            target.parent.rmdir()
+    names = [str(p.relative_to(target)) for p in _files(target)]
+    mine = owned(names, ref)
     name = "/".join(target.relative_to(root).parts)
-    summary = f"removed {name} from LM Studio: {len(removed)} files, {human(freed)} freed"
+    if not mine:
+        raise NotFound(f"{ref} has no files in {target}", hint="`pullman ls` lists them")
+    freed = 0
+    with disk_errors(target):
+        for rel in mine:
+            path = target / rel
+            freed += common.unshared_size(path)
+            path.unlink()
+        for directory in sorted((p for p in target.rglob("*") if p.is_dir()), reverse=True):
+            if not any(directory.iterdir()):
+                directory.rmdir()
+        for directory in (target, target.parent):
+            if directory != root and directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+    summary = f"removed {name} from LM Studio: {len(mine)} files, {human(freed)} freed"
+    removed = [str(target / rel) for rel in mine]
     return Removal(name, freed, summary, {"path": str(target), "removed": removed})

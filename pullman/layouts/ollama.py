@@ -201,7 +201,7 @@ def remove_model(root: Path, ref: OllamaRef) -> ModelRemoval:
             if hex_digest in in_use or unreadable:
                 kept.append(blob)
                 continue
-            freed += blob.stat().st_size
+            freed += common.unshared_size(blob)  # a blob another app shares frees nothing
             blob.unlink()
             removed.append(blob)
     return ModelRemoval(ref.short(), path, tuple(removed), tuple(kept), freed)

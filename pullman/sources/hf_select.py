@@ -4,16 +4,17 @@ the GGUF file(s) of one quantisation for ``hf.co/org/repo:QUANT``. Pure."""
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pullman.core.digests import Digest
+from pullman.core.quants import has_quant, quant_tags
 from pullman.core.refs import HfRef
 from pullman.errors import NotFound
 
+__all__ = ["DEFAULT_QUANTS", "HubFile", "Snapshot", "quant_tags", "select"]
+
 DEFAULT_QUANTS = ("Q4_K_M", "Q4_K_S", "Q5_K_M", "Q4_0", "Q8_0")
-_QUANT_IN_NAME = re.compile(r"(?<![A-Z0-9])(I?Q\d[A-Z0-9_]*?|F16|BF16|F32)(?=[-.](?!\d)|$|-\d)")
 
 
 @dataclass(frozen=True)
@@ -51,18 +52,6 @@ class Snapshot:
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
-
-
-def quant_tags(path: str) -> set[str]:
-    """Quantisation tags in a GGUF file's path (``Q4_K_M``, ``IQ3_XS``, ``F16`` ...)."""
-    return set(_QUANT_IN_NAME.findall(path.upper()))
-
-
-def _has_quant(path: str, quant: str) -> bool:
-    wanted = quant.upper()
-    return any(part == wanted for part in re.split(r"[-./]", path.upper())) or wanted in (
-        quant_tags(path)
-    )
 
 
 def select(
@@ -131,7 +120,7 @@ def _pick_weights(files: list[HubFile], ref: HfRef) -> tuple[list[HubFile], str 
             raise NotFound(f"{ref.repo_id} has no GGUF files", hint="drop the :QUANT suffix")
         return files, f"{ref.repo_id} has no GGUF files; fetching the whole repo"
     if ref.quant:
-        picked = [f for f in ggufs if _has_quant(f.path, ref.quant)]
+        picked = [f for f in ggufs if has_quant(f.path, ref.quant)]
         if not picked:
             available = sorted({t for f in ggufs for t in quant_tags(f.path)})
             raise NotFound(
@@ -141,7 +130,7 @@ def _pick_weights(files: list[HubFile], ref: HfRef) -> tuple[list[HubFile], str 
             )
         return picked, None
     for quant in DEFAULT_QUANTS:
-        picked = [f for f in ggufs if _has_quant(f.path, quant)]
+        picked = [f for f in ggufs if has_quant(f.path, quant)]
         if picked:
             return picked, f"no quantisation given: picked {quant}"
     first = sorted(ggufs, key=lambda f: f.path)[0]

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import Store
+from pullman.core.quants import quant_tags
 from pullman.core.refs import HF_HOSTS, HfRef, OllamaRef, Ref, UrlRef, valid_part
 from pullman.core.urls import shown_ref
 from pullman.errors import UsageError
-from pullman.sources.hf_select import quant_tags
 
 APPS = {"hf": Store.HF_CACHE, "ollama": Store.OLLAMA, "lmstudio": Store.LMSTUDIO}
 """The stores ``--to`` names; anything else is a directory."""
@@ -38,15 +38,20 @@ class Route:
 
 
 def check_to(to: str) -> str:
-    """A ``--to`` value: an app's name, or a directory (made absolute)."""
-    if to in APPS:
-        return to
-    if not to or to.startswith("-"):
+    """A ``--to`` value: an app's name (any case), or a directory, made absolute: a path with
+    a ``/`` in it, or one that exists (a typo of an app's name is not a new directory)."""
+    if to.lower() in APPS:
+        return to.lower()
+    path = Path(to).expanduser()
+    if not to or to.startswith("-") or ("/" not in to and not path.is_dir()):
         raise UsageError(f"--to {to!r} is not a destination", hint=_HINT)
-    return str(Path(to).expanduser().absolute())
+    return str(path.absolute())
 
 
-_HINT = "--to takes hf, ollama, lmstudio or a directory, and may be given more than once"
+_HINT = (
+    "--to takes hf, ollama, lmstudio or a directory (./models, ~/models, /data/models), "
+    "and may be given more than once"
+)
 
 
 def route(ref: Ref, to: str | None, options: GetOptions) -> Route:
@@ -55,6 +60,11 @@ def route(ref: Ref, to: str | None, options: GetOptions) -> Route:
         return Route(ref, None, options)
     if to not in APPS:
         return _to_directory(ref, to, options)
+    if options.local_dir is not None or options.out is not None:
+        raise UsageError(
+            f"--to {to} and --local-dir / -o both say where it goes",
+            hint=f"--to {to} puts it where {to} looks; --to DIR is the plain-directory one",
+        )
     store = APPS[to]
     if store is Store.OLLAMA:
         return Route(as_ollama(ref), store, options)
