@@ -8,6 +8,10 @@ the header did not announce are refused. A stream that ends early is a truncated
 
 from __future__ import annotations
 
+import io
+import os
+import select
+import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +24,35 @@ from pullman.fsio import disk_errors
 CHUNK = 1 << 20
 Progress = Callable[[int, int], None]
 """Told ``(bytes so far, bytes in all)`` as a bundle's files stream (a progress line)."""
+
+
+class Polled(io.RawIOBase):
+    """A pipe read so that Ctrl-C and SIGTERM always get through: a blocking ``read`` that
+    starts just after a signal arrived would wait for the writer (Python runs its handler
+    only between calls, and only an interrupted read calls it), so each read waits in
+    ``select`` for at most a quarter second first."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        while not select.select([self.fd], [], [], 0.25)[0]:
+            pass  # the signal handlers run here, between two selects
+        return os.readv(self.fd, [buffer])
+
+
+def polled(stream: BinaryIO) -> BinaryIO:
+    """``stream``, read through :class:`Polled` when it is a pipe (stdin); a file as it is."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+        pipe = stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        return stream
+    return io.BufferedReader(Polled(fd), CHUNK) if pipe else stream
 
 
 def _truncated(name: str, detail: str) -> IntegrityError:
@@ -38,7 +71,7 @@ class BundleReader:
         with disk_errors(Path(name)):
             try:
                 # The reader owns the tar for its whole life (``close``).
-                self.tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # noqa: SIM115
+                self.tar = tarfile.open(fileobj=polled(stream), mode="r|", bufsize=CHUNK)  # noqa: SIM115
             except tarfile.TarError as exc:
                 raise bad(
                     f"{name} is not a pullman bundle",
