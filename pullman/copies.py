@@ -38,6 +38,7 @@ from pullman.fsio import (
     free_space,
     fsync_dir,
     hash_file,
+    inode,
     storage_error,
 )
 
@@ -103,7 +104,7 @@ class Copies:
         digest = spec.digest
         if not self.enabled or digest is None or spec.size is None:
             return
-        mine = {_identity(p) for p in spec.places} - {None}
+        mine = {inode(p) for p in spec.places} - {None}
         seen: set[tuple[int, int]] = set()
         for candidate in self.candidates(digest):
             try:
@@ -138,14 +139,6 @@ class Copies:
                 log.info("%s: %s from %s, 0 bytes fetched", spec.name, how, source)
                 return Shared(how, source)
         return None
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 def _materialize(source: Path, spec: FileSpec, staging: Path, *, trusted: bool) -> str | None:

@@ -214,6 +214,15 @@ def symlink_atomic(path: Path, target: str) -> None:
         fsync_dir(path.parent)
 
 
+def inode(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)``: one file under every name it has (stores share files)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def hash_file(path: Path, hasher: Hasher) -> str:
     """Feed the whole file at ``path`` to ``hasher``; its hex digest (runs in a worker thread)."""
     with disk_errors(path), path.open("rb") as f:

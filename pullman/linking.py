@@ -152,18 +152,7 @@ def _stored(ref: OllamaRef, options: GetOptions) -> Release:
         )
     raw = path.read_bytes()
     manifest = parse_manifest(raw)
-    files = tuple(
-        RemoteFile(
-            url="",
-            path=layer.blob_name,
-            name=f"{layer.kind} {layer.digest.hex[:12]}",
-            size=layer.size,
-            digest=layer.digest,
-            key=layer.blob_name,
-            role=layer.kind,
-        )
-        for layer in manifest.blobs
-    )
+    files = tuple(layer.remote() for layer in manifest.blobs)
     model = OllamaModel(ref.parts, raw)
     return Release(str(ref), ref.short(), ref.short(), files, model=model)
 

@@ -41,15 +41,6 @@ def check_blob(check: BlobCheck) -> BlobCheck:
     return check.checked("ok" if actual == check.digest.hex else "corrupt")
 
 
-def inode(path: Path) -> tuple[int, int] | None:
-    """``(device, inode)``: one file under every name it has (stores share files)."""
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
 def inodes(paths: Iterable[Path]) -> list[tuple[int, int, int]]:
     """``(device, inode, size)`` of each file that is there."""
     found = []

@@ -16,6 +16,7 @@ from pullman.core.plan import Store
 from pullman.core.units import human
 from pullman.daemon import daemon_pid
 from pullman.errors import IntegrityError, UsageError
+from pullman.fsio import inode
 from pullman.layouts import layout_for, stores
 from pullman.session import Session
 from pullman.sources import parse, source_for
@@ -181,7 +182,7 @@ async def _check_all(checks: list[BlobCheck]) -> list[BlobCheck]:
     seen: dict[tuple[int, int, str], str] = {}
     results = []
     for c in checks:
-        where = maintenance.inode(c.path)
+        where = inode(c.path)
         key = (*where, str(c.digest)) if where is not None else None
         if key is not None and key in seen:
             results.append(c.checked(seen[key]))

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pullman.core.digests import Digest, parse_prefixed
 from pullman.core.headers import MAX_SIZE
+from pullman.core.plan import RemoteFile
 from pullman.errors import RemoteError
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
@@ -39,6 +41,22 @@ class Layer:
     @property
     def blob_name(self) -> str:
         return f"sha256-{self.digest.hex}"
+
+    def remote(
+        self, url: str = "", *, auth: Mapping[str, str] | None = None, insecure: bool = False
+    ) -> RemoteFile:
+        """This blob as a file of a release (``url`` empty: read from a store, not fetched)."""
+        return RemoteFile(
+            url=url,
+            path=self.blob_name,
+            name=f"{self.kind} {self.digest.hex[:12]}",
+            size=self.size,
+            digest=self.digest,
+            key=self.blob_name,
+            auth=auth or {},
+            insecure=insecure,
+            role=self.kind,
+        )
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from pullman.core.headers import parse_bearer_challenge
 from pullman.core.jobs import GetOptions
 from pullman.core.ollama_manifest import MANIFEST_V2, MAX_MANIFEST, Manifest, parse_manifest
-from pullman.core.plan import OllamaModel, Release, RemoteFile, Store
+from pullman.core.plan import OllamaModel, Release, Store
 from pullman.core.refs import OllamaRef, Ref
 from pullman.core.urls import is_loopback
 from pullman.errors import AccessDenied, NotFound, RemoteError
@@ -197,16 +197,10 @@ async def release_of(ref: OllamaRef, registry: Registry) -> Release:
     """Every blob of the model (config and layers, each once), and the raw manifest."""
     resolved = await fetch_manifest(ref, registry)
     files = tuple(
-        RemoteFile(
-            url=registry.blob_url(ref, layer.digest.hex),
-            path=layer.blob_name,
-            name=f"{layer.kind} {layer.digest.hex[:12]}",
-            size=layer.size,
-            digest=layer.digest,
-            key=layer.blob_name,
+        layer.remote(
+            registry.blob_url(ref, layer.digest.hex),
             auth=resolved.auth,
             insecure=registry.insecure,
-            role=layer.kind,
         )
         for layer in resolved.manifest.blobs
     )
