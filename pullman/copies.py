@@ -113,9 +113,9 @@ class Copies:
                 continue
             if not stat.S_ISREG(st.st_mode) or st.st_size != spec.size:
                 continue
-            inode = (st.st_dev, st.st_ino)
-            if inode not in seen and inode not in mine:
-                seen.add(inode)
+            key = (st.st_dev, st.st_ino)
+            if key not in seen and key not in mine:
+                seen.add(key)
                 yield candidate
 
     def any_of(self, specs: Iterable[FileSpec]) -> list[FileSpec]:
