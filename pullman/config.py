@@ -39,10 +39,12 @@ from typing import Any
 
 import platformdirs
 
+from pullman.core.mirrors import parse_mirror
 from pullman.core.proxies import Proxies
 from pullman.core.units import parse_rate, parse_size
 from pullman.core.windows import Window
 from pullman.errors import UsageError
+from pullman.fsio import disk_errors
 from pullman.transfer.config import TransferConfig
 from pullman.transfer.recycle import RecycleConfig
 
@@ -101,6 +103,30 @@ class StoresConfig:
 
 
 @dataclass(frozen=True)
+class SourcesConfig:
+    """``[sources]``: mirrors asked before the upstream (``pullman serve`` on another box, a
+    registry), and the file holding a token for them (read when a job runs, never stored)."""
+
+    mirrors: tuple[str, ...] = ()
+    mirror_token_file: str | None = None
+
+    def __post_init__(self) -> None:
+        for mirror in self.mirrors:
+            parse_mirror(mirror)
+
+    def token(self) -> str | None:
+        """The mirror token, read from its file now (so the daemon reads its own)."""
+        if self.mirror_token_file is None:
+            return None
+        path = Path(self.mirror_token_file).expanduser()
+        with disk_errors(path):
+            token = path.read_text().strip()
+        if not token or any(ch.isspace() for ch in token):
+            raise UsageError(f"{path} does not hold a token", hint="one word, on one line")
+        return token
+
+
+@dataclass(frozen=True)
 class Paths:
     data: Path
     config_file: Path
@@ -149,6 +175,7 @@ class Settings:
     transfer: TransferConfig = field(default_factory=TransferConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     stores: StoresConfig = field(default_factory=StoresConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
@@ -156,6 +183,11 @@ def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     if key in _SIZE_KEYS:
         return parse_size(value, what=name)
     kind = type(default)
+    if kind is tuple:  # a TOML list, or comma-separated in the environment
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(v, str) for v in items):
+            raise UsageError(f"{name}: expected a list of strings, got {value!r}")
+        return tuple(v.strip() for v in items if v.strip())
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -222,7 +254,7 @@ def load(
             hint="fix the file (TOML syntax) or its permissions, or move it away",
         ) from None
     for section in doc:
-        if section not in ("transfer", "recycle", "schedule", "network", "stores"):
+        if section not in ("transfer", "recycle", "schedule", "network", "stores", "sources"):
             raise UsageError(f"unknown section [{section}] in {paths.config_file}")
     rec = RecycleConfig()
     for layer in (doc.get("recycle", {}), _from_env(env, "recycle", rec), recycle or {}):
@@ -240,4 +272,7 @@ def load(
     st = StoresConfig()
     for layer in (doc.get("stores", {}), _from_env(env, "stores", st)):
         st = _apply(st, "stores", layer)
-    return Settings(paths=paths, transfer=tc, schedule=sc, stores=st)
+    so = SourcesConfig()
+    for layer in (doc.get("sources", {}), _from_env(env, "sources", so)):
+        so = _apply(so, "sources", layer)
+    return Settings(paths=paths, transfer=tc, schedule=sc, stores=st, sources=so)

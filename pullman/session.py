@@ -21,11 +21,21 @@ from pullman.copies import Copies, Shared
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.units import human
-from pullman.errors import DiskFull, NotFound, StorageError, UsageError, collapse_groups
+from pullman.errors import (
+    DiskFull,
+    IntegrityError,
+    NetworkError,
+    NotFound,
+    RemoteError,
+    StorageError,
+    UsageError,
+    collapse_groups,
+)
 from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
 from pullman.layouts.common import apply_finals, check_plan, made_paths, make_early, undo_early
 from pullman.sources import SourceContext, check_options, parse, source_for
+from pullman.sources.mirrored import resolve as mirrored_resolve
 from pullman.sources.routes import route
 from pullman.transfer.engine import Transfer
 from pullman.transfer.limiter import Limiter
@@ -100,12 +110,30 @@ class Session:
         reports = []
         for text in refs:
             for to in options.to or (None,):
-                plan = await self.plan(text, options, to=to)
-                reports.append(await self.fetch(plan, options))
+                reports.append(await self._one(text, options, to))
         return reports
 
+    async def _one(self, text: str, options: GetOptions, to: str | None) -> PlanReport:
+        """One ref into one destination; from upstream if its mirror fails midway (what the
+        mirror delivered and verified is kept: staging is keyed by digest)."""
+        plan = await self.plan(text, options, to=to)
+        try:
+            return await self.fetch(plan, options)
+        except (NetworkError, RemoteError, IntegrityError) as exc:
+            if plan.mirror is None:
+                raise
+            log.warning("%s: the mirror %s failed: %s; from upstream", text, plan.mirror, exc.what)
+        plan = await self.plan(text, options, to=to, mirrored=False)
+        return await self.fetch(plan, options)
+
     async def plan(
-        self, text: str, options: GetOptions, *, dry_run: bool = False, to: str | None = None
+        self,
+        text: str,
+        options: GetOptions,
+        *,
+        dry_run: bool = False,
+        to: str | None = None,
+        mirrored: bool = True,
     ) -> Plan:
         """What ``text`` needs fetched and where it lands (in ``to``, one of ``--to``); the
         store is checked first (not for a ``dry_run``, which changes nothing on disk)."""
@@ -126,8 +154,11 @@ class Session:
         context = SourceContext(
             options, cfg.retry_policy, cfg.metadata_deadline, cfg.proxies, self._token
         )
-        release = await source.resolve(ref, context)
-        return layout.place(release, root, options)
+        if options.mirrors and mirrored:
+            token = await anyio.to_thread.run_sync(self.settings.sources.token)
+            context = replace(context, mirror_token=token)
+        release, mirror = await mirrored_resolve(source, ref, context, mirrored=mirrored)
+        return replace(layout.place(release, root, options), mirror=mirror)
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
         check_plan(plan)

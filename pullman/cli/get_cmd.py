@@ -49,7 +49,7 @@ def get(context: Context, /, **params: Any) -> None:
     if request.via_server:
         _via_server(request, context.settings.transfer.proxies)
         return
-    request = request.with_stores(context.settings.stores)
+    request = request.with_config(context.settings)
     request.check()
     settings = request.settings(context.settings)
     if request.dry_run:
@@ -173,9 +173,9 @@ def _via_server(request: GetRequest, proxies: Proxies) -> None:
         )
     from pullman.transfer.via_server import ServerPull, ServerPullOutcome  # the ollama client
 
-    if request.output or request.sha256 or request.ollama_dir or request.to:
+    if request.output or request.sha256 or request.ollama_dir or request.to or request.mirror:
         raise UsageError(
-            "--via-server cannot be combined with -o, --sha256, --to or --ollama-dir",
+            "--via-server cannot be combined with -o, --sha256, --to, --mirror or --ollama-dir",
             hint="the Ollama server writes to its own models directory",
         )
     names = []

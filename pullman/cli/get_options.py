@@ -32,6 +32,14 @@ _OPTIONS = [
         help="Where it lands: hf, ollama, lmstudio or a directory (repeatable; one copy "
         "on disk, linked into each). Default: the ref's own store.",
     ),
+    click.option(
+        "--mirror",
+        multiple=True,
+        metavar="URL|HOST=URL",
+        help="Ask this mirror first (pullman serve on another box, a registry); the upstream on "
+        "a miss, a failure or a bad digest. Default: [sources] mirrors. Repeatable.",
+    ),
+    click.option("--no-mirror", is_flag=True, help="Ignore [sources] mirrors for this run."),
     OLLAMA_DIR,
     LMSTUDIO_DIR,
     click.option(

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from pullman.config import Settings, StoresConfig
+from pullman.config import Settings
 from pullman.core.digests import parse_sha256_option
 from pullman.core.jobs import GetOptions, JobOptions
+from pullman.core.mirrors import parse_mirror
 from pullman.core.units import parse_rate
 from pullman.core.windows import Window, local_now, until_deadline
 from pullman.errors import UsageError
@@ -34,6 +35,8 @@ class GetRequest:
     sha256: str | None
     output: str | None
     to: tuple[str, ...]
+    mirror: tuple[str, ...]
+    no_mirror: bool
     ollama_dir: str | None
     lmstudio_dir: str | None
     include: tuple[str, ...]
@@ -70,6 +73,8 @@ class GetRequest:
             ref = parse(text, insecure=self.insecure, plain=plain)  # bad refs fail here
             for to in options.to:  # and refs that cannot go where --to says
                 route(ref, to, options)
+        for mirror in self.mirror:
+            parse_mirror(mirror)
         if self.limit is not None:
             parse_rate(self.limit, what="--limit")
         if self.window is not None:
@@ -87,6 +92,7 @@ class GetRequest:
             ollama_dir=self.ollama_dir,
             lmstudio_dir=_absolute(self.lmstudio_dir),
             to=tuple(dict.fromkeys(check_to(t) for t in self.to)),
+            mirrors=() if self.no_mirror else self.mirror,
             verify_existing=self.verify_existing,
             include=self.include,
             exclude=self.exclude,
@@ -124,12 +130,12 @@ class GetRequest:
             raise UsageError("--token: that is not a token", hint="a token is one word, hf_...")
         return token
 
-    def with_stores(self, stores: StoresConfig) -> GetRequest:
-        """``[stores]`` where the flags did not say."""
+    def with_config(self, settings: Settings) -> GetRequest:
+        """``[stores]`` and ``[sources]`` where the flags did not say."""
         return replace(
             self,
-            ollama_dir=self.ollama_dir,
-            lmstudio_dir=self.lmstudio_dir or stores.lmstudio,
+            lmstudio_dir=self.lmstudio_dir or settings.stores.lmstudio,
+            mirror=self.mirror or settings.sources.mirrors,
         )
 
     def settings(self, base: Settings) -> Settings:

@@ -94,6 +94,8 @@ class GetOptions:
     to: tuple[str, ...] = ()
     """``--to``: where the download lands (``hf``, ``ollama``, ``lmstudio`` or a directory),
     each once; empty: the ref's own store."""
+    mirrors: tuple[str, ...] = ()
+    """``--mirror`` (else ``[sources] mirrors``): asked first, upstream on a miss or failure."""
 
 
 def _to_json(value: Any) -> Any:

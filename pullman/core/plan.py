@@ -247,6 +247,8 @@ class Plan:
     home: Path | None = None
     """Where ``staging`` may lie when that is outside ``root`` (LM Studio's home: partial
     files stay out of its models tree)."""
+    mirror: str | None = None
+    """The mirror the files come from (``--mirror``); on a failure the upstream is asked."""
 
     @property
     def staging_root(self) -> Path:

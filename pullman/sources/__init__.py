@@ -35,6 +35,11 @@ class SourceContext:
     proxies: Proxies = field(default_factory=Proxies)
     token: str | None = field(default=None, repr=False)
     """A Hub token given for this run (``--token``); else the source finds its own."""
+    mirror: str | None = None
+    """Ask this mirror (:mod:`pullman.core.mirrors`) instead of the ref's own registry or Hub;
+    no credential of the upstream is sent there."""
+    mirror_token: str | None = field(default=None, repr=False)
+    """The token ``[sources] mirror_token_file`` holds, for a mirror that wants one."""
 
 
 class Source(Protocol):

@@ -68,7 +68,8 @@ class HfSource:
         assert isinstance(ref, HfRef)
         if ctx.options.revision is not None:
             ref = replace(ref, revision=ctx.options.revision, revision_given=True)
-        snapshot = await list_snapshot(ref, ctx, ctx.options.hf_endpoint or endpoint())
+        base = ctx.mirror or ctx.options.hf_endpoint or endpoint()
+        snapshot = await list_snapshot(ref, ctx, base)
         chosen, note = select(snapshot, ctx.options.include, ctx.options.exclude)
         if note:
             log.warning("%s: %s", ref, note)
@@ -81,7 +82,7 @@ class HfSource:
                 digest=f.digest,
                 key=f"hf-{f.etag}",
                 auth=snapshot.auth,
-                auth_to=(snapshot.endpoint, *HUB_ORIGINS),
+                auth_to=(snapshot.endpoint,) if ctx.mirror else (snapshot.endpoint, *HUB_ORIGINS),
             )
             for f in chosen
         )
@@ -100,7 +101,9 @@ async def list_snapshot(ref: HfRef, ctx: SourceContext, base: str) -> Snapshot:
     pullman, and Ctrl-C does not wait for it.
     """
     deadline = ctx.deadline
-    token = ctx.token or await anyio.to_thread.run_sync(_token)
+    # Never the Hub's token to a mirror: only the mirror's own, if it has one.
+    own = ctx.mirror_token if ctx.mirror else None
+    token = own if ctx.mirror else ctx.token or await anyio.to_thread.run_sync(_token)
 
     def stalled() -> NetworkError:
         return NetworkError(

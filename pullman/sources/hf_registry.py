@@ -34,4 +34,4 @@ class HfRegistrySource(OllamaSource):
     """An Ollama source whose registry is the Hub's (whatever host the name was written with)."""
 
     def registry(self, ref: OllamaRef, ctx: SourceContext) -> Registry:
-        return Registry(registry_base(), ctx)
+        return Registry(ctx.mirror or registry_base(), ctx)

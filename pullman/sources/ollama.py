@@ -46,7 +46,14 @@ class Registry:
 
     @classmethod
     def of(cls, ref: OllamaRef, ctx: SourceContext) -> Registry:
-        return cls(ref.registry, ctx)
+        """The ref's own registry, or the mirror the context names."""
+        return cls(ctx.mirror or ref.registry, ctx)
+
+    @property
+    def auth(self) -> dict[str, str]:
+        """What to send before any challenge: a mirror's token, where one is configured."""
+        token = self.ctx.mirror_token
+        return {"Authorization": f"Bearer {token}"} if self.ctx.mirror and token else {}
 
     @property
     def insecure(self) -> bool:
@@ -75,7 +82,7 @@ class Registry:
 async def fetch_manifest(ref: OllamaRef, registry: Registry) -> Resolved:
     """Fetch and validate the manifest, getting a registry token first if one is demanded."""
     policy = registry.ctx.policy
-    auth: dict[str, str] = {}
+    auth = registry.auth
     headers = {"Accept": MANIFEST_V2}
 
     async def once(tag: str | None) -> Document:
