@@ -68,7 +68,8 @@ _PASS_THROUGH = {"ignore_unknown_options": True}
 
 def _unit(serve: bool, serve_args: tuple[str, ...]) -> Unit:
     """The service a command is about: the daemon, or ``pullman serve`` with its flags."""
-    service = _service()
+    from pullman import service
+
     if not serve:
         if serve_args:
             raise UsageError(
