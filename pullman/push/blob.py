@@ -300,7 +300,9 @@ class BlobPush:
             with shield:
                 result.append(await work())
             tg.cancel_scope.cancel()
-        if not result:  # the grace ran out: the stop goes on
-            await anyio.lowlevel.checkpoint()
+        # Outside the shield: a stop that came meanwhile lands here (the next chunk would be
+        # shielded again before it could).
+        await anyio.lowlevel.checkpoint()
+        if not result:  # pragma: no cover - the grace ran out, so a stop is pending
             raise NetworkError("stopped in the middle of a chunk")
         return result[0]
