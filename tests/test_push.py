@@ -22,6 +22,19 @@ from typing import Any
 
 import pytest
 
+from pullman.core.push_target import parse_destination
+from pullman.core.registry_auth import (
+    Challenge,
+    Lookup,
+    lookup,
+    parse_challenge,
+    parse_config,
+    parse_token,
+    push_scopes,
+    token_query,
+)
+from pullman.core.uploads import content_range, next_location, offset_from_range, with_query
+from pullman.errors import ProtocolViolation, UsageError
 from pullman.testing import Simulator, make_data
 from pullman.testing.registry import OllamaRegistry
 
@@ -30,6 +43,96 @@ from helpers import KiB, MiB, cli_env, free_port, pullman, spawn
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 MODEL = make_data(3 * MiB + 123, 31)
 LAYERS = [("model", MODEL), ("template", b"{{ .Prompt }}"), ("license", b"MIT or so")]
+
+
+# ---------------------------------------------------------------------- the pure parts
+
+
+@pytest.mark.parametrize(
+    ("text", "insecure", "want"),
+    [
+        ("registry.lan:5000/library/qwen2.5:7b", False, ("https", "registry.lan:5000", "library/qwen2.5", "7b")),
+        ("registry.lan/library/tiny", True, ("http", "registry.lan", "library/tiny", "q4")),
+        ("http://127.0.0.1:5000/a/b/c", False, ("http", "127.0.0.1:5000", "a/b/c", "q4")),
+        ("localhost/tiny:v1", False, ("https", "localhost", "tiny", "v1")),
+        ("Reg.Example.com/x__y/m-1.2", False, ("https", "reg.example.com", "x__y/m-1.2", "q4")),
+    ],
+)  # fmt: skip
+def test_destinations_parse(text: str, insecure: bool, want: tuple[str, ...]) -> None:
+    t = parse_destination(text, default_tag="q4", insecure=insecure)
+    assert (t.scheme, t.host, t.repo, t.tag) == want
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "library/tiny",  # no host: docker would read "library" as a repo, not a registry
+        "registry.lan:5000",
+        "registry.lan:5000/",
+        "registry.lan/Library/tiny",  # uppercase
+        "registry.lan/a//b",
+        "registry.lan/../etc",
+        "registry.lan/a/b:bad tag",
+        "registry.lan/a/b:" + "t" * 129,
+        "http://registry.lan/a/b",  # plain http to a non-loopback host without --insecure
+        "ftp://registry.lan/a/b",
+    ],
+)
+def test_bad_destinations_are_usage_errors(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_destination(text, default_tag="latest")
+
+
+def test_upload_arithmetic() -> None:
+    assert content_range(0, 10) == "0-9"
+    assert content_range(1 << 20, 1) == "1048576-1048576"
+    assert offset_from_range(None, size=100) == 0
+    assert offset_from_range("0-0", size=100) == 0  # distribution's empty upload
+    assert offset_from_range("0-49", size=100) == 50
+    assert offset_from_range("bytes=0-99", size=100) == 100
+    for bad in ("5-9", "0-100", "0--1", "x", "0-99999999999999999"):
+        with pytest.raises(ProtocolViolation):
+            offset_from_range(bad, size=100)
+    base = "http://r:5000/v2/a/b/blobs/uploads/u?_state=abc%3D%3D"
+    assert next_location(base, "/v2/a/b/blobs/uploads/u?_state=new") == (
+        "http://r:5000/v2/a/b/blobs/uploads/u?_state=new"
+    )
+    assert next_location(base, None) == base
+    with pytest.raises(ProtocolViolation):
+        next_location(base, "file:///etc/passwd")
+    put = with_query(base, digest="sha256:" + "0" * 64)
+    assert put == f"http://r:5000/v2/a/b/blobs/uploads/u?_state=abc%3D%3D&digest=sha256%3A{'0' * 64}"
+
+
+def test_docker_config_and_challenges() -> None:
+    token = base64.b64encode(b"me:p:w").decode()
+    doc = parse_config(json.dumps({"auths": {"https://r.lan:5000/v1/": {"auth": token},
+                                             "other": {"username": "u", "password": "x"}},
+                                   "credHelpers": {"gcr.io": "gcloud"}}).encode(), "cfg")  # fmt: skip
+    found = lookup(doc, "R.lan:5000", "cfg").credentials
+    assert found is not None and (found.username, found.password) == ("me", "p:w")
+    assert "p:w" not in repr(found) and "p:w" not in str(found)
+    assert found.basic() == "Basic " + token
+    assert lookup(doc, "gcr.io", "cfg") == Lookup(None, "gcloud")  # named, never run
+    assert lookup(doc, "nowhere:1", "cfg").credentials is None
+    with pytest.raises(UsageError):
+        lookup(parse_config(b'{"auths": {"r": {"auth": "!!"}}}', "cfg"), "r", "cfg")
+    with pytest.raises(UsageError):
+        parse_config(b"[1]", "cfg")
+    bearer = parse_challenge('Bearer realm="https://auth.lan/token",service="reg",scope="x"')
+    assert bearer is not None and bearer.scheme == "bearer"
+    assert bearer.params["realm"] == "https://auth.lan/token"
+    assert parse_challenge('Basic realm="registry"') == Challenge("basic", {})
+    assert parse_challenge("Bearer nope") is None and parse_challenge(None) is None
+    scopes = push_scopes("library/b", ["library/a", "library/b"])
+    assert scopes == ("repository:library/b:pull,push", "repository:library/a:pull")
+    assert token_query(bearer, scopes, "me") == (
+        "service=reg&scope=repository%3Alibrary%2Fb%3Apull%2Cpush"
+        "&scope=repository%3Alibrary%2Fa%3Apull&account=me"
+    )
+    assert parse_token(b'{"token": "abc"}') == "abc"
+    assert parse_token(b'{"access_token": "def"}') == "def"
+    assert parse_token(b'{"token": "a\r\nb"}') is None and parse_token(b"[]") is None
 
 
 @dataclass
@@ -43,7 +146,7 @@ class Registry:
         return [line for line in self.log.read_text().splitlines() if needle in line]
 
 
-def start_registry(tmp_path: Path, extra: str = "") -> Iterator[Registry]:
+def start_registry(tmp_path: Path, extra: str = "", storage: str = "") -> Iterator[Registry]:
     if not Path(REGISTRY).exists():
         pytest.skip("needs Debian's docker-registry (scripts/test installs it)")
     port = free_port()
@@ -52,7 +155,7 @@ def start_registry(tmp_path: Path, extra: str = "") -> Iterator[Registry]:
     config.write_text(
         "version: 0.1\n"
         "log:\n  level: info\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {data}\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {data}\n{storage}"
         f"http:\n  addr: 127.0.0.1:{port}\n  secret: pullman-test-secret\n{extra}"
     )
     log = tmp_path / "registry.log"
@@ -434,3 +537,124 @@ def test_bearer_tokens_from_the_realm_with_the_docker_credentials(
     state = "".join(p.read_text() for p in (pulled.home / "push").glob("*"))
     shown = [t for run in runs for t in (run.stdout, run.stderr)]
     assert no_secret(*shown, state) and not any("eyJ" in t for t in [*shown, state])
+
+
+# ---------------------------------------------------------------------- what a user sees
+
+
+def test_the_text_report_and_clear_errors(
+    registry: Registry, pulled: Pulled, tmp_path: Path
+) -> None:
+    dest = f"{registry.host}/library/tiny:v2"
+    r = pullman("push", "--insecure", "--ollama-dir", str(pulled.models), pulled.name, dest,
+                "--progress", "none", home=pulled.home)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert f"pushed {pulled.name} to {dest}: blobs 4 uploaded, 0 mounted, 0 skipped" in r.stdout
+    assert f"pull it with: ollama pull --insecure {dest}" in r.stdout
+
+    def fails(*args: str) -> subprocess.CompletedProcess[str]:
+        r = pullman("push", "--insecure", "--ollama-dir", str(pulled.models), *args,
+                    home=pulled.home)  # fmt: skip
+        assert "Traceback" not in r.stderr and r.stdout == ""
+        return r
+
+    assert fails("nope:1", dest).returncode == 3  # no such model here
+    assert "no model nope:1" in fails("nope:1", dest).stderr
+    assert fails(pulled.name, "library/tiny").returncode == 2  # no registry host
+    assert fails(pulled.name, dest, "--chunk-size", "12").returncode == 2
+    r = pullman("push", "--ollama-dir", str(pulled.models), pulled.name,
+                f"http://192.0.2.1/library/tiny", home=pulled.home)  # fmt: skip
+    assert r.returncode == 2 and "--insecure" in r.stderr
+    model = pulled.models / "blobs" / f"sha256-{hashlib.sha256(MODEL).hexdigest()}"
+    model.unlink()
+    r = fails(pulled.name, dest)
+    assert r.returncode == 3 and "is incomplete" in r.stderr and "pullman get" in r.stderr
+
+
+def test_a_read_only_registry_says_it_takes_no_pushes(pulled: Pulled, tmp_path: Path) -> None:
+    readonly = "  maintenance:\n    readonly:\n      enabled: true\n"
+    for reg in start_registry(tmp_path, storage=readonly):
+        r = push(pulled, f"{reg.host}/library/tiny")
+        assert r.returncode == 1, r.stderr
+        assert "does not accept pushes" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------- a network that drops
+
+
+class DroppingRelay:
+    """A TCP relay in front of the registry that cuts every connection once ``budget`` bytes
+    went towards the registry in all, once (a network drop in the middle of a chunk)."""
+
+    def __init__(self, target: str, budget: int) -> None:
+        import socket
+        import threading
+
+        self.target = target.rsplit(":", 1)
+        self.budget = budget
+        self.dropped = False
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.lock = threading.Lock()
+        self.sent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.target[0], int(self.target[1])))
+            for a, b, counted in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pipe, args=(a, b, counted), daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any, counted: bool) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                if counted:
+                    with self.lock:
+                        self.sent += len(data)
+                        cut = not self.dropped and self.sent >= self.budget
+                        self.dropped = self.dropped or cut
+                    if cut:
+                        dst.sendall(data[: len(data) // 2])
+                        for s in (src, dst):
+                            s.shutdown(socket.SHUT_RDWR)
+                        return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_dropped_connection_mid_chunk_is_retried_to_a_byte_exact_blob(
+    registry: Registry, big: Pulled, tmp_path: Path
+) -> None:
+    relay = DroppingRelay(registry.host, budget=len(BIG) // 2)
+    try:
+        r = push(big, f"{relay.host}/library/tiny", "--chunk-size", str(256 * KiB))
+        doc = summary(r)
+    finally:
+        relay.close()
+    assert relay.dropped
+    blob = model_blob(doc)
+    assert blob["action"] == "uploaded" and blob["retries"] >= 1
+    # distribution refuses an upload whose data outgrew the state it handed out (the half
+    # chunk that got through), so the blob began again: said so, and sent in full twice over.
+    assert blob["restarted"] == 1 and blob["sent"] >= len(BIG) + len(BIG) // 4, blob
+    assert registry.lines('GET /v2/library/tiny/blobs/uploads/')  # it asked before starting over
+    pull_back(registry, "library/tiny", "latest", tmp_path, big)

@@ -93,11 +93,9 @@ def push(
 
 
 def _report(result: PushResult, insecure: bool) -> None:
-    parts = [
-        f"{result.count(a)} {a}" for a in ("uploaded", "mounted", "skipped") if result.count(a)
-    ]
+    counts = ", ".join(f"{result.count(a)} {a}" for a in ("uploaded", "mounted", "skipped"))
     click.echo(
-        f"pushed {result.ref.short()} to {result.target}: {', '.join(parts)} blobs; "
+        f"pushed {result.ref.short()} to {result.target}: blobs {counts}; "
         f"{human(result.bytes_sent)} sent"
     )
     click.echo(f"  manifest: {result.manifest_digest}")

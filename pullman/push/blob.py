@@ -33,7 +33,7 @@ import anyio.lowlevel
 from pullman.core.ollama_manifest import Layer
 from pullman.core.push_target import PushTarget
 from pullman.core.uploads import content_range, next_location, offset_from_range, with_query
-from pullman.errors import IntegrityError, NetworkError, TransientError
+from pullman.errors import IntegrityError, NetworkError, TransientError, collapse_groups
 from pullman.fsio import disk_errors
 from pullman.net.registry_client import Body, RegistryClient, Reply, registry_error
 from pullman.net.retry import RetryNote, RetryPolicy, retrying
@@ -295,11 +295,12 @@ class BlobPush:
             finally:
                 shield.deadline = anyio.current_time() + self.ctx.grace
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(on_stop)
-            with shield:
-                result.append(await work())
-            tg.cancel_scope.cancel()
+        with collapse_groups():  # the chunk's own error, not a group of one
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(on_stop)
+                with shield:
+                    result.append(await work())
+                tg.cancel_scope.cancel()
         # Outside the shield: a stop that came meanwhile lands here (the next chunk would be
         # shielded again before it could).
         await anyio.lowlevel.checkpoint()
