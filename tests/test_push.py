@@ -17,7 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,10 @@ def test_docker_config_and_challenges() -> None:
     assert found.basic() == "Basic " + token
     assert lookup(doc, "gcr.io", "cfg") == Lookup(None, "gcloud")  # named, never run
     assert lookup(doc, "nowhere:1", "cfg").credentials is None
+    hub = parse_config(
+        json.dumps({"auths": {"https://index.docker.io/v1/": {"auth": token}}}).encode(), "c"
+    )
+    assert lookup(hub, "registry-1.docker.io", "c").credentials == replace(found, source="c")
     with pytest.raises(UsageError):
         lookup(parse_config(b'{"auths": {"r": {"auth": "!!"}}}', "cfg"), "r", "cfg")
     with pytest.raises(UsageError):

@@ -30,7 +30,7 @@ from pullman.push.run import Push, PushOptions, PushResult
 @click.option(
     "--insecure",
     is_flag=True,
-    help="Allow a plain-http registry and skip TLS verification (loopback needs neither).",
+    help="Use plain http and skip TLS verification (a loopback DEST may also say http://).",
 )
 @click.option(
     "--chunk-size",

@@ -25,6 +25,8 @@ from pullman.core.headers import parse_bearer_challenge
 from pullman.errors import UsageError
 
 MAX_CONFIG = 1 << 20
+DOCKER_HUB = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+"""Docker Hub's names: ``docker login`` files its credentials under ``index.docker.io``."""
 
 
 @dataclass(frozen=True)
@@ -101,10 +103,11 @@ def _entry_credentials(entry: object, source: str, host: str) -> Credentials | N
 def lookup(doc: Mapping[str, Any], host: str, source: str) -> Lookup:
     """The credentials ``doc`` (a parsed config.json) holds for ``host`` (``host[:port]``)."""
     wanted = host.lower()
+    names = DOCKER_HUB if wanted in DOCKER_HUB else {wanted}
     auths = doc.get("auths")
     if isinstance(auths, dict):
         for key, entry in auths.items():
-            if isinstance(key, str) and registry_key(key) == wanted:
+            if isinstance(key, str) and registry_key(key) in names:
                 found = _entry_credentials(entry, source, wanted)
                 if found is not None:
                     return Lookup(found)

@@ -142,8 +142,9 @@ class BlobPush:
         url = await self._session()
         if url is None:
             return
-        if self.report.held == 0 and self.layer.size <= self.ctx.chunk:
-            await self._commit(url, self._body(0, self.layer.size), self.layer.size)
+        size = self.layer.size
+        if self.report.held == 0 and size <= self.ctx.chunk:  # one PUT, as one chunk
+            await self._guarded(functools.partial(self._commit, url, self._body(0, size), size))
             return
         while self.report.held < self.layer.size:
             url = await self._guarded(functools.partial(self._patch, url))
