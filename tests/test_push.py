@@ -575,6 +575,12 @@ def test_the_text_report_and_clear_errors(
                 "http://192.0.2.1/library/tiny", home=pulled.home)  # fmt: skip
     assert r.returncode == 2 and "--insecure" in r.stderr
     model = pulled.models / "blobs" / f"sha256-{hashlib.sha256(MODEL).hexdigest()}"
+    damaged = bytearray(MODEL)
+    damaged[1000] ^= 1
+    model.write_bytes(bytes(damaged))  # same size, one bit off: the registry refuses it
+    shutil.rmtree(pulled.home / "push")  # forget what was pushed: no mount to hide it
+    r = fails(pulled.name, f"{registry.host}/library/damaged")
+    assert r.returncode == 4 and "does not match its digest" in r.stderr, r.stderr
     model.unlink()
     r = fails(pulled.name, dest)
     assert r.returncode == 3 and "is incomplete" in r.stderr and "pullman get" in r.stderr
