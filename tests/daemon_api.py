@@ -63,7 +63,8 @@ class ApiDaemon:
     def _health(self) -> dict[str, Any] | None:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"the daemon exited {self.proc.returncode}: {self.log.read_text()}")
+            code, log = self.proc.returncode, self.log.read_text()
+            raise AssertionError(f"the daemon exited {code}: {log}")
         if not self.socket.is_socket():
             return None
         try:

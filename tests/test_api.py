@@ -193,7 +193,9 @@ def _rss(pid: int) -> int:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
-def test_100_idle_event_streams_then_the_daemon_still_answers(daemon: ApiDaemon) -> None:
+def test_100_idle_event_streams_then_the_daemon_still_answers(
+    daemon: ApiDaemon, tmp_path: Path
+) -> None:
     assert daemon.proc is not None
     before = _rss(daemon.proc.pid)
     streams = [_open_stream(daemon) for _ in range(100)]
@@ -217,7 +219,8 @@ def test_100_idle_event_streams_then_the_daemon_still_answers(daemon: ApiDaemon)
     with daemon.unix() as client:
         wait_for("the dropped streams to be let go",
                  lambda: client.get("/api/health").json()["event_streams"] == 50)  # fmt: skip
-        r = client.post("/api/jobs", json={"refs": ["http://127.0.0.1:9/x.bin"], "output": "/tmp/x"})
+        ref = {"refs": ["http://127.0.0.1:9/x.bin"], "output": str(tmp_path / "x.bin")}
+        r = client.post("/api/jobs", json=ref)
         assert r.status_code == 201
     for s in streams[50:]:  # the rest still receive events
         s.settimeout(10)
