@@ -229,8 +229,15 @@ def test_100_idle_event_streams_then_the_daemon_still_answers(
             chunk = s.recv(65536)
             assert chunk
             got += chunk
-        s.close()
     assert daemon.proc.poll() is None
+    started = time.monotonic()  # SIGTERM with 50 streams open: they end, the daemon exits
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5
+    for s in streams[50:]:
+        s.settimeout(5)
+        while s.recv(65536):  # the stream ends (EOF), it does not hang
+            pass
+        s.close()
 
 
 def test_a_stale_socket_is_replaced_and_a_second_daemon_refused(
