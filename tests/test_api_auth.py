@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +123,13 @@ def test_web_prints_the_dashboard_url_or_says_how_to_get_one(
     assert r.stdout.strip() == f"{daemon.url}/?token={daemon.token}"
     with httpx2.Client(timeout=10, follow_redirects=True) as browser:  # it opens the page
         assert browser.get(r.stdout.strip()).status_code == 200
+    script = tmp_path / "browser.py"  # a "browser" that notes the address it was given
+    opened = tmp_path / "opened.txt"
+    script.write_text(f"import sys, pathlib; pathlib.Path({str(opened)!r}).write_text(sys.argv[1])")
+    browser = {**env, "BROWSER": f"{sys.executable} {script} %s"}
+    r = pullman("web", "--open", home=home, env=browser)
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    assert opened.read_text() == f"{daemon.url}/?token={daemon.token}"
     daemon.stop()
     r = pullman("web", "--url", home=home, env=env)
     assert r.returncode == 8 and "no pullman daemon is running" in r.stderr
