@@ -205,3 +205,17 @@ def test_listen_addresses(text: str, listen: Listen, url: str) -> None:
 def test_bad_listen_addresses(text: str) -> None:
     with pytest.raises(UsageError, match="HOST:PORT"):
         parse_listen(text)
+
+
+def test_the_listener_can_come_from_the_environment(tmp_path: Path) -> None:
+    """For the service: PULLMAN_LISTEN in its environment instead of an edited command line."""
+    env = cli_env(tmp_path / "home", PULLMAN_LISTEN="127.0.0.1:0")
+    d = ApiDaemon(env, tmp_path / "daemon.log", listen=None)
+    d.start()
+    try:
+        assert d.url.startswith("http://127.0.0.1:")
+        assert httpx2.get(d.url + "/api/health", timeout=10).status_code == 401
+        with d.tcp() as client:
+            assert client.get("/api/health").json()["listen"] == d.url + "/"
+    finally:
+        assert d.stop() == 0

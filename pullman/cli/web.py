@@ -14,7 +14,8 @@ from pullman.net.daemon_client import call, checked
 
 LISTEN_HINT = (
     "start it with `pullman daemon --listen 127.0.0.1:8765` (or a LAN address to reach it from "
-    "other machines), or add --listen to the service's command line"
+    "other machines); for the service, set PULLMAN_LISTEN=127.0.0.1:8765 in its environment "
+    "(`systemctl --user edit pullman`) and restart it"
 )
 
 
