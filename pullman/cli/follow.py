@@ -135,7 +135,7 @@ def watch(index: Index, ids: Sequence[int], view: ProgressView, paths: Paths) ->
 
 async def _from_events(socket: Path, rows: _Rows) -> None:
     log.info("following through the daemon's API on %s", socket)
-    with contextlib.suppress(DaemonUnreachable):
+    with contextlib.suppress(DaemonUnreachable, PullmanError):  # then the index, as without
         async for name, data in events(socket):
             rows.apply(name, data)
             if rows.settled():
