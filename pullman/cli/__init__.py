@@ -8,6 +8,7 @@ from pullman.cli import (  # noqa: F401 - importing registers commands
     link_cmd,
     push_cmd,
     store,
+    web,
 )
 from pullman.cli.app import cli, main, run_async
 
