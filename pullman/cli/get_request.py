@@ -13,7 +13,7 @@ from pullman.config import Settings
 from pullman.core.digests import parse_sha256_option
 from pullman.core.jobs import GetOptions, JobOptions
 from pullman.core.mirrors import parse_mirror
-from pullman.core.units import parse_rate
+from pullman.core.units import parse_rate, parse_size
 from pullman.core.windows import Window, local_now, until_deadline
 from pullman.errors import UsageError
 from pullman.fsio import disk_errors
@@ -60,6 +60,9 @@ class GetRequest:
     token_file: str | None
     dry_run: bool
     quiet: bool
+    ignore_fit: bool = False
+    memory: str | None = None
+    context_length: int | None = None
 
     def check(self) -> None:
         """Usage errors, before anything is queued or fetched."""
@@ -77,6 +80,8 @@ class GetRequest:
             parse_mirror(mirror)
         if self.limit is not None:
             parse_rate(self.limit, what="--limit")
+        if self.memory is not None:
+            parse_size(self.memory, what="--memory")
         if self.window is not None:
             Window.parse(self.window)
 
@@ -97,6 +102,9 @@ class GetRequest:
             include=self.include,
             exclude=self.exclude,
             local_dir=_absolute(self.local_dir),
+            ignore_fit=self.ignore_fit,
+            memory=parse_size(self.memory, what="--memory") if self.memory is not None else None,
+            context=self.context_length,
         )
 
     def job(self) -> JobOptions:

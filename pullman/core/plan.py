@@ -93,6 +93,7 @@ class RemoteFile:
             insecure=self.insecure,
             content_addressed=content_addressed,
             final=final,
+            role=self.role,
         )
 
 
@@ -160,6 +161,8 @@ class FileSpec:
     final: Path | None = None
     """Where the file ends up once the plan's finals ran, when that is not ``dest`` (a blob
     held in staging); a content-addressed file found there is the file, too."""
+    role: str = ""
+    """What the file is to its model, where the source said (an Ollama layer's kind)."""
 
     @property
     def places(self) -> tuple[Path, ...]:
