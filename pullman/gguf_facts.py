@@ -390,9 +390,13 @@ def _fit_header(cur: _Cursor, tensors: _Tensors, known: bool, file_size: int) ->
     arch = _string(cur, "general.architecture") or "unknown"
     alignment = _uint32(cur, "general.alignment") or DEFAULT_ALIGNMENT
     start = cur.pos + (-cur.pos % alignment)
+    expected = 0
     for name, offset, size in tensors.ends:
         if start + offset + size > file_size:
             raise _Malformed(f"tensor {name[:80]!r} ends past the file's {file_size} bytes")
+        if known and offset != expected:  # gguf_init_from_file_impl's rule
+            raise _Malformed(f"tensor {name[:80]!r} is at offset {offset}, expected {expected}")
+        expected = offset + size + (-size % alignment)
     a = f"{arch}."
     return FitHeader(
         architecture=arch,
