@@ -38,6 +38,7 @@ from pullman.core.gguf_fit import (
     estimate,
     fits,
     verdict,
+    worth_measuring,
 )
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, RemoteFile
@@ -392,7 +393,9 @@ class FitGuard:
         if not models or options.ignore_fit:
             return
         budget = await self.budget(options)
-        if not budget.known:
+        asked = options.memory is not None or options.context is not None
+        models = [m for m in models if worth_measuring(m.size, budget, asked=asked)]
+        if not models:
             return
         report = await measure(models, budget, options.context, self.headers, self.asking())
         others = None

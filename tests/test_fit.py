@@ -85,19 +85,19 @@ def cdn_bytes(hub: HubSimulator, quant: str) -> int:
 
 
 def header_8b(**changes: object) -> FitHeader:
-    values: dict[str, object] = dict(
-        architecture="llama",
-        file_type=15,
-        weights=4_912_898_048,
-        tensor_count=291,
-        header_size=1 << 20,
-        block_count=32,
-        embedding_length=4096,
-        head_count=(32,),
-        head_count_kv=(8,),
-        rope_dimensions=128,
-        vocab_size=128256,
-    )
+    values: dict[str, object] = {
+        "architecture": "llama",
+        "file_type": 15,
+        "weights": 4_912_898_048,
+        "tensor_count": 291,
+        "header_size": 1 << 20,
+        "block_count": 32,
+        "embedding_length": 4096,
+        "head_count": (32,),
+        "head_count_kv": (8,),
+        "rope_dimensions": 128,
+        "vocab_size": 128256,
+    }
     values.update(changes)
     return FitHeader(**values)  # type: ignore[arg-type]
 
@@ -146,7 +146,8 @@ def test_need_is_weights_and_kv_cache_plus_a_bounded_margin(context: int) -> Non
     assert e is not None
     assert 1.0 < e.need / (e.weights + e.kv_cache) <= 1.35
     # the compute buffer: llama.cpp's 258.5 MiB logits graph for Llama-3-8B, plus attention
-    assert 4 * 512 * (4096 + 128256) == 258.5 * MiB
+    logits = 4 * 512 * (4096 + 128256)
+    assert logits == 258.5 * MiB
     assert 258.5 * MiB < e.compute < 258.5 * MiB + 4 * 512 * 4097 * 4 + 2 * 512 * context + 1
 
 
@@ -240,7 +241,16 @@ def test_verdicts_and_pick_at_several_budgets(
     assert tuple(rows[q]["verdict"] for q in QUANTS) == verdicts
     assert doc["pick"] == (path_of(pick) if pick else None)
     for row in doc["files"]:
-        assert set(row) == {"path", "quant", "size", "weights", "kv_cache", "need", "fits", "verdict"}
+        assert set(row) == {
+            "path",
+            "quant",
+            "size",
+            "weights",
+            "kv_cache",
+            "need",
+            "fits",
+            "verdict",
+        }
         assert row["kv_cache"] == 2 * 32 * context * 8 * 128 * 2
         assert 1.0 < row["need"] / (row["weights"] + row["kv_cache"]) <= 1.35
         assert row["fits"] == (row["verdict"] == "fits")
@@ -292,8 +302,10 @@ def test_split_files_are_one_model(sim: Simulator, tmp_path: Path) -> None:
     (row,) = doc["files"]
     assert row["path"] == "S-F16-00001-of-00002.gguf" and row["quant"] == "F16"
     assert row["size"] == one.size + two.size
-    assert row["weights"] == one.weights + two.weights == sum(
-        nbytes(d, k) for _, d, k in tensors(LLAMA_8B, "F16")
+    assert (
+        row["weights"]
+        == one.weights + two.weights
+        == sum(nbytes(d, k) for _, d, k in tensors(LLAMA_8B, "F16"))
     )
     assert row["kv_cache"] == 512 * MiB and row["verdict"] == "fits"
 
@@ -345,9 +357,7 @@ def test_get_of_a_model_of_unknown_need_goes_ahead(odd_repo: HubSimulator, tmp_p
 # ---------------------------------------------------------------------- get
 
 
-def test_get_refuses_before_any_weight_byte_with_exit_7(
-    hub: HubSimulator, tmp_path: Path
-) -> None:
+def test_get_refuses_before_any_weight_byte_with_exit_7(hub: HubSimulator, tmp_path: Path) -> None:
     r = run(tmp_path, hub, "get", f"hf://{REPO}:F16", "--memory", "12GiB")
     assert r.returncode == 7, r.stderr
     assert no_traceback(r.stderr)
@@ -431,3 +441,26 @@ def test_an_ollama_name_reads_the_model_layer(
     r = pullman("get", name, "--insecure", "--memory", "4GiB", home=tmp_path, env=env)
     assert r.returncode == 7 and "will not fit" in r.stderr, r.stderr
     assert registry.blob(model).bytes_sent <= 4 * MiB  # from the cache: nothing more read
+
+
+def test_a_plain_get_of_a_small_model_reads_no_header(sim: Simulator, tmp_path: Path) -> None:
+    """Without --memory or --context, a model under 1/8 of the machine's memory is fetched
+    as before: one pass over its bytes, no header probe first."""
+    tiny = gguf_model(tmp_path, TINY, "Q8_0")
+    data = tiny.head + bytes(tiny.size - len(tiny.head))
+    hub = HubSimulator(sim)
+    hub.add_repo("org/Tiny-GGUF", {"Tiny-Q8_0.gguf": data})
+    r = run(tmp_path, hub, "get", "hf://org/Tiny-GGUF:Q8_0")
+    assert r.returncode == 0, r.stderr
+    sent = hub.file("org/Tiny-GGUF", "Tiny-Q8_0.gguf").sim_file.bytes_sent
+    assert len(data) <= sent <= len(data) + 64  # the engine's one-byte probe, no header read
+
+
+def test_which_models_get_measures() -> None:
+    from pullman.core.gguf_fit import worth_measuring
+
+    machine = Budget(16 * GiB, source="this machine")
+    assert worth_measuring(5 * GiB, machine, asked=False)
+    assert not worth_measuring(1 * GiB, machine, asked=False)
+    assert worth_measuring(1 * GiB, machine, asked=True)
+    assert not worth_measuring(5 * GiB, Budget(None), asked=True)  # unknown: as before

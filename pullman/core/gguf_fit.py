@@ -239,6 +239,24 @@ def verdict(need: int | None, budget: Budget) -> Verdict:
     return "fits" if budget.source == "given" else "CPU only"
 
 
+SMALL_SHARE = 8
+"""A model under 1/8 of the budget is not measured before a plain ``get``."""
+
+
+def worth_measuring(size: int, budget: Budget, *, asked: bool) -> bool:
+    """Whether ``get`` reads a model's header before fetching it: always when a budget or a
+    context was asked for, else when the files are at least 1/8 of the machine's memory.
+
+    Below that even a small model's worst case (a 262k vocabulary's 0.5 GiB logits buffer on a
+    few hundred MB of weights, under 8x its size at the default context) fits, and the header
+    read would cost a noticeable share of a small download.
+    """
+    total = budget.total
+    if total is None:
+        return False
+    return asked or size * SMALL_SHARE >= total
+
+
 def fits(v: Verdict) -> bool | None:
     return None if v == "unknown" else v in FITTING
 
