@@ -366,26 +366,26 @@ class FitGuard:
         models = models_of(release.files)
         return await measure(models, budget, options.context, self.headers, self.asking())
 
-    async def settle_quant(self, ref: Ref, context: SourceContext) -> Ref:
-        """A GGUF ref without a quant: the largest quant that fits (today's default when the
-        budget is unknown, with --ignore-fit, or when nothing can be measured)."""
+    async def settle_quant(self, ref: Ref, context: SourceContext) -> tuple[Ref, str | None]:
+        """A GGUF ref without a quant: the largest quant that fits, and why (today's default
+        when the budget is unknown, with --ignore-fit, or when nothing can be measured)."""
         options = context.options
         listing = listing_ref(ref, os.environ)
         if listing is None or options.ignore_fit:
-            return ref
+            return ref, None
         budget = await self.budget(options)
         if not budget.known:
-            return ref
+            return ref, None
         try:
             report = await self.quants(listing, options, budget)
         except PullmanError as exc:
             log.warning("%s: could not list its quants (%s); the default pick", ref, exc.what)
-            return ref
+            return ref, None
         model, note = choose(report)
         log.warning("%s: %s", ref, note)
         if model is None or model.quant is None:
-            return ref
-        return with_quant(ref, model.quant)
+            return ref, note
+        return with_quant(ref, model.quant), note
 
     async def check(self, ref: str, todo: Sequence[FileSpec], options: GetOptions) -> None:
         """Before any weight byte: refuse a GGUF model that cannot fit (exit 7)."""

@@ -17,6 +17,12 @@ the sum of the tensors' element counts, tensor data must lie inside the file (Ol
 truncated file), arrays of arrays are refused. GGUF versions 2 and 3, little-endian, are read
 (what llama.cpp has written since 2023); version 1 and big-endian files are refused.
 
+:func:`fit_header` reads what a memory estimate needs (:class:`~pullman.core.gguf_fit.FitHeader`:
+the tensor table's byte sizes, layers, heads, head dims, vocabulary) from the first bytes of a
+file of known size, a prefix fetched with range requests (:mod:`pullman.gguf_remote`); it says
+"not enough bytes yet" (None) rather than failing while the header runs past the prefix, and
+holds tensors to llama.cpp's rule that each starts where the previous one ended, padded.
+
 Every failure is a :class:`~pullman.errors.BadModelFile` (a :class:`~pullman.errors.StorageError`
 when the disk refuses the read), never an exception from the parsing.
 """

@@ -157,12 +157,12 @@ class Session:
         context = SourceContext(
             options, cfg.retry_policy, cfg.metadata_deadline, cfg.proxies, self._token
         )
-        ref = await self.fit.settle_quant(ref, context)
+        ref, note = await self.fit.settle_quant(ref, context)
         if options.mirrors and mirrored:
             token = await anyio.to_thread.run_sync(self.settings.sources.token)
             context = replace(context, mirror_token=token)
         release, mirror = await mirrored_resolve(source, ref, context, mirrored=mirrored)
-        return replace(layout.place(release, root, options), mirror=mirror)
+        return replace(layout.place(release, root, options), mirror=mirror, note=note)
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
         check_plan(plan)

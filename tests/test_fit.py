@@ -145,7 +145,7 @@ def test_need_is_weights_and_kv_cache_plus_a_bounded_margin(context: int) -> Non
     e = estimate([header_8b()], context)
     assert e is not None
     assert 1.0 < e.need / (e.weights + e.kv_cache) <= 1.35
-    # the compute buffer: llama.cpp's 258.5 MiB logits graph for Llama-3-8B, plus attention
+    # the compute buffer: the logits graph (Ollama's "vocab graph") of an 8B, plus attention
     logits = 4 * 512 * (4096 + 128256)
     assert logits == 258.5 * MiB
     assert 258.5 * MiB < e.compute < 258.5 * MiB + 4 * 512 * 4097 * 4 + 2 * 512 * context + 1
@@ -384,11 +384,13 @@ def test_get_without_a_quant_picks_the_largest_that_fits(
     r = run(tmp_path, hub, *args, **env)
     assert r.returncode == 0, r.stderr
     assert "picked Q8_0, the largest that fits 16.0 GiB memory" in r.stderr
-    assert f"hf.co/{REPO}:Q8_0" in r.stdout
+    (plan,) = json.loads(r.stdout)
+    assert plan["ref"] == f"hf.co/{REPO}:Q8_0" and "picked Q8_0" in plan["note"]
     r = run(tmp_path, hub, *args[:-1], "8GiB", "--context", "131072", **env)
     assert r.returncode == 0, r.stderr
     assert "no quantisation fits 8.0 GiB memory at 131072 context" in r.stderr
-    assert f"hf.co/{REPO}:latest" in r.stdout or f"hf.co/{REPO}" in r.stdout
+    (plan,) = json.loads(r.stdout)  # the registry's own default, as before
+    assert plan["ref"] == f"hf.co/{REPO}:latest" and "no quantisation fits" in plan["note"]
 
 
 def test_ignore_fit_downloads_anyway(sim: Simulator, tmp_path: Path) -> None:

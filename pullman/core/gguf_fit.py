@@ -17,13 +17,15 @@ fetched with range requests). What llama.cpp allocates to run a model (``src/lla
   layer with 0 KV heads (a recurrent or shared-KV layer) holds no cache. For 2 x layers x
   context x kv_heads x head_dim x 2 bytes this is the textbook formula.
 - **compute**: the graph's scratch buffer, reserved for the worst-case batch of ``n_ubatch``
-  (512) tokens (``llama_context::graph_reserve``). With flash attention (llama.cpp's default,
-  ``-fa auto``) it is dominated by the output logits and the last hidden state,
-  ``4 x n_ubatch x (n_embd + n_vocab)`` bytes: for a Llama-3-8B that is 258.5 MiB, the
-  "compute buffer size" llama.cpp logs; Ollama's estimate (``fs/ggml/ggml.go``,
-  ``GraphSize``, "vocab graph") is the same expression. To that we add the attention
-  activations of one layer, ``4 x n_ubatch x (1 + 4 x n_embd)``, and the f16 KQ mask,
-  ``2 x n_ubatch x context``.
+  (512) tokens when the context is made (``llama_context``'s graph reserve). With flash
+  attention (``-fa auto``, llama.cpp's default now) no ``context x heads`` score matrix is
+  kept, and the largest live tensors are the output logits and the last hidden state,
+  ``4 x n_ubatch x (n_embd + n_vocab)`` bytes: 258.5 MiB for a Llama-3-8B, the same
+  expression as Ollama's "vocab graph" in ``GraphSize`` (``fs/ggml/ggml.go``). To that we add
+  one layer's attention activations, ``4 x n_ubatch x (1 + 4 x n_embd)``, and the f16 KQ mask,
+  ``2 x n_ubatch x context``. (Without flash attention llama.cpp also holds the
+  ``4 x n_ubatch x context x n_head`` scores: 2 GiB for an 8B at 32k; Ollama's
+  ``fullOffload`` counts that case.)
 - **overhead**: what else a loaded model holds: 2% of the weights (the output buffer, the
   small per-backend buffers, alignment padding), at least 64 MiB.
 

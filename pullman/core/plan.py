@@ -252,6 +252,8 @@ class Plan:
     files stay out of its models tree)."""
     mirror: str | None = None
     """The mirror the files come from (``--mirror``); on a failure the upstream is asked."""
+    note: str | None = None
+    """Why the plan is what it is, when pullman chose for the user (a quant that fits)."""
 
     @property
     def staging_root(self) -> Path:
