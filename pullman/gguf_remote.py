@@ -1,8 +1,9 @@
 """A GGUF file's header, read where the file is: over HTTP with range requests, or on disk.
 
-Only the header is read: first :data:`FIRST_READ` bytes, then more (the next range, four times
-as much each time) while the metadata runs on (a vocabulary of 150,000 tokens and its merges
-take several MiB), at most :data:`MAX_HEADER`. No tensor byte is asked for. A server that
+Only the header is read: first :data:`FIRST_READ` bytes, then the next range while the
+metadata goes on (a vocabulary of 150,000 tokens and its merges take several MiB), each time
+doubling what is held, so never more than twice the header, at most :data:`MAX_HEADER`.
+No tensor byte is asked for. A server that
 ignores ``Range`` and answers 200 is read for the same prefix and then cut off.
 Requests go through :func:`pullman.net.client.fetch`: redirects followed by hand, credentials
 kept on the file's own origin (a Hub token never reaches the CDN), each read within the
@@ -21,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pullman.core.gguf_fit import FitHeader
+from pullman.core.headers import parse_content_range
 from pullman.core.proxies import Proxies
-from pullman.errors import BadModelFile, PullmanError, RemoteError
+from pullman.core.urls import redact
+from pullman.errors import BadModelFile, ProtocolViolation, PullmanError, RemoteError
 from pullman.gguf_facts import fit_header
 from pullman.net.client import DIRECT, fetch
 from pullman.net.errors import error_for_status
@@ -30,7 +33,7 @@ from pullman.net.retry import RetryPolicy, retrying
 
 FIRST_READ = 1 << 20
 MAX_HEADER = 32 << 20
-GROWTH = 4
+GROWTH = 2
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ async def _range(f: GgufFile, start: int, end: int, how: Asking) -> tuple[int, b
         doc = await fetch(
             url,
             headers,
-            limit=end if start == 0 else end - start,
+            limit=end,  # a 206 brings end - start bytes, a 200 (Range ignored) from 0
             insecure=f.insecure,
             deadline=how.deadline,
             proxies=how.proxies,
@@ -86,9 +89,23 @@ async def _range(f: GgufFile, start: int, end: int, how: Asking) -> tuple[int, b
             raise error_for_status(doc.status, url, doc.headers)
         if doc.status == 200:  # Range ignored: the body starts at 0
             return 200, doc.body[:end]
+        _check_range(doc.headers.get("content-range"), start, url)
         return 206, doc.body
 
     return await retrying(once, how.policy)
+
+
+def _check_range(value: str | None, start: int, url: str) -> None:
+    """A 206 must carry the bytes asked for, from ``start`` (else they are someone else's)."""
+    try:
+        got = parse_content_range(value or "").start
+    except ValueError:
+        got = None
+    if got != start:
+        raise ProtocolViolation(
+            f"{redact(url)} answered bytes from {got}, not from {start}",
+            why=f"Content-Range: {value!r}",
+        )
 
 
 async def _grow(f: GgufFile, size: int, how: Asking) -> HeaderRead:
@@ -99,7 +116,7 @@ async def _grow(f: GgufFile, size: int, how: Asking) -> HeaderRead:
         fetched += len(body)
         buf = body if status == 200 else buf + body
         if len(buf) < end:
-            raise RemoteError(f"{f.name}: the server sent {len(buf)} of {end} bytes asked for")
+            raise RemoteError(f"the server sent {len(buf)} of the {end} bytes asked for")
         header = fit_header(buf, size, f.name)
         if header is not None:
             return HeaderRead(header, fetched)

@@ -38,7 +38,7 @@ def linux_ram(meminfo: Path = MEMINFO) -> int | None:
 def nvidia_vram() -> int | None:
     """The summed total memory of the NVIDIA GPUs, or None (no bindings, driver or GPU)."""
     try:
-        import pynvml  # type: ignore[import-not-found]  # nvidia-ml-py, optional
+        import pynvml  # type: ignore[import-not-found, unused-ignore]  # nvidia-ml-py, optional
     except ImportError:
         return None
     try:
