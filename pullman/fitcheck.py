@@ -200,16 +200,21 @@ class FitReport:
 async def _header(f: GgufFile, cache: HeaderCache, how: Asking) -> HeaderRead:
     if f.path is not None:
         return await anyio.to_thread.run_sync(read_local, f.path)
-    cached = _cached(f, cache)
+    cached = await anyio.to_thread.run_sync(_cached, f, cache)
     if cached is not None:
         return HeaderRead(cached, cached=True)
     read = await read_remote(f, how)
     if read.header is not None and f.key is not None:
-        try:
-            cache.remember_gguf_header(f.key, read.header.to_json())
-        except PullmanError as exc:  # a full or read-only index costs a re-read, no more
-            log.warning("could not cache the header of %s: %s", f.name, exc.what)
+        await anyio.to_thread.run_sync(_remember, f, read.header, cache)
     return read
+
+
+def _remember(f: GgufFile, header: FitHeader, cache: HeaderCache) -> None:
+    assert f.key is not None
+    try:
+        cache.remember_gguf_header(f.key, header.to_json())
+    except PullmanError as exc:  # a full or read-only index costs a re-read, no more
+        log.warning("could not cache the header of %s: %s", f.name, exc.what)
 
 
 def _cached(f: GgufFile, cache: HeaderCache) -> FitHeader | None:

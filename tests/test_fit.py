@@ -512,3 +512,37 @@ def test_a_server_that_ignores_range_is_cut_off_after_the_header(
     # file offered, and cut off after the prefix
     assert f.statuses[:3] == [206, 206, 200]
     assert f.bytes_sent < 64 * MiB  # what the socket took before pullman hung up
+
+
+def test_a_queued_job_fails_the_same_way_in_the_daemon(hub: HubSimulator, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from pullman import config
+    from pullman.daemon import daemon_pid
+
+    env = env_for(tmp_path, hub)
+    paths = config.Paths.from_env(env)
+    with (tmp_path / "daemon.log").open("ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "pullman", "daemon"], env=env, stdout=log,
+                                stderr=log)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while daemon_pid(paths) != proc.pid:
+            assert time.monotonic() < deadline, "the daemon did not take its lock"
+            time.sleep(0.02)
+        r = pullman("get", "--detach", f"hf://{REPO}:F16", "--memory", "12GiB", home=tmp_path,
+                    env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        job = None
+        while job is None or job.state != "failed":
+            assert time.monotonic() < deadline + 30, job
+            time.sleep(0.05)
+            with Index.open(paths.index) as idx:
+                job = idx.job(1)
+        assert job.exit_code == 7 and "will not fit" in (job.error or "")
+        assert cdn_bytes(hub, "F16") <= 2 * MiB
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -9,21 +9,11 @@ from rich.console import Console
 from rich.table import Table
 
 from pullman.cli.app import JSON, Context, cli, pass_context, run_async
+from pullman.cli.get_request import memory_size
 from pullman.core.jobs import GetOptions
-from pullman.core.units import human, parse_size
-from pullman.errors import UsageError
+from pullman.core.units import human
 from pullman.fitcheck import FitGuard, FitReport, measure, models_for
 from pullman.sources import pin
-
-
-def memory_size(text: str | None) -> int | None:
-    """``--memory``: a size above 0."""
-    if text is None:
-        return None
-    size = parse_size(text, what="--memory")
-    if size <= 0:
-        raise UsageError("--memory must be above 0", hint="e.g. --memory 16GiB")
-    return size
 
 
 @cli.command()

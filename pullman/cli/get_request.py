@@ -80,8 +80,7 @@ class GetRequest:
             parse_mirror(mirror)
         if self.limit is not None:
             parse_rate(self.limit, what="--limit")
-        if self.memory is not None:
-            parse_size(self.memory, what="--memory")
+        memory_size(self.memory)
         if self.window is not None:
             Window.parse(self.window)
 
@@ -103,7 +102,7 @@ class GetRequest:
             exclude=self.exclude,
             local_dir=_absolute(self.local_dir),
             ignore_fit=self.ignore_fit,
-            memory=parse_size(self.memory, what="--memory") if self.memory is not None else None,
+            memory=memory_size(self.memory),
             context=self.context_length,
         )
 
@@ -150,6 +149,16 @@ class GetRequest:
         if self.connections is None:
             return base
         return replace(base, transfer=replace(base.transfer, connections=self.connections))
+
+
+def memory_size(text: str | None) -> int | None:
+    """``--memory``: a size above 0, in bytes (None: not given)."""
+    if text is None:
+        return None
+    size = parse_size(text, what="--memory")
+    if size <= 0:
+        raise UsageError("--memory must be above 0", hint="e.g. --memory 16GiB")
+    return size
 
 
 def _absolute(path: str | None) -> str | None:
