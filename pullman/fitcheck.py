@@ -46,7 +46,14 @@ from pullman.core.quants import quant_tags
 from pullman.core.refs import HfRef, OllamaRef, Ref, UrlRef
 from pullman.core.units import human
 from pullman.errors import NotFound, PullmanError, UsageError, WontFit
-from pullman.gguf_remote import Asking, GgufFile, HeaderRead, read_local, read_remote
+from pullman.gguf_remote import (
+    MAX_HEADER,
+    Asking,
+    GgufFile,
+    HeaderRead,
+    read_local,
+    read_remote,
+)
 from pullman.machine import this_machine
 from pullman.sources import SourceContext, source_for
 from pullman.transfer.config import TransferConfig
@@ -255,6 +262,27 @@ async def measure(
     return FitReport(budget, ctx, tuple(found))
 
 
+async def measure_largest(
+    models: Sequence[Model],
+    budget: Budget,
+    context: int | None,
+    cache: HeaderCache,
+    how: Asking,
+) -> FitReport:
+    """Enough of ``models`` to know the largest that fits: from the largest down, skipping
+    (unread) any whose files alone exceed the budget, stopping at the first that fits."""
+    ctx = context or DEFAULT_CONTEXT
+    total = budget.total
+    found: list[ModelFit] = []
+    for model in sorted(models, key=lambda m: m.size, reverse=True):
+        if total is not None and model.size - MAX_HEADER > total:
+            continue  # its weights alone are more than there is
+        found.append(await measure_one(model, budget, ctx, cache, how))
+        if fits(found[-1].verdict):
+            break
+    return FitReport(budget, ctx, tuple(found))
+
+
 # ---------------------------------------------------------------------- decisions
 
 
@@ -366,10 +394,12 @@ class FitGuard:
         )
 
     async def quants(self, listing: Ref, options: GetOptions, budget: Budget) -> FitReport:
-        """Every GGUF model in the Hub repo ``listing``, measured against ``budget``."""
+        """The GGUF models in the Hub repo ``listing``, enough of them measured against
+        ``budget`` to know the largest that fits (a few headers, not every quant's)."""
         release = await source_for(listing).resolve(listing, self.context(options))
         models = models_of(release.files)
-        return await measure(models, budget, options.context, self.headers, self.asking())
+        how = self.asking()
+        return await measure_largest(models, budget, options.context, self.headers, how)
 
     async def settle_quant(self, ref: Ref, context: SourceContext) -> tuple[Ref, str | None]:
         """A GGUF ref without a quant: the largest quant that fits, and why (today's default

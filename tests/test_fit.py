@@ -546,3 +546,18 @@ def test_a_queued_job_fails_the_same_way_in_the_daemon(hub: HubSimulator, tmp_pa
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_quant_pick_reads_only_the_headers_it_needs(
+    hub: HubSimulator, sim: Simulator, tmp_path: Path, models: dict[str, Written]
+) -> None:
+    """From the largest down: F16 (16 GB) is larger than 12 GiB unread, Q8_0 is read and
+    fits; Q4_K_M and Q2_K are never asked for."""
+    registry = OllamaRegistry(sim)
+    registry.add_model(REPO, "Q8_0", layers=[("model", models["Q8_0"].sparse())])
+    env = {"PULLMAN_HF_REGISTRY": sim.origin.url}
+    r = run(tmp_path, hub, "get", f"hf.co/{REPO}", "--dry-run", "--memory", "12GiB", **env)
+    assert r.returncode == 0, r.stderr
+    assert "picked Q8_0" in r.stderr
+    read = {q: cdn_bytes(hub, q) for q in QUANTS}
+    assert read["F16"] == read["Q4_K_M"] == read["Q2_K"] == 0 and read["Q8_0"] > 0, read
