@@ -29,8 +29,9 @@ fetched with range requests). What llama.cpp allocates to run a model (``src/lla
 - **overhead**: what else a loaded model holds: 2% of the weights (the output buffer, the
   small per-backend buffers, alignment padding), at least 64 MiB.
 
-``need = weights + kv_cache + compute + overhead``; for an 8B at 4k to 32k context that is
-1.02x to 1.06x of weights + KV cache, inside the 1.0-1.35x band a rule of thumb allows.
+``need = weights + kv_cache + compute + overhead``; for Llama-3.1-8B from Q2_K to F16 at 4k
+to 32k context that is 1.03x to 1.10x of weights + KV cache, inside the 1.0-1.35x band a
+rule of thumb allows.
 
 Metadata that is missing or absurd (0 layers, a head dimension of a million, more KV heads than
 heads, a context of 2**40) gives no estimate at all: the verdict is ``unknown``, never a guess.
