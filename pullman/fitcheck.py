@@ -313,19 +313,20 @@ def refuse_if_too_big(report: FitReport, others: FitReport | None = None) -> Non
             log.warning("%s will not fit %s", f.model.path, report.budget.describe())
         return
     first = refused[0]
-    alternative = (others.pick if others is not None else None) or None
+    assert first.estimate is not None  # a verdict other than unknown has one
+    alternative = others.pick if others is not None else None
     hint = "pass --ignore-fit to download it anyway, or --memory SIZE for another machine"
     if alternative is not None and alternative.model.path != first.model.path:
         hint = (
             f"{alternative.model.quant or alternative.model.path} would fit "
             f"(needs {human(alternative.need or 0)}); " + hint
         )
+    have = report.budget.describe()
     raise WontFit(
-        f"{first.model.path} will not fit this machine's memory",
-        why=f"it needs about {human(first.need or 0)} at {report.context} context "
-        f"(weights {human(first.estimate.weights if first.estimate else 0)}, KV cache "
-        f"{human(first.estimate.kv_cache if first.estimate else 0)}); the budget is "
-        f"{report.budget.describe()}",
+        f"{first.model.path} will not fit {have}",
+        why=f"it needs about {human(first.estimate.need)} at {report.context} context "
+        f"(weights {human(first.estimate.weights)}, KV cache {human(first.estimate.kv_cache)}); "
+        f"the budget is {have}",
         hint=hint,
     )
 

@@ -561,3 +561,15 @@ def test_the_quant_pick_reads_only_the_headers_it_needs(
     assert "picked Q8_0" in r.stderr
     read = {q: cdn_bytes(hub, q) for q in QUANTS}
     assert read["F16"] == read["Q4_K_M"] == read["Q2_K"] == 0 and read["Q8_0"] > 0, read
+
+
+def test_fit_refuses_what_it_cannot_measure(hub: HubSimulator, tmp_path: Path) -> None:
+    r = run(tmp_path, hub, "fit", "https://example.invalid/m.gguf")
+    assert r.returncode == 2 and "not URLs" in r.stderr and no_traceback(r.stderr)
+    r = run(tmp_path, hub, "fit", "hf://org/no-such-repo")
+    assert r.returncode == 3 and no_traceback(r.stderr)
+    hub.add_repo("org/safetensors", {"model.safetensors": b"x" * 2048})
+    r = run(tmp_path, hub, "fit", "hf://org/safetensors")
+    assert r.returncode == 3 and "no GGUF model" in r.stderr
+    r = run(tmp_path, hub, "fit", f"hf://{REPO}", "--memory", "0")
+    assert r.returncode == 2 and "--memory" in r.stderr
