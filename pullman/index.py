@@ -128,6 +128,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (  # 2: the exit code a failed job's command would have had (pullman.errors)
         "ALTER TABLE jobs ADD COLUMN exit_code INTEGER",
     ),
+    (  # 3: GGUF headers read for fit estimates, by the file's identity (digest, or repo+path)
+        """CREATE TABLE gguf_headers (
+            key TEXT PRIMARY KEY,
+            facts TEXT NOT NULL,
+            read_at REAL NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -538,6 +545,29 @@ class Index(_Database):
         with self._write() as db:
             cur = db.execute("DELETE FROM models WHERE ref = ? AND root = ?", (ref, str(root)))
             return cur.rowcount > 0
+
+    # ------------------------------------------------------------------ GGUF headers
+
+    def gguf_header(self, key: str) -> dict[str, Any] | None:
+        """The fit facts read earlier from the GGUF file ``key`` names (a digest, ...)."""
+        with self._read() as db:
+            row = db.execute("SELECT facts FROM gguf_headers WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            doc = json.loads(row[0])
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def remember_gguf_header(self, key: str, facts: Mapping[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO gguf_headers (key, facts, read_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET facts = excluded.facts,"
+                " read_at = excluded.read_at",
+                (key, json.dumps(dict(facts), sort_keys=True), self._clock()),
+            )
 
     # ------------------------------------------------------------------ settings
 

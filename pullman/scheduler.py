@@ -286,6 +286,7 @@ class Scheduler:
     ) -> None:
         session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
         session.copies.lookup = self.index.verified_copies
+        session.fit.headers = self.index
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
         if not await self._move(job, "running"):

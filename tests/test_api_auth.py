@@ -132,12 +132,12 @@ def test_web_prints_the_dashboard_url_or_says_how_to_get_one(
     assert opened.read_text() == f"{daemon.url}/?token={daemon.token}"
     daemon.stop()
     r = pullman("web", "--url", home=home, env=env)
-    assert r.returncode == 8 and "no pullman daemon is running" in r.stderr
+    assert r.returncode == 9 and "no pullman daemon is running" in r.stderr
     plain = ApiDaemon(env, tmp_path / "plain.log", listen=None)
     plain.start()
     try:
         r = pullman("web", home=home, env=env)
-        assert r.returncode == 8
+        assert r.returncode == 9
         assert "not serve its dashboard over TCP" in r.stderr and "--listen" in r.stderr
     finally:
         plain.stop()

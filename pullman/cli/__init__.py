@@ -3,6 +3,7 @@
 from pullman.cli import (  # noqa: F401 - importing registers commands
     admin,
     bundle,
+    fit_cmd,
     get_cmd,
     jobs,
     link_cmd,

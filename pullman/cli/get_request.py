@@ -14,7 +14,7 @@ from pullman.config import Settings
 from pullman.core.digests import parse_sha256_option
 from pullman.core.jobs import GetOptions, JobOptions
 from pullman.core.mirrors import parse_mirror
-from pullman.core.units import parse_rate
+from pullman.core.units import parse_rate, parse_size
 from pullman.core.windows import Window, local_now, until_deadline
 from pullman.errors import UsageError
 from pullman.fsio import disk_errors
@@ -67,6 +67,9 @@ class GetRequest:
     """Where relative paths (and a URL's file without -o) land; default: this process's."""
     hf_endpoint: str | None = None
     """The Hub to use (else ``HF_ENDPOINT`` where the job is queued)."""
+    ignore_fit: bool = False
+    memory: str | None = None
+    context_length: int | None = None
 
     def check(self) -> None:
         """Usage errors, before anything is queued or fetched."""
@@ -84,6 +87,7 @@ class GetRequest:
             parse_mirror(mirror)
         if self.limit is not None:
             parse_rate(self.limit, what="--limit")
+        memory_size(self.memory)
         if self.window is not None:
             Window.parse(self.window)
 
@@ -106,6 +110,9 @@ class GetRequest:
             include=self.include,
             exclude=self.exclude,
             local_dir=_absolute(self.local_dir, cwd),
+            ignore_fit=self.ignore_fit,
+            memory=memory_size(self.memory),
+            context=self.context_length,
         )
 
     def job(self) -> JobOptions:
@@ -194,6 +201,16 @@ _API_FLAGS = (
     "sha256", "output", "to", "mirror", "no_mirror", "include", "exclude", "local_dir",
     "connections", "force", "verify_existing", "insecure", "window", "limit", "revision",
 )  # fmt: skip
+
+
+def memory_size(text: str | None) -> int | None:
+    """``--memory``: a size above 0, in bytes (None: not given)."""
+    if text is None:
+        return None
+    size = parse_size(text, what="--memory")
+    if size <= 0:
+        raise UsageError("--memory must be above 0", hint="e.g. --memory 16GiB")
+    return size
 
 
 def _absolute(path: str | None, cwd: str) -> str | None:
