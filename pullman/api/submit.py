@@ -8,9 +8,10 @@ The body names the flags of ``get`` (their long names, ``-`` as ``_``)::
 Accepted: ``refs`` (required), ``sha256``, ``output``, ``to``, ``mirror``, ``no_mirror``,
 ``ollama_dir``, ``lmstudio_dir``, ``include``, ``exclude``, ``local_dir``, ``connections``,
 ``force``, ``verify_existing``, ``insecure``, ``priority``, ``window``, ``limit``, ``revision``,
-``cache_dir``, and ``cwd`` (where relative paths and a URL's file without ``output`` land) and
-``hf_endpoint``. Paths must be absolute unless ``cwd`` is given. Anything else is a 400: the
-foreground-only flags (``--until``, ``--token``, ``--via-server``) do not apply to a queued job.
+``cache_dir``, ``ignore_fit``, ``memory``, ``context``, and ``cwd`` (where relative paths and
+a URL's file without ``output`` land) and ``hf_endpoint``. Paths must be absolute unless ``cwd``
+is given. Anything else is a 400: the foreground-only flags (``--until``, ``--token``,
+``--via-server``) do not apply to a queued job.
 
 The request becomes a :class:`~pullman.cli.get_request.GetRequest`, checked and turned into job
 options by the same code as the command's (:func:`pullman.cli.get_request.queue_detached`).
@@ -51,7 +52,12 @@ FIELDS: Final[Mapping[str, tuple[type, ...]]] = {
     "cache_dir": _TEXT,
     "cwd": _TEXT,
     "hf_endpoint": _TEXT,
+    "ignore_fit": (bool,),
+    "memory": _TEXT,
+    "context": (int, type(None)),
 }
+RENAMED: Final[Mapping[str, str]] = {"context": "context_length"}
+"""Fields whose request attribute has another name than the flag (``--context``)."""
 PATHS: Final = ("output", "ollama_dir", "lmstudio_dir", "local_dir", "cache_dir")
 DEFAULTS: Final[Mapping[str, Any]] = {
     "sha256": None,
@@ -82,6 +88,9 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "token_file": None,
     "dry_run": False,
     "quiet": True,
+    "ignore_fit": False,
+    "memory": None,
+    "context_length": None,
 }
 
 
@@ -105,7 +114,9 @@ def request_from_json(doc: Mapping[str, Any]) -> GetRequest:
         if cwd is None and value is not None and not Path(value).expanduser().is_absolute():
             raise UsageError(f'"{name}" must be an absolute path (or give "cwd"), not {value!r}')
     fields = dict(DEFAULTS)
-    fields.update({k: tuple(v) if isinstance(v, list) else v for k, v in doc.items()})
+    fields.update({
+        RENAMED.get(k, k): tuple(v) if isinstance(v, list) else v for k, v in doc.items()
+    })  # fmt: skip
     if fields["connections"] is not None and not 1 <= fields["connections"] <= 64:
         raise UsageError('"connections" must be between 1 and 64')
     fields["refs"] = tuple(fields["refs"])

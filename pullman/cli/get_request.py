@@ -193,6 +193,7 @@ def api_body(request: GetRequest) -> dict[str, Any]:
         lmstudio_dir=pinned.lmstudio_dir,
         cache_dir=pinned.hf_cache,
         hf_endpoint=pinned.hf_endpoint,
+        context=request.context_length,
     )
     return {k: v for k, v in body.items() if v is not None}
 
@@ -200,6 +201,7 @@ def api_body(request: GetRequest) -> dict[str, Any]:
 _API_FLAGS = (
     "sha256", "output", "to", "mirror", "no_mirror", "include", "exclude", "local_dir",
     "connections", "force", "verify_existing", "insecure", "window", "limit", "revision",
+    "ignore_fit", "memory",
 )  # fmt: skip
 
 
