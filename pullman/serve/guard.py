@@ -122,10 +122,19 @@ class LimitedSite(web.SockSite):
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
+        pending = [0]
+        """Accepted but not yet in ``server.connections``: a burst of accepts makes many
+        protocols before the first one's ``connection_made`` runs."""
+
+        def settle() -> None:
+            pending[0] -= 1
 
         def factory() -> asyncio.Protocol:
-            if len(server.connections) >= self._limit:
+            if len(server.connections) + pending[0] >= self._limit:
                 return _Busy()
+            pending[0] += 1
+            # Two loop turns: the transport schedules connection_made after this returns.
+            loop.call_soon(loop.call_soon, settle)
             return server()
 
         self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
