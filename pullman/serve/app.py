@@ -20,20 +20,13 @@ import anyio
 from aiohttp import web
 
 from pullman.core.listen import Listen, Network
-from pullman.errors import PullmanError, UsageError
+from pullman.errors import AddressInUse, UsageError
 from pullman.serve.catalog import Catalog
 from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
 from pullman.serve.registry import Registry
 
 access_log = logging.getLogger("pullman.serve.access")
-EXIT_ADDRESS_IN_USE = 69
-
-
-class AddressInUse(PullmanError):
-    """The port is taken (another server, or another ``pullman serve``)."""
-
-    exit_code = EXIT_ADDRESS_IN_USE
 
 
 @dataclass(frozen=True)
