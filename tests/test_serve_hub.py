@@ -181,7 +181,7 @@ def test_a_token_file_makes_every_client_show_the_token(stores: Stores, tmp_path
         got = _snapshot(s, tmp_path / "ok", "org/tiny", HF_TOKEN="lan-secret-123")
         assert {k: bytes.fromhex(v) for k, v in got["files"].items()} == FILES  # type: ignore[union-attr]
         status, headers, _ = s.get("/v2/library/tiny/tags/list")
-        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer realm=")
         basic = base64.b64encode(b"anyone:lan-secret-123").decode()
         assert s.get("/v2/library/tiny/tags/list", {"Authorization": f"Basic {basic}"})[0] == 200
         assert (

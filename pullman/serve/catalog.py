@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -92,10 +93,11 @@ class RepoView:
     """The branch names that point at this commit here."""
 
     def file(self, path: str) -> RepoFile | None:
-        for f in self.files:
-            if f.path == path:
-                return f
-        return None
+        return self._by_path.get(path)
+
+    @cached_property
+    def _by_path(self) -> dict[str, RepoFile]:
+        return {f.path: f for f in self.files}
 
 
 class Catalog(Protocol):
