@@ -13,14 +13,15 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from aiohttp import web
 
 from pullman.core.listen import Listen, Network
-from pullman.errors import AddressInUse, UsageError
+from pullman.errors import AddressInUse, UsageError, collapse_groups
 from pullman.serve.catalog import Catalog
 from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
@@ -111,9 +112,18 @@ async def serve(
 
 
 def run(
-    catalog: Catalog, settings: ServeSettings, sock: socket.socket, started: Callable[[], None]
+    catalog: Catalog,
+    settings: ServeSettings,
+    sock: socket.socket,
+    started: Callable[[], None],
+    *,
+    alongside: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> int:
-    """Serve until SIGINT or SIGTERM; the signal number that stopped it."""
+    """Serve until SIGINT or SIGTERM; the signal number that stopped it (0: none).
+
+    ``alongside``: tasks that live as long as the server, in the same task group (a
+    pull-through's downloads); when one fails, the server stops and the error is raised.
+    """
     stopped: list[int] = []
 
     async def main() -> None:
@@ -128,6 +138,9 @@ def run(
 
             tg.start_soon(watch, (signal.SIGINT, signal.SIGTERM))
             tg.start_soon(lambda: serve(catalog, settings, sock, started=started))
+            for task in alongside:
+                tg.start_soon(task)
 
-    anyio.run(main)
+    with collapse_groups():
+        anyio.run(main)
     return stopped[0] if stopped else 0
