@@ -106,7 +106,7 @@ class LocalCatalog:
                 continue
             assert self.ollama_root is not None
             blob = ollama.blob_path(self.ollama_root, digest.hex)
-            if _regular(blob) and blob.stat().st_size == layer.size:
+            if _regular(blob) and _size(blob) == layer.size:
                 return Content(layer.size, digest, "application/octet-stream", path=blob)
         return None
 
@@ -123,7 +123,7 @@ class LocalCatalog:
         for parts, _ in ollama.iter_manifests(self.ollama_root):
             host, namespace, model, _tag = parts
             if host.casefold() == self.host.casefold():
-                names.add(f"{namespace}/{model}")
+                names.add(f"{namespace}/{model}".lower())  # names are looked up caselessly
         return sorted(names)
 
     # ------------------------------------------------------------------ Hugging Face
@@ -179,6 +179,13 @@ def _regular(path: Path) -> bool:
         return path.is_file() and not path.is_symlink()
     except OSError:
         return False
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _real_dir(path: Path) -> bool:
