@@ -39,6 +39,28 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
 
 
+class _OneLine(logging.Filter):
+    """aiohttp logs a client's malformed request with a traceback ("Error handling request"):
+    one line instead (which error), unless debugging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and not logging.getLogger("pullman").isEnabledFor(logging.DEBUG):
+            exc = record.exc_info[1]
+            # The type only: aiohttp's message quotes the offending header, which may be one
+            # that carries a credential.
+            record.msg = f"{record.getMessage()}: {type(exc).__name__}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_server_log() -> None:
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _OneLine) for f in server.filters):
+        server.addFilter(_OneLine())
+
+
 def build_app(catalog: Catalog, settings: ServeSettings) -> web.Application:
     app = web.Application(
         middlewares=[guard(settings.allow, settings.token)],
@@ -93,6 +115,7 @@ async def serve(
     started: Callable[[], Awaitable[None] | None] | None = None,
 ) -> None:
     """Serve on ``sock`` until cancelled."""
+    quiet_server_log()
     app = build_app(catalog, settings)
     runner = web.AppRunner(
         app, access_log=access_log, access_log_class=AccessLog, shutdown_timeout=5.0

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
 from aiohttp.web_request import BaseRequest
 
 from pullman.core import oci_names as oci
@@ -131,6 +132,30 @@ class _Busy(asyncio.Protocol):
         transport.close()
 
 
+class _Handler(RequestHandler):
+    """aiohttp's connection handler, that stops reading once a request could not be parsed.
+
+    aiohttp answers a bad request head (a header past ``max_field``) with 400, but until it
+    gets to that, each further chunk the client sends is parsed again and kept alive by the
+    error it raises: a client pushing a 1 MiB header made the server hold all of it. Pausing
+    the transport at the first error bounds that to one read.
+    """
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        messages = getattr(self, "_messages", None)
+        if messages and isinstance(messages[-1][0], _ErrInfo) and self.transport is not None:
+            self.transport.pause_reading()
+
+
+def _handler(server: web.Server) -> RequestHandler:
+    """A :class:`_Handler` made as ``server()`` makes its own (the same arguments)."""
+    kwargs = server._kwargs  # aiohttp >= 3.9 keeps the handler arguments here
+    return _Handler(server, loop=asyncio.get_running_loop(), **kwargs)
+
+
 class LimitedSite(web.SockSite):
     """A site on a bound socket that takes at most ``limit`` connections at once."""
 
@@ -156,6 +181,6 @@ class LimitedSite(web.SockSite):
             pending[0] += 1
             # Two loop turns: the transport schedules connection_made after this returns.
             loop.call_soon(loop.call_soon, settle)
-            return server()
+            return _handler(server)
 
         self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
