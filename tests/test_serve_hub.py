@@ -104,6 +104,7 @@ tree = api.list_repo_tree("org/tiny", recursive=True)
 out["tree"] = sorted([e.path, getattr(e, "size", 0), getattr(e, "blob_id", None),
                       e.lfs.sha256 if getattr(e, "lfs", None) else None] for e in tree)
 out["top"] = sorted(e.path for e in api.list_repo_tree("org/tiny"))
+out["sub"] = [e.path for e in api.list_repo_tree("org/tiny", path_in_repo="weights")]
 out["info"] = [e.path for e in api.get_paths_info("org/tiny", ["config.json", "weights"])]
 meta = get_hf_file_metadata(hf_hub_url("org/tiny", "weights/model.safetensors"))
 out["meta"] = [meta.commit_hash, meta.etag, meta.size, meta.xet_file_data is None]
@@ -140,6 +141,7 @@ print(json.dumps(out))
     assert [e for e in out["tree"] if e[0] != "weights"] == expected_tree  # the Hub's oids
     assert out["top"] == ["README.md", "config.json", "tokenizer.json", "weights"]
     assert sorted(out["info"]) == ["config.json", "weights"]
+    assert out["sub"] == ["weights/model.safetensors"]
     assert out["meta"] == [commit, hashlib.sha256(weights).hexdigest(), len(weights), True]
     assert out["siblings"] == sorted([p, len(d)] for p, d in FILES.items())
     assert out["missing"] == "RemoteEntryNotFoundError"
