@@ -280,3 +280,44 @@ def test_200_concurrent_connections_are_served_or_refused_cleanly(stores: Stores
         )
         assert served + busy == 200 and busy > 0 and served >= 50
         assert s.alive()
+
+
+def _big_store(root: Path, size: int) -> tuple[Stores, str]:
+    """An Ollama store with one model whose weights are ``size`` zero bytes (sparse)."""
+    models = root / "models"
+    (models / "blobs").mkdir(parents=True)
+    weights = models / "blobs" / "tmp"
+    with weights.open("wb") as f:
+        f.truncate(size)
+    digest = hashlib.sha256(b"\0" * size).hexdigest()
+    weights.rename(models / "blobs" / f"sha256-{digest}")
+    config = b"{}"
+    (models / "blobs" / f"sha256-{hashlib.sha256(config).hexdigest()}").write_bytes(config)
+    layer = (
+        '{"mediaType":"application/vnd.ollama.image.model",'
+        f'"digest":"sha256:{digest}","size":{size}}}'
+    )
+    manifest = (
+        '{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",'
+        '"config":{"mediaType":"application/vnd.docker.container.image.v1+json",'
+        f'"digest":"sha256:{hashlib.sha256(config).hexdigest()}","size":2}},"layers":[{layer}]}}'
+    ).encode()
+    tag = models / "manifests" / "registry.ollama.ai" / "library" / "big"
+    tag.mkdir(parents=True)
+    (tag / "latest").write_bytes(manifest)
+    return Stores(root, models, root / "hf", "registry.ollama.ai", manifest), digest
+
+
+def test_a_client_that_stops_reading_is_cut_off(tmp_path: Path) -> None:
+    stores, digest = _big_store(tmp_path, 64 << 20)
+    with serving(stores, "--idle-timeout", "0.5") as s:  # no progress for 1.5 s: cut off
+        path = f"/v2/library/big/blobs/sha256:{digest}"
+        with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            started = time.monotonic()
+            assert s.logged(f'"GET {path} HTTP/1.1" 200', timeout=20), s.log()[-2000:]
+            waited = time.monotonic() - started
+            assert "the answer stopped short" in s.log()
+        assert s.alive()
+        print(f"\nslow reader: a 64 MiB answer nobody reads was cut off after {waited:.1f} s")

@@ -26,6 +26,7 @@ from pullman.serve.catalog import Catalog
 from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
 from pullman.serve.registry import Registry
+from pullman.serve.respond import STALL
 
 access_log = logging.getLogger("pullman.serve.access")
 
@@ -73,6 +74,7 @@ def build_app(catalog: Catalog, settings: ServeSettings) -> web.Application:
             "lingering_time": 1.0,
         },
     )
+    app[STALL] = settings.limits.stall_timeout
     app.add_routes(Registry(catalog).routes())
     app.add_routes(Hub(catalog, serve_private=settings.serve_private).routes())
     return app

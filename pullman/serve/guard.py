@@ -48,6 +48,11 @@ class Limits:
     max_field: int = 8190
     max_headers: int = 64
 
+    @property
+    def stall_timeout(self) -> float:
+        """An answer that makes no progress (4 MiB) in this long is cut off: 3x idle."""
+        return 3 * self.idle_timeout
+
 
 class AccessLog(AbstractAccessLogger):
     """One line per request: peer, request line, status, body bytes, seconds, user agent.

@@ -22,6 +22,10 @@ from pullman.core.byte_ranges import UNSATISFIABLE, Span, content_range, parse_r
 from pullman.serve.catalog import Content
 
 CHUNK = 1 << 20
+PIECE = 4 << 20
+"""Bytes per ``sendfile`` call: each must go out within the stall timeout."""
+STALL = web.AppKey("stall", float)
+"""Seconds an answer may make no progress (the client not reading) before it is cut off."""
 log = logging.getLogger("pullman.serve")
 
 
@@ -68,6 +72,7 @@ class _Body(web.StreamResponse):
         self._request = request
         self._content = content
         self._span = (start, end)
+        self._stall = request.app.get(STALL, 60.0)
 
     async def send_body(self) -> None:
         """The body; if it cannot be finished (the client left, the reader or the disk
@@ -101,7 +106,7 @@ class _Body(web.StreamResponse):
             sent += len(chunk)
             if sent > end - start:
                 raise ValueError("the reader gave more bytes than asked")
-            await self.write(chunk)
+            await self._write(chunk)
         if sent != end - start:
             raise ValueError(f"the reader ended after {sent} of {end - start} bytes")
 
@@ -116,7 +121,7 @@ class _Body(web.StreamResponse):
             if transport.get_extra_info("sslcontext") is None:
                 await self._flush()
                 try:
-                    await loop.sendfile(transport, fobj, start, end - start)
+                    await self._sendfile(transport, fobj, start, end)
                 except NotImplementedError:
                     pass
                 else:
@@ -124,6 +129,23 @@ class _Body(web.StreamResponse):
             await self._copy(fobj, start, end)
         finally:
             await loop.run_in_executor(None, fobj.close)
+
+    async def _sendfile(
+        self, transport: asyncio.BaseTransport, fobj: IO[bytes], start: int, end: int
+    ) -> None:
+        """Zero-copy, a piece at a time: a client that takes no piece in ``stall`` seconds
+        (it stopped reading) is cut off rather than holding its connection for ever."""
+        loop = asyncio.get_running_loop()
+        offset = start
+        while offset < end:
+            count = min(PIECE, end - offset)
+            async with asyncio.timeout(self._stall):
+                await loop.sendfile(transport, fobj, offset, count)  # type: ignore[arg-type]
+            offset += count
+
+    async def _write(self, chunk: bytes) -> None:
+        async with asyncio.timeout(self._stall):
+            await self.write(chunk)
 
     async def _flush(self) -> None:
         writer = self._payload_writer
@@ -139,7 +161,7 @@ class _Body(web.StreamResponse):
             )
             if not chunk:
                 raise ValueError("the file is shorter than its size")
-            await self.write(chunk)
+            await self._write(chunk)
             offset += len(chunk)
 
 
