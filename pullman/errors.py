@@ -26,9 +26,11 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
     ├── StorageError                  exit 5  the local disk said no
     │   ├── DiskFull                          carries the bytes needed and free
     │   └── NotWritable                       permission denied / read-only destination
-    ├── Unsupported                   exit 7  a newer pullman made it (a later bundle format)
+    ├── WontFit                       exit 7  a model that cannot fit this machine's memory
+    ├── Unsupported                   exit 8  a newer pullman made it (a later bundle format)
     ├── AddressInUse                  exit 69 ``pullman serve``: the port is taken (EX_UNAVAILABLE)
     ├── JobConflict                   exit 1  a job is not in a state it can move from (a race)
+    ├── NoDaemon                      exit 9  no daemon runs, or it has no TCP listener (web)
     ├── InternalError                 exit 70 a bug in pullman (EX_SOFTWARE): never retried
     └── Interrupted                   exit 75 stopped early on purpose (signal, deadline); resumable
 
@@ -51,7 +53,9 @@ EXIT_NOT_FOUND = 3
 EXIT_INTEGRITY = 4
 EXIT_STORAGE = 5
 EXIT_ACCESS = 6
-EXIT_UNSUPPORTED = 7  # a newer pullman wrote it (a bundle format): upgrade this one
+EXIT_WONT_FIT = 7  # the model would not fit the memory budget (`get --ignore-fit` overrides)
+EXIT_UNSUPPORTED = 8  # a newer pullman wrote it (a bundle format): upgrade this one
+EXIT_NO_DAEMON = 9  # `pullman web`: no daemon, or one without --listen
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: pullman serve cannot listen, the port is taken
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: an internal error (a bug); retrying will not help
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped early, run the same command again to resume
@@ -191,6 +195,13 @@ class NotWritable(StorageError):
     """Permission denied or a read-only destination."""
 
 
+class WontFit(PullmanError):
+    """A GGUF model whose estimated need exceeds the memory budget: refused before any
+    weight byte is fetched (``--ignore-fit`` fetches it anyway)."""
+
+    exit_code = EXIT_WONT_FIT
+
+
 class Unsupported(PullmanError):
     """Something a newer pullman wrote (a bundle of a later format): this one cannot read it."""
 
@@ -220,6 +231,12 @@ class JobConflict(PullmanError, ValueError):
         self.wanted = wanted
 
 
+class NoDaemon(PullmanError):
+    """What needs a running daemon (its dashboard) found none, or one without a TCP listener."""
+
+    exit_code = EXIT_NO_DAEMON
+
+
 class InternalError(PullmanError):
     """A bug: an exception pullman did not expect. Never retried."""
 
@@ -247,7 +264,9 @@ EXIT_CODES: dict[int, str] = {
     EXIT_INTEGRITY: "verification failed: the data did not match its digest, twice",
     EXIT_STORAGE: "local storage: disk full, or the destination is not writable (progress kept)",
     EXIT_ACCESS: "access denied: the server wants credentials or refuses them",
+    EXIT_WONT_FIT: "will not fit: the model needs more memory than the budget (--ignore-fit)",
     EXIT_UNSUPPORTED: "unsupported: a newer pullman made this bundle; upgrade pullman here",
+    EXIT_NO_DAEMON: "no daemon: none runs, or it serves no dashboard (pullman daemon --listen)",
     EXIT_UNAVAILABLE: "unavailable: pullman serve cannot listen there, the port is taken",
     EXIT_SOFTWARE: "internal error: a bug in pullman (rerun with --debug and report it)",
     EXIT_INTERRUPTED: "stopped early (Ctrl-C, SIGTERM or --until); rerun the command to resume",

@@ -17,6 +17,12 @@ the sum of the tensors' element counts, tensor data must lie inside the file (Ol
 truncated file), arrays of arrays are refused. GGUF versions 2 and 3, little-endian, are read
 (what llama.cpp has written since 2023); version 1 and big-endian files are refused.
 
+:func:`fit_header` reads what a memory estimate needs (:class:`~pullman.core.gguf_fit.FitHeader`:
+the tensor table's byte sizes, layers, heads, head dims, vocabulary) from the first bytes of a
+file of known size, a prefix fetched with range requests (:mod:`pullman.gguf_remote`); it says
+"not enough bytes yet" (None) rather than failing while the header runs past the prefix, and
+holds tensors to llama.cpp's rule that each starts where the previous one ended, padded.
+
 Every failure is a :class:`~pullman.errors.BadModelFile` (a :class:`~pullman.errors.StorageError`
 when the disk refuses the read), never an exception from the parsing.
 """
@@ -31,6 +37,7 @@ from pathlib import Path
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType, GGUFValueType
 
+from pullman.core.gguf_fit import FitHeader
 from pullman.core.gguf_meta import COMPAT_TENSOR_PREFIXES, GgufFacts, ollama_key
 from pullman.core.gojson import go_text
 from pullman.errors import BadModelFile, StorageError
@@ -38,6 +45,8 @@ from pullman.errors import BadModelFile, StorageError
 MAGIC = b"GGUF"
 VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
+MAX_KEPT_ARRAY = 4096
+"""Integer arrays up to this long are kept (one value per layer), longer ones skipped."""
 _SCALAR_FORMATS = {
     GGUFValueType.UINT8: "B",
     GGUFValueType.INT8: "b",
@@ -55,6 +64,7 @@ _INTEGERS = {t for t, f in _SCALAR_FORMATS.items() if f in "BbHhIiQq"}
 _U64 = struct.Struct("<Q")
 _UINT64 = 2**64
 _COMPAT = tuple(p.encode() for p in COMPAT_TENSOR_PREFIXES)
+_KNOWN_KINDS = frozenset(int(t) for t in GGML_QUANT_SIZES)
 
 
 class _Malformed(Exception):
@@ -74,6 +84,8 @@ def _past_end(pos: int) -> _Malformed:
 class _Array:
     item_type: GGUFValueType
     count: int
+    values: tuple[int, ...] | None = None
+    """The items of a short integer array (per-layer head counts), else None."""
 
 
 @dataclass(frozen=True)
@@ -157,8 +169,11 @@ def _value(cur: _Cursor, vtype: GGUFValueType, key: str) -> object:
             raise _Malformed(f"key {key!r} is an array of arrays, which Ollama refuses")
         if item == GGUFValueType.STRING:
             cur.skip_strings(count)
-        else:
-            cur.skip(count * struct.calcsize("<" + _SCALAR_FORMATS[item]))
+            return _Array(item, count)
+        if item in _INTEGERS and count <= MAX_KEPT_ARRAY:
+            values = cur.unpack(_SCALAR_FORMATS[item] * count)
+            return _Array(item, count, tuple(int(v) for v in values))  # type: ignore[call-overload]
+        cur.skip(count * struct.calcsize("<" + _SCALAR_FORMATS[item]))
         return _Array(item, count)
     (value,) = cur.unpack(_SCALAR_FORMATS[vtype])
     return value
@@ -178,6 +193,8 @@ class _Tensors:
     compat: bool = False
     ends: tuple[tuple[str, int, int], ...] = ()
     """(name, offset in the data section, bytes) of each tensor."""
+    kinds_known: bool = True
+    """Every tensor's type is one ``gguf`` knows the size of."""
 
 
 def _tensor_bytes(kind: int, elements: int) -> int:
@@ -190,7 +207,7 @@ def _tensor_bytes(kind: int, elements: int) -> int:
 
 
 def _read_tensors(cur: _Cursor, count: int) -> _Tensors:
-    parameters, compat, ends = 0, False, []
+    parameters, compat, ends, known = 0, False, [], True
     for _ in range(count):
         name = cur.raw(cur.span())
         dims = cur.u32()
@@ -200,10 +217,11 @@ def _read_tensors(cur: _Cursor, count: int) -> _Tensors:
         for _ in range(dims):
             elements = elements * cur.u64() % _UINT64  # Go's uint64, as Tensor.Elements
         kind, offset = cur.u32(), cur.u64()
+        known = known and kind in _KNOWN_KINDS
         parameters = (parameters + elements) % _UINT64
         compat = compat or name.startswith(_COMPAT)
         ends.append((go_text(name), offset, _tensor_bytes(kind, elements)))
-    return _Tensors(count, parameters, compat, tuple(ends))
+    return _Tensors(count, parameters, compat, tuple(ends), known)
 
 
 def _typed(cur: _Cursor, key: str, *types: GGUFValueType) -> object | None:
@@ -338,3 +356,99 @@ def read_gguf_facts(path: Path) -> GgufFacts:
         raise StorageError(
             f"cannot read {path}", why=exc.strerror or str(exc), hint="check its permissions"
         ) from exc
+
+
+# ---------------------------------------------------------------------- what an estimate needs
+
+
+def _integer(cur: _Cursor, key: str) -> int | None:
+    """An integer value of any integer type (llama.cpp reads these keys as ``uint32``)."""
+    found = cur.kv.get(key)
+    if found is None or found[0] not in _INTEGERS or isinstance(found[1], bool):
+        return None
+    value = found[1]
+    return value if isinstance(value, int) else None
+
+
+def _integers(cur: _Cursor, key: str) -> tuple[int, ...] | None:
+    """One integer, or an integer array (``head_count_kv`` per layer), as a tuple."""
+    single = _integer(cur, key)
+    if single is not None:
+        return (single,)
+    found = cur.kv.get(key)
+    if found is None or not isinstance(found[1], _Array):
+        return None
+    return found[1].values
+
+
+def _vocab_size(cur: _Cursor, arch: str) -> int | None:
+    tokens = _typed(cur, "tokenizer.ggml.tokens", GGUFValueType.ARRAY)
+    if isinstance(tokens, _Array) and tokens.count > 0:
+        return tokens.count
+    return _integer(cur, f"{arch}.vocab_size")
+
+
+def _weights(tensors: _Tensors, kinds_known: bool) -> int | None:
+    return sum(size for _, _, size in tensors.ends) if kinds_known else None
+
+
+def _fit_header(cur: _Cursor, tensors: _Tensors, known: bool, file_size: int) -> FitHeader:
+    arch = _string(cur, "general.architecture") or "unknown"
+    alignment = _uint32(cur, "general.alignment") or DEFAULT_ALIGNMENT
+    start = cur.pos + (-cur.pos % alignment)
+    expected = 0
+    for name, offset, size in tensors.ends:
+        if start + offset + size > file_size:
+            raise _Malformed(f"tensor {name[:80]!r} ends past the file's {file_size} bytes")
+        if known and offset != expected:  # gguf_init_from_file_impl's rule
+            raise _Malformed(f"tensor {name[:80]!r} is at offset {offset}, expected {expected}")
+        expected = offset + size + (-size % alignment)
+    a = f"{arch}."
+    return FitHeader(
+        architecture=arch,
+        file_type=_uint32(cur, "general.file_type"),
+        weights=_weights(tensors, known),
+        tensor_count=tensors.count,
+        header_size=start,
+        block_count=_integer(cur, a + "block_count"),
+        embedding_length=_integer(cur, a + "embedding_length"),
+        head_count=_integers(cur, a + "attention.head_count"),
+        head_count_kv=_integers(cur, a + "attention.head_count_kv"),
+        key_length=_integer(cur, a + "attention.key_length"),
+        value_length=_integer(cur, a + "attention.value_length"),
+        rope_dimensions=_integer(cur, a + "rope.dimension_count"),
+        vocab_size=_vocab_size(cur, arch),
+        context_length=_integer(cur, a + "context_length"),
+        split_count=_split_count(cur, arch),
+    )
+
+
+def parse_fit_header(buf: bytes, file_size: int) -> FitHeader:
+    """The fit-relevant header of a file of ``file_size`` bytes from its first bytes ``buf``;
+    raises ``_Malformed`` (``short`` when ``buf`` ends before the header does)."""
+    cur = _Cursor(buf, len(buf))
+    if bytes(buf[:4]) != MAGIC:
+        raise _Malformed("it does not start with the GGUF magic bytes")
+    cur.pos = len(MAGIC)
+    version = cur.u32()
+    if version not in VERSIONS:
+        raise _Malformed(f"it is GGUF version {version}; pullman reads versions 2 and 3")
+    tensor_count, kv_count = cur.u64(), cur.u64()
+    if tensor_count > file_size // 24 or kv_count > file_size // 12:
+        raise _Malformed(f"it claims {tensor_count} tensors and {kv_count} keys")
+    _read_kv(cur, kv_count)
+    tensors = _read_tensors(cur, tensor_count)
+    return _fit_header(cur, tensors, tensors.kinds_known, file_size)
+
+
+def fit_header(buf: bytes, file_size: int, name: str) -> FitHeader | None:
+    """:func:`parse_fit_header`, None when ``buf`` is too short for the header and the file
+    has more bytes; a header that breaks the format is a :class:`BadModelFile`."""
+    try:
+        return parse_fit_header(buf, file_size)
+    except _Malformed as problem:
+        if problem.short and len(buf) < file_size:
+            return None
+        raise BadModelFile(f"{name} has no GGUF header pullman can read", why=problem.why) from None
+    except (ValueError, OverflowError, MemoryError, struct.error) as exc:
+        raise BadModelFile(f"{name} has no GGUF header pullman can read", why=str(exc)) from None

@@ -128,6 +128,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
     (  # 2: the exit code a failed job's command would have had (pullman.errors)
         "ALTER TABLE jobs ADD COLUMN exit_code INTEGER",
     ),
+    (  # 3: GGUF headers read for fit estimates, by the file's identity (digest, or repo+path)
+        """CREATE TABLE gguf_headers (
+            key TEXT PRIMARY KEY,
+            facts TEXT NOT NULL,
+            read_at REAL NOT NULL
+        )""",
+    ),
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -212,6 +219,7 @@ class _Database:
         self.path = path
         self.recovered_from = recovered_from
         """Where a damaged index was moved to when this one was opened (else ``None``)."""
+        self._listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,6 +251,12 @@ class _Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every write this handle commits (from the writing thread);
+        returns a function that stops it. The daemon's API pushes its events from here."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
     @property
     def schema_version(self) -> int:
         with self._lock:
@@ -266,6 +280,8 @@ class _Database:
                 self._conn.rollback()
                 raise
             self._conn.commit()
+        for listener in list(self._listeners):
+            listener()
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -393,6 +409,18 @@ class Index(_Database):
                 _insert_event(db, job_id, now, *event)
             return new
 
+    def set_priority(self, job_id: int, priority: int) -> Job:
+        """A job's priority (higher runs first); ``LookupError`` for an unknown job."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET priority = ?, updated_at = ? WHERE id = ?",
+                (int(priority), self._clock(), job_id),
+            )
+            if cur.rowcount == 0:
+                raise LookupError(f"no job {job_id}")
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job(row)
+
     def update_progress(
         self, job_id: int, bytes_done: int, bytes_total: int | None, rate: float
     ) -> None:
@@ -517,6 +545,29 @@ class Index(_Database):
         with self._write() as db:
             cur = db.execute("DELETE FROM models WHERE ref = ? AND root = ?", (ref, str(root)))
             return cur.rowcount > 0
+
+    # ------------------------------------------------------------------ GGUF headers
+
+    def gguf_header(self, key: str) -> dict[str, Any] | None:
+        """The fit facts read earlier from the GGUF file ``key`` names (a digest, ...)."""
+        with self._read() as db:
+            row = db.execute("SELECT facts FROM gguf_headers WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            doc = json.loads(row[0])
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def remember_gguf_header(self, key: str, facts: Mapping[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO gguf_headers (key, facts, read_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET facts = excluded.facts,"
+                " read_at = excluded.read_at",
+                (key, json.dumps(dict(facts), sort_keys=True), self._clock()),
+            )
 
     # ------------------------------------------------------------------ settings
 

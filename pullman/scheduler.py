@@ -131,6 +131,10 @@ class Scheduler:
     def statistics(self) -> list[TransferStats]:
         return [stat for run in self._running.values() for stat in run.session.statistics()]
 
+    def job_statistics(self, job_id: int) -> list[TransferStats]:
+        """The files of one running job as they move (empty when it does not run here)."""
+        return run.session.statistics() if (run := self._running.get(job_id)) else []
+
     def running_jobs(self) -> list[int]:
         return list(self._running)
 
@@ -282,6 +286,7 @@ class Scheduler:
     ) -> None:
         session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
         session.copies.lookup = self.index.verified_copies
+        session.fit.headers = self.index
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
         if not await self._move(job, "running"):

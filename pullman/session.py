@@ -31,6 +31,7 @@ from pullman.errors import (
     UsageError,
     collapse_groups,
 )
+from pullman.fitcheck import FitGuard
 from pullman.fsio import adopt, free_space, hash_file
 from pullman.layouts import layout_for
 from pullman.layouts.common import apply_finals, check_plan, made_paths, make_early, undo_early
@@ -98,6 +99,8 @@ class Session:
         self.finished: list[TransferStats] = []
         self._limiter = limiter
         self._token = token
+        self.fit = FitGuard(settings.transfer, token)
+        """Fit checks; the scheduler gives it the index to keep GGUF headers in."""
         shared = anyio.CapacityLimiter(settings.transfer.connections)
         self._slots_for = slots_for or (lambda spec: shared)
 
@@ -154,11 +157,12 @@ class Session:
         context = SourceContext(
             options, cfg.retry_policy, cfg.metadata_deadline, cfg.proxies, self._token
         )
+        ref, note = await self.fit.settle_quant(ref, context)
         if options.mirrors and mirrored:
             token = await anyio.to_thread.run_sync(self.settings.sources.token)
             context = replace(context, mirror_token=token)
         release, mirror = await mirrored_resolve(source, ref, context, mirrored=mirrored)
-        return replace(layout.place(release, root, options), mirror=mirror)
+        return replace(layout.place(release, root, options), mirror=mirror, note=note)
 
     async def fetch(self, plan: Plan, options: GetOptions) -> PlanReport:
         check_plan(plan)
@@ -174,6 +178,7 @@ class Session:
         copies = self.copies_for(options)
         shareable = [] if options.force else await anyio.to_thread.run_sync(copies.any_of, todo)
         rest = [s for s in todo if s not in shareable]
+        await self.fit.check(plan.ref, rest, options)
         await anyio.to_thread.run_sync(self._check_space, plan, rest)
         failed = True
         try:

@@ -432,7 +432,7 @@ def test_a_bundle_from_a_newer_pullman_is_refused(bundle: Path, tmp_path: Path) 
         header.update(version=2, pullman="9.0.0")
 
     r = importing(edited(bundle, tmp_path / "newer.tar", newer), tmp_path)
-    refused(r, 7, "format version 2", "newer pullman (9.0.0)", "upgrade pullman")
+    refused(r, 8, "format version 2", "newer pullman (9.0.0)", "upgrade pullman")
     nothing_left(tmp_path)
 
 

@@ -55,11 +55,13 @@ def test_the_wheel_carries_templates_license_and_one_version(wheel: Path) -> Non
     }
     assert vendored == shipped
     assert "pullman/py.typed" in names
+    assert "pullman/api/static/index.html" in names  # the dashboard ships as package data
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert meta["Version"] == pullman.__version__
     assert meta["License-Expression"] == "MIT"
     assert "Programming Language :: Python :: 3.11" in meta.get_all("Classifier", [])
     requires = meta.get_all("Requires-Dist", [])
+    assert any(r.startswith("aiohttp") for r in requires)  # the daemon's API
     ollama = [r for r in requires if r.startswith("ollama")]
     assert ollama and all('extra == "ollama"' in r or 'extra == "test"' in r for r in ollama)
 

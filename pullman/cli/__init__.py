@@ -3,12 +3,14 @@
 from pullman.cli import (  # noqa: F401 - importing registers commands
     admin,
     bundle,
+    fit_cmd,
     get_cmd,
     jobs,
     link_cmd,
     push_cmd,
     serve_cmd,
     store,
+    web,
 )
 from pullman.cli.app import cli, main, run_async
 

@@ -125,6 +125,23 @@ _OPTIONS = [
         help="Hugging Face: a token from FILE, or asked for; never stored or logged.",
     ),
     click.option(
+        "--ignore-fit",
+        is_flag=True,
+        help="Download a GGUF model even when it would not fit the memory budget.",
+    ),
+    click.option(
+        "--memory",
+        metavar="SIZE",
+        help="The memory budget of the machine the model is for, e.g. 16GiB (default: this one).",
+    ),
+    click.option(
+        "--context",
+        "context_length",
+        type=click.IntRange(1, 1 << 24),
+        metavar="N",
+        help="Context length the fit check counts the KV cache for (default 4096).",
+    ),
+    click.option(
         "--dry-run",
         is_flag=True,
         help="Show what would be fetched and where it lands; fetch nothing.",

@@ -189,6 +189,7 @@ def _plan_json(p: Plan) -> dict[str, Any]:
         "store": p.store.value,
         "location": str(p.location[1]) if p.location is not None else None,
         "size": p.total_size,
+        "note": p.note,
         "files": [
             {
                 "name": s.name,

@@ -203,7 +203,8 @@ async def _repair(context: Context, bad: list[BlobCheck], options: GetOptions) -
     session.copies.enabled = False
     for to in sorted({c.to or "" for c in bad}):
         again = sorted({c.owner for c in bad if (c.to or "") == to})
-        await session.get(again, replace(options, to=(to,) if to else ()))
+        # a model already kept here is repaired, whether or not it fits (no fit check)
+        await session.get(again, replace(options, to=(to,) if to else (), ignore_fit=True))
 
 
 @cli.command()

@@ -96,6 +96,12 @@ class GetOptions:
     each once; empty: the ref's own store."""
     mirrors: tuple[str, ...] = ()
     """``--mirror`` (else ``[sources] mirrors``): asked first, upstream on a miss or failure."""
+    ignore_fit: bool = False
+    """``--ignore-fit``: fetch a GGUF model even when it would not fit the memory budget."""
+    memory: int | None = None
+    """``--memory``: the budget (bytes) of the machine the model is for; else this one's."""
+    context: int | None = None
+    """``--context``: the context length the fit check counts the KV cache for."""
 
 
 def _to_json(value: Any) -> Any:

@@ -93,6 +93,7 @@ class RemoteFile:
             insecure=self.insecure,
             content_addressed=content_addressed,
             final=final,
+            role=self.role,
         )
 
 
@@ -163,6 +164,8 @@ class FileSpec:
     final: Path | None = None
     """Where the file ends up once the plan's finals ran, when that is not ``dest`` (a blob
     held in staging); a content-addressed file found there is the file, too."""
+    role: str = ""
+    """What the file is to its model, where the source said (an Ollama layer's kind)."""
 
     @property
     def places(self) -> tuple[Path, ...]:
@@ -252,6 +255,8 @@ class Plan:
     files stay out of its models tree)."""
     mirror: str | None = None
     """The mirror the files come from (``--mirror``); on a failure the upstream is asked."""
+    note: str | None = None
+    """Why the plan is what it is, when pullman chose for the user (a quant that fits)."""
 
     @property
     def staging_root(self) -> Path:

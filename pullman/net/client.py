@@ -59,11 +59,14 @@ class Response:
             async for chunk in self._raw.aiter_raw():
                 yield chunk
 
-    async def read(self, limit: int) -> bytes:
-        """The whole body, refusing more than ``limit`` bytes."""
+    async def read(self, limit: int, *, truncate: bool = False) -> bytes:
+        """The whole body, refusing more than ``limit`` bytes (``truncate``: its first
+        ``limit`` bytes, the rest never read: a header's prefix)."""
         body = bytearray()
         async for chunk in self.chunks():
             body += chunk
+            if truncate and len(body) >= limit:
+                return bytes(body[:limit])
             if len(body) > limit:
                 raise RemoteError(
                     f"response from {redact(self.url)} is larger than {limit} bytes",
@@ -160,8 +163,10 @@ async def fetch(
     deadline: float = 60.0,
     proxies: Proxies = DIRECT,
     follow: bool = False,
+    truncate: bool = False,
 ) -> Document:
-    """Fetch a small document (a manifest, a JSON listing).
+    """Fetch a small document (a manifest, a JSON listing); with ``truncate``, the first
+    ``limit`` bytes of any body (a file's header, whether or not the server honours Range).
 
     The whole answer must arrive within ``deadline`` seconds: a server that never answers, or
     drips its answer a byte at a time, is cut off (a socket timeout alone would not be). With
@@ -171,7 +176,8 @@ async def fetch(
     try:
         with anyio.fail_after(deadline):
             hops = MAX_REDIRECTS if follow else 0
-            return await _follow(url, headers or {}, hops, limit, insecure, method, proxies)
+            cap = (limit, truncate)
+            return await _follow(url, headers or {}, hops, cap, insecure, method, proxies)
     except TimeoutError:
         raise deadline_error(url, deadline) from None
 
@@ -180,7 +186,7 @@ async def _follow(
     url: str,
     headers: Headers,
     hops: int,
-    limit: int,
+    limit: tuple[int, bool],
     insecure: bool,
     method: str,
     proxies: Proxies,
@@ -196,7 +202,12 @@ async def _follow(
 
 
 async def _fetch(
-    url: str, headers: Headers, limit: int, insecure: bool, method: str, proxies: Proxies
+    url: str,
+    headers: Headers,
+    limit: tuple[int, bool],
+    insecure: bool,
+    method: str,
+    proxies: Proxies,
 ) -> Document:
     async with _client(url, insecure, proxies, 60.0) as client:
         request = client.build_request(method, url, headers=_with_defaults(headers))
@@ -205,7 +216,8 @@ async def _fetch(
         REACH.mark(url)
         try:
             response = Response(raw.status_code, raw.headers, url, raw)
-            body = b"" if method == "HEAD" else await response.read(limit)
+            most, truncate = limit
+            body = b"" if method == "HEAD" else await response.read(most, truncate=truncate)
             return Document(raw.status_code, raw.headers, body, url)
         finally:
             await raw.aclose()

@@ -15,7 +15,7 @@ from pullman.testing.faults import (
     Throttle,
     WrongContentRange,
 )
-from pullman.testing.files import SimFile, make_data
+from pullman.testing.files import SimFile, Sparse, make_data
 from pullman.testing.simulator import Simulator
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Short",
     "SimFile",
     "Simulator",
+    "Sparse",
     "Stall",
     "Status",
     "Throttle",

@@ -35,10 +35,85 @@ def make_data(size: int, seed: int = 0) -> bytes:
     return b"".join(parts)
 
 
+_ZEROS = bytes(1 << 20)
+
+
+class Sparse:
+    """A big file that costs no disk or memory: a real ``head`` (a GGUF header, say), then
+    zeros up to ``size`` bytes, generated as they are served.
+
+    Hashing gigabytes of zeros takes a minute, so a caller may announce the sha256 the Hub or
+    registry lists for it (``announced_sha256``); a full download of such a file then fails
+    verification, as it should for a stand-in (tests that fetch a file whole give real data,
+    or leave the digest to be computed).
+    """
+
+    def __init__(self, head: bytes, size: int, announced_sha256: str | None = None) -> None:
+        if size < len(head):
+            raise ValueError("a sparse file cannot be shorter than its head")
+        self.head = head
+        self.size = size
+        self._sha256 = announced_sha256
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            h = hashlib.sha256(self.head)
+            left = self.size - len(self.head)
+            while left:
+                n = min(left, len(_ZEROS))
+                h.update(_ZEROS[:n])
+                left -= n
+            self._sha256 = h.hexdigest()
+        return self._sha256
+
+    def view(self, start: int, end: int) -> SparseView:
+        return SparseView(self, start, min(end, self.size))
+
+
+class SparseView:
+    """Bytes ``start``..``end`` of a :class:`Sparse` file: sliced as the server sends it, each
+    small slice made real (head bytes, then zeros) only when it is sent."""
+
+    MATERIAL = 16 << 20
+
+    def __init__(self, f: Sparse, start: int, end: int) -> None:
+        self.f, self.start, self.end = f, start, max(start, end)
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, cut: slice) -> memoryview | SparseView:
+        a, b, _ = cut.indices(len(self))
+        start, end = self.start + a, self.start + max(a, b)
+        if end - start > self.MATERIAL:
+            return SparseView(self.f, start, end)
+        head = self.f.head[start:end] if start < len(self.f.head) else b""
+        return memoryview(head + bytes(end - start - len(head)))
+
+
+Data = bytes | Sparse
+
+
+def sha256_hex(data: Data) -> str:
+    """The sha256 a server lists for ``data`` (a sparse file's announced one)."""
+    return data.sha256 if isinstance(data, Sparse) else hashlib.sha256(data).hexdigest()
+
+
+def body_view(data: Data, start: int, end: int) -> memoryview:
+    """What to send of ``data`` for bytes ``start``..``end`` (a lazy view of a sparse file)."""
+    if isinstance(data, Sparse):
+        return data.view(start, end)  # type: ignore[return-value]  # sliced like one
+    return memoryview(data)[start:end]
+
+
 @dataclass
 class SimFile:
     name: str
-    data: bytes
+    data: Data
     faults: list[Fault] = field(default_factory=list)
     throttle: Throttle | None = None
     etag: bool = True
@@ -67,7 +142,7 @@ class SimFile:
 
     @functools.cached_property
     def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
+        return sha256_hex(self.data)
 
     @property
     def etag_value(self) -> str:
@@ -153,7 +228,7 @@ async def serve_file(
     await request.conn.send_head(status, headers)
     if request.method == "HEAD":
         return
-    body = memoryview(f.data)[start:end]
+    body = body_view(f.data, start, end)
     flips = [fault.offset] if isinstance(fault, FlipByte) else []
     flips += [f.size // 2] if corrupt else []
     for offset in (o for o in flips if start <= o < end):

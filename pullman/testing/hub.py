@@ -30,13 +30,21 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from pullman.testing.faults import Fault, Status, Throttle
-from pullman.testing.files import SimFile, _send_with_fault, parse_range
+from pullman.testing.files import (
+    Data,
+    SimFile,
+    Sparse,
+    _send_with_fault,
+    body_view,
+    parse_range,
+    sha256_hex,
+)
 from pullman.testing.server import Request, send_simple
 from pullman.testing.simulator import Simulator
 
@@ -55,9 +63,9 @@ def _sha1(data: bytes) -> str:
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
-def lfs_pointer(data: bytes) -> bytes:
+def lfs_pointer(data: Data) -> bytes:
     """The Git LFS pointer file that git stores in place of ``data``."""
-    oid = hashlib.sha256(data).hexdigest()
+    oid = sha256_hex(data)
     return (
         f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {len(data)}\n".encode()
     )
@@ -202,7 +210,7 @@ class HubSimulator:
     def add_repo(
         self,
         repo_id: str,
-        files: dict[str, bytes],
+        files: Mapping[str, Data],
         *,
         repo_type: str = "model",
         revision: str = "main",
@@ -314,17 +322,19 @@ class HubSimulator:
         self,
         repo: HubRepo,
         path: str,
-        data: bytes,
+        data: Data,
         lfs_threshold: int,
         throttle: Throttle | None,
         faults: list[Fault] | None,
     ) -> HubFile:
         base = f"hub/{repo.repo_type}s/{repo.repo_id}"
         if len(data) >= lfs_threshold:
-            sha256 = hashlib.sha256(data).hexdigest()
+            sha256 = sha256_hex(data)
             pointer = lfs_pointer(data)
             sim_file = self._sim_file(f"{base}/lfs/{sha256}", data, True, throttle, faults)
             return HubFile(path, len(data), git_blob_sha1(pointer), sim_file, sha256, len(pointer))
+        if isinstance(data, Sparse):  # a small file kept in git: real bytes
+            data = data.head + bytes(len(data) - len(data.head))
         oid = git_blob_sha1(data)
         sim_file = self._sim_file(f"{base}/git/{oid}", data, False, throttle, faults)
         return HubFile(path, len(data), oid, sim_file)
@@ -332,7 +342,7 @@ class HubSimulator:
     def _sim_file(
         self,
         name: str,
-        data: bytes,
+        data: Data,
         lfs: bool,
         throttle: Throttle | None,
         faults: list[Fault] | None,
@@ -641,7 +651,7 @@ class HubSimulator:
         await request.conn.send_head(status, headers)
         if request.method == "HEAD":
             return
-        body = memoryview(sim_file.data)[start:end]
+        body = body_view(sim_file.data, start, end)
         throttle = sim_file.throttle or self.sim.origin_throttle
         await _send_with_fault(request, sim_file, body, fault, throttle)
 

@@ -11,14 +11,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pullman.testing.faults import Fault, Throttle
-from pullman.testing.files import SimFile, serve_file
+from pullman.testing.files import Data, SimFile, serve_file, sha256_hex
 from pullman.testing.server import Request, send_simple
 from pullman.testing.simulator import Simulator
 
@@ -30,13 +29,13 @@ def layer_type(kind: str) -> str:
     return f"application/vnd.ollama.image.{kind}"
 
 
-def build_manifest(config: bytes, layers: Iterable[tuple[str, bytes]]) -> bytes:
+def build_manifest(config: bytes, layers: Iterable[tuple[str, Data]]) -> bytes:
     """Manifest bytes in the registry's own formatting (so byte-identity can be checked)."""
 
-    def desc(media_type: str, data: bytes) -> dict[str, object]:
+    def desc(media_type: str, data: Data) -> dict[str, object]:
         return {
             "mediaType": media_type,
-            "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+            "digest": "sha256:" + sha256_hex(data),
             "size": len(data),
         }
 
@@ -97,7 +96,7 @@ class OllamaRegistry:
         repo: str,
         tag: str = "latest",
         *,
-        layers: Iterable[tuple[str, bytes]],
+        layers: Iterable[tuple[str, Data]],
         config: bytes = b'{"model_format":"gguf","model_family":"llama"}',
         throttle: Throttle | None = None,
         faults: dict[str, list[Fault]] | None = None,
@@ -118,9 +117,9 @@ class OllamaRegistry:
         self.models.setdefault(repo, SimModel(repo)).tags[tag] = raw
 
     def add_blob(
-        self, data: bytes, *, throttle: Throttle | None = None, faults: Iterable[Fault] = ()
+        self, data: Data, *, throttle: Throttle | None = None, faults: Iterable[Fault] = ()
     ) -> SimFile:
-        name = "blobs/sha256-" + hashlib.sha256(data).hexdigest()
+        name = "blobs/sha256-" + sha256_hex(data)
         existing = self.sim.files.get(name)
         if existing is not None:
             return existing
@@ -133,10 +132,8 @@ class OllamaRegistry:
             cdn_expires=self.cdn_expires,
         )
 
-    def blob(self, data_or_hex: bytes | str) -> SimFile:
-        hex_digest = (
-            data_or_hex if isinstance(data_or_hex, str) else hashlib.sha256(data_or_hex).hexdigest()
-        )
+    def blob(self, data_or_hex: Data | str) -> SimFile:
+        hex_digest = data_or_hex if isinstance(data_or_hex, str) else sha256_hex(data_or_hex)
         return self.sim.files["blobs/sha256-" + hex_digest]
 
     # ------------------------------------------------------------------ handlers

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from urllib.parse import quote
 
 from pullman.testing.faults import Fault, Throttle
-from pullman.testing.files import SimFile, serve_file
+from pullman.testing.files import Data, SimFile, serve_file
 from pullman.testing.runner import ServerRunner
 from pullman.testing.server import Origin, Request, send_simple
 
@@ -48,7 +48,7 @@ class Simulator(ServerRunner):
     def add_file(
         self,
         name: str,
-        data: bytes,
+        data: Data,
         *,
         faults: Iterable[Fault] = (),
         throttle: Throttle | None = None,
