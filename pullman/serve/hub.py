@@ -4,7 +4,7 @@
   sizes and LFS digests with ``blobs=true``), ``private`` / ``gated`` as recorded;
 - ``GET /api/.../<repo>/tree/<rev>[/<path>]?recursive=&expand=``: the listing, in one page;
 - ``POST /api/.../<repo>/paths-info/<rev>``: entries for the ``paths`` asked;
-- ``GET /api/.../<repo>/refs``: the branches this box knows;
+- ``GET /api/.../<repo>/refs``: the branches here that point at the commit ``main`` names;
 - ``HEAD|GET /[datasets/]<repo>/resolve/<rev>/<path>``: the bytes, 200 / 206, with
   ``X-Repo-Commit``, ``ETag`` (sha256 for LFS files, the git blob sha1 for small ones, as the
   Hub sends them), ``X-Linked-Etag`` / ``X-Linked-Size`` for LFS files, never a redirect and
