@@ -28,6 +28,7 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
     │   └── NotWritable                       permission denied / read-only destination
     ├── WontFit                       exit 7  a model that cannot fit this machine's memory
     ├── Unsupported                   exit 8  a newer pullman made it (a later bundle format)
+    ├── AddressInUse                  exit 69 ``pullman serve``: the port is taken (EX_UNAVAILABLE)
     ├── JobConflict                   exit 1  a job is not in a state it can move from (a race)
     ├── NoDaemon                      exit 9  no daemon runs, or it has no TCP listener (web)
     ├── InternalError                 exit 70 a bug in pullman (EX_SOFTWARE): never retried
@@ -55,6 +56,7 @@ EXIT_ACCESS = 6
 EXIT_WONT_FIT = 7  # the model would not fit the memory budget (`get --ignore-fit` overrides)
 EXIT_UNSUPPORTED = 8  # a newer pullman wrote it (a bundle format): upgrade this one
 EXIT_NO_DAEMON = 9  # `pullman web`: no daemon, or one without --listen
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: pullman serve cannot listen, the port is taken
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: an internal error (a bug); retrying will not help
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped early, run the same command again to resume
 
@@ -206,6 +208,12 @@ class Unsupported(PullmanError):
     exit_code = EXIT_UNSUPPORTED
 
 
+class AddressInUse(PullmanError):
+    """``pullman serve`` cannot listen: another program holds the port."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 class JobConflict(PullmanError, ValueError):
     """A job was not in a state it may move from: another process changed it first.
 
@@ -259,6 +267,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_WONT_FIT: "will not fit: the model needs more memory than the budget (--ignore-fit)",
     EXIT_UNSUPPORTED: "unsupported: a newer pullman made this bundle; upgrade pullman here",
     EXIT_NO_DAEMON: "no daemon: none runs, or it serves no dashboard (pullman daemon --listen)",
+    EXIT_UNAVAILABLE: "unavailable: pullman serve cannot listen there, the port is taken",
     EXIT_SOFTWARE: "internal error: a bug in pullman (rerun with --debug and report it)",
     EXIT_INTERRUPTED: "stopped early (Ctrl-C, SIGTERM or --until); rerun the command to resume",
 }

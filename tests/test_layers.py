@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "pullman.push": 2,
     "pullman.jobcontrol": 2,
     "pullman.api": 3,
+    "pullman.serve": 2,
     "pullman.cli": 3,
     "pullman.daemon": 3,
     "pullman.progress": 3,

@@ -8,6 +8,7 @@ from pullman.cli import (  # noqa: F401 - importing registers commands
     jobs,
     link_cmd,
     push_cmd,
+    serve_cmd,
     store,
     web,
 )
