@@ -284,6 +284,8 @@ class Worker:
             sh.smap.advance(self.wid, 0)
             raise self._disk_full() from None
         sh.smap.advance(self.wid, written)
+        if sh.landing is not None:
+            sh.landing.wrote()
         self._flusher.wrote(written)
         sh.meter.feed(sh.clock.now(), sh.fetched)
         self._hasher.advanced()
