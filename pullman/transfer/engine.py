@@ -23,7 +23,7 @@ from pullman.core.clock import SYSTEM_CLOCK, Clock, Sleep
 from pullman.core.plan import FileSpec
 from pullman.core.units import human
 from pullman.core.urls import redact
-from pullman.errors import DiskFull, IntegrityError, PullmanError, RemoteChanged, RemoteError
+from pullman.errors import DiskFull, IntegrityError, RemoteChanged, RemoteError
 from pullman.fsio import free_space
 from pullman.transfer.check import StartOver
 from pullman.transfer.config import TransferConfig
@@ -31,7 +31,7 @@ from pullman.transfer.crew import Crew
 from pullman.transfer.flusher import JournalFlusher
 from pullman.transfer.hashing import PrefixHasher
 from pullman.transfer.journal import Journal
-from pullman.transfer.landing import Landing
+from pullman.transfer.landing import Landing, publish, watching
 from pullman.transfer.limiter import Limiter
 from pullman.transfer.recycle import Fleet
 from pullman.transfer.resolve import Resolver, Target
@@ -52,8 +52,7 @@ class Transfer:
 
     ``clock`` drives every timer (the watchdog's tick, the lock poll); ``sleep`` the deliberate
     waits (backoff between retries, the pause after a recycle), ``clock.sleep`` by default.
-    ``landing``, when given, hears of every write, restart and the commit (readers in this
-    process stream the file while it downloads).
+    ``landing`` hears of every write, restart and the commit (readers stream the file).
     """
 
     def __init__(
@@ -120,29 +119,21 @@ class Transfer:
     async def run(self) -> Outcome:
         started = self.shared.clock.now()
         staging = self.shared.staging
-        landing = self.shared.landing
-        failure: PullmanError | None = None
         try:
-            await self._lock()
-            if self._committed_meanwhile():
-                return self._reused(started)
-            target = await self._resolve()
-            self._prepare(target, self._expected_size(target))
-            await self._until_verified()
-            self._state = "committing"
-            await anyio.to_thread.run_sync(staging.commit, self.spec.dest)
-            self._state = "done"
-            return self._outcome(started)
-        except PullmanError as exc:
-            failure = exc
-            raise
+            with watching(self.shared.landing):
+                await self._lock()
+                if self._committed_meanwhile():
+                    return self._reused(started)
+                target = await self._resolve()
+                self._prepare(target, self._expected_size(target))
+                await self._until_verified()
+                self._state = "committing"
+                await anyio.to_thread.run_sync(staging.commit, self.spec.dest)
+                self._state = "done"
+                return self._outcome(started)
         finally:
             if self._state != "done":
                 self._state = "stopped"
-            if landing is not None and self._state == "done":
-                landing.committed()
-            elif landing is not None:
-                landing.stopped(failure)
             staging.close()
             # Nothing staged any more (committed or thrown away): the lock file can go too.
             staging.unlock(remove=not staging.part.exists())
@@ -247,7 +238,7 @@ class Transfer:
         sh.staging.open(size, fresh=not resumable)
         done = journal.done if resumable and journal is not None else ()
         sh.smap = SegmentMap(size, done, min_piece=self.config.min_piece)
-        self._publish()
+        publish(sh.landing, sh.staging, sh.smap)
         self._hasher = self._new_hasher()
         self._resumed = sh.smap.done_bytes
         if self._resumed:
@@ -320,15 +311,7 @@ class Transfer:
         sh.smap.reset()
         self._hasher.reset()
         self._flusher.forget()
-        if sh.landing is not None:
-            sh.landing.restarted()
-        self._publish()
-
-    def _publish(self) -> None:
-        """Tell the landing (readers in this process) where the bytes are written."""
-        sh = self.shared
-        if sh.landing is not None and sh.staging.fd is not None:
-            sh.landing.writing(sh.staging.part, sh.staging.fd, sh.smap)
+        publish(sh.landing, sh.staging, sh.smap, restarted=True)
 
     # ------------------------------------------------------------------ one pass
 

@@ -16,9 +16,10 @@ comes early waits instead of missing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from pullman.core.plan import FileSpec, Plan
 from pullman.errors import NetworkError, NotFound, PullmanError
 from pullman.fsio import NOFOLLOW
 from pullman.transfer.segments import SegmentMap, Span
+from pullman.transfer.staging import Staging
 
 log = logging.getLogger("pullman.transfer")
 
@@ -154,6 +156,36 @@ class Landing:
         finally:
             self.readers -= 1
             reader.close()
+
+
+def publish(
+    landing: Landing | None, staging: Staging, smap: SegmentMap, *, restarted: bool = False
+) -> None:
+    """Tell ``landing`` (if any) where a file's bytes are written now, and whether the data
+    written before was thrown away."""
+    if landing is None:
+        return
+    if restarted:
+        landing.restarted()
+    if staging.fd is not None:
+        landing.writing(staging.part, staging.fd, smap)
+
+
+@contextlib.contextmanager
+def watching(landing: Landing | None) -> Iterator[None]:
+    """Tell ``landing`` (if any) how the run inside ends: committed, or stopped (and why)."""
+    try:
+        yield
+    except PullmanError as exc:
+        if landing is not None:
+            landing.stopped(exc)
+        raise
+    except BaseException:
+        if landing is not None:
+            landing.stopped(None)
+        raise
+    if landing is not None:
+        landing.committed()
 
 
 class _Reader:
