@@ -6,6 +6,7 @@ from pullman.cli import (  # noqa: F401 - importing registers commands
     get_cmd,
     jobs,
     link_cmd,
+    serve_cmd,
     store,
 )
 from pullman.cli.app import cli, main, run_async

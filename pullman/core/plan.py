@@ -113,6 +113,9 @@ class HubRepo:
     repo_type: str
     revision: str
     commit: str
+    access: str | None = None
+    """``public``, ``private`` or ``gated``, as the Hub said (None: not asked). Recorded in
+    the cache so that ``pullman serve`` shares only public repos unless told otherwise."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@
         snapshots/<commit>/<path>                relative symlinks to ../../blobs/<etag>
         refs/<revision>                          the 40-char commit, no trailing newline
         .pullman-partial/                        pullman's staging area (ignored by readers)
+        .pullman-access                          ``public``, ``private`` or ``gated``: what the
+                                                 Hub said when pullman downloaded it (serve)
 
 Blobs are renamed into place after they verify, then the snapshot links, then the ref: a reader
 never sees a link to a missing blob or a ref to a missing snapshot. ``--local-dir`` instead
@@ -92,6 +94,27 @@ def ref_path(repo: Path, revision: str) -> Path:
 
 def staging_dir(repo: Path) -> Path:
     return repo / STAGING
+
+
+ACCESS_FILE = ".pullman-access"
+ACCESS = ("public", "private", "gated")
+
+
+def access_path(repo: Path) -> Path:
+    return repo / ACCESS_FILE
+
+
+def recorded_access(repo: Path) -> str:
+    """What the Hub said about the repo when pullman downloaded it (``public``, ``private``,
+    ``gated``), or ``unknown``: no record (another tool downloaded it, or an older pullman)."""
+    try:
+        with disk_errors(repo):
+            if not access_path(repo).is_file() or access_path(repo).is_symlink():
+                return "unknown"
+            text = access_path(repo).read_text(errors="replace").strip()
+    except StorageError:
+        return "unknown"
+    return text if text in ACCESS else "unknown"
 
 
 def link_target(path: str, etag: str) -> str:
@@ -306,6 +329,8 @@ class HfCacheLayout:
         specs, finals = _files(release, repo, hub.commit, linked=not symlinks_disabled())
         if hub.revision != hub.commit:
             finals.append(WriteFile(ref_path(repo, hub.revision), hub.commit.encode()))
+        if hub.access in ACCESS:  # what `pullman serve` reads before it shares the repo
+            finals.append(WriteFile(access_path(repo), hub.access.encode()))
         snapshot = repo / "snapshots" / hub.commit
         return Plan(
             release.ref,

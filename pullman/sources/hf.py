@@ -86,7 +86,9 @@ class HfSource:
             )
             for f in chosen
         )
-        repo = HubRepo(ref.repo_id, ref.repo_type, ref.revision, snapshot.commit)
+        repo = HubRepo(
+            ref.repo_id, ref.repo_type, ref.revision, snapshot.commit, access=snapshot.access
+        )
         return Release(str(ref), f"{ref.repo_id}@{ref.revision}", str(ref), files, repo=repo)
 
 
@@ -160,7 +162,19 @@ def _list_files(ref: HfRef, base: str, token: str | None, call: HubCall) -> Snap
             hint="narrow it with a path (hf://org/repo/path) or --include",
         )
     files = tuple(_hub_file(e) for e in entries if isinstance(e, RepoFile))
-    return Snapshot(ref, base, commit, files, token)
+    return Snapshot(ref, base, commit, files, token, access_of(info))
+
+
+def access_of(info: Any) -> str | None:
+    """What the repo info says about who may read it; None when it does not say."""
+    private, gated = getattr(info, "private", None), getattr(info, "gated", None)
+    if private is True:
+        return "private"
+    if gated not in (None, False):
+        return "gated"
+    if private is False and gated is False:
+        return "public"
+    return None
 
 
 def _hub_file(entry: Any) -> HubFile:

@@ -37,6 +37,8 @@ class Snapshot:
     commit: str
     files: tuple[HubFile, ...]
     token: str | None = field(default=None, repr=False)
+    access: str | None = None
+    """``public``, ``private`` or ``gated`` (from the repo's info), None when unknown."""
 
     def resolve_url(self, path: str) -> str:
         from huggingface_hub import hf_hub_url

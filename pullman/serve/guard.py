@@ -1,0 +1,131 @@
+"""Who may ask, and how much one connection may cost.
+
+- ``allow``: peers outside these networks get 403 (:mod:`pullman.core.listen` says the default);
+- ``token``: when set, every request must carry it, as ``Authorization: Bearer <token>`` (what
+  huggingface_hub sends for ``HF_TOKEN``) or as the password of Basic auth (what a registry
+  configured with ``proxy: username/password`` sends after a challenge); compared in constant
+  time, never logged;
+- limits: request bodies up to ``max_body`` bytes, request lines and header fields up to
+  ``max_field`` bytes and ``max_headers`` of them (aiohttp's parser answers 400 past these), a
+  connection that has not sent a complete request head within ``idle_timeout`` seconds is
+  closed (aiohttp's keep-alive timer, armed from the moment a connection opens: slowloris),
+  and at most ``max_connections`` at once (more are answered 503 and closed at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from pullman.core import oci_names as oci
+from pullman.core.listen import Network, allowed
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+"""Peer, request line, status, bytes, seconds, user agent: never a header that carries a
+credential (the request line has no token: neither client puts one in a URL)."""
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n"
+    b"Retry-After: 1\r\n\r\n"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 512
+    idle_timeout: float = 20.0
+    max_body: int = 1 << 20
+    max_field: int = 8190
+    max_headers: int = 64
+
+
+def _is_registry(request: web.Request) -> bool:
+    return request.path == "/v2" or request.path.startswith("/v2/")
+
+
+def _refuse(request: web.Request, status: int, message: str) -> web.Response:
+    """A refusal in the dialect of whoever asked: the registry's JSON or the Hub's headers."""
+    if _is_registry(request):
+        code = oci.UNAUTHORIZED if status == 401 else oci.DENIED
+        headers = {"Docker-Distribution-Api-Version": "registry/2.0"}
+        if status == 401:
+            headers["WWW-Authenticate"] = 'Basic realm="pullman serve"'
+        body = oci.error_body(code, message)
+        return web.Response(
+            status=status, body=body, content_type="application/json", headers=headers
+        )
+    return web.json_response(
+        {"error": message}, status=status, headers={"X-Error-Message": message}
+    )
+
+
+def presented_token(header: str | None) -> str | None:
+    """The token an ``Authorization`` header carries (Bearer, or Basic's password)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip()
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8", "replace")
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(":")[2]
+    return None
+
+
+def guard(allow: Sequence[Network], token: str | None) -> Middleware:
+    """The middleware: allow list first, then the token."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not allowed(request.remote, allow):
+            return _refuse(request, 403, "this address may not use this server (see --allow)")
+        if token is not None:
+            given = presented_token(request.headers.get("Authorization"))
+            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+                return _refuse(
+                    request, 401, "a token is needed here (HF_TOKEN, or the registry password)"
+                )
+        return await handler(request)
+
+    return middleware
+
+
+class _Busy(asyncio.Protocol):
+    """Answers 503 and hangs up: over the connection limit."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.write(_BUSY)
+        transport.close()
+
+
+class LimitedSite(web.SockSite):
+    """A site on a bound socket that takes at most ``limit`` connections at once."""
+
+    def __init__(self, runner: web.BaseRunner, sock: socket.socket, limit: int) -> None:
+        super().__init__(runner, sock, backlog=1024, shutdown_timeout=5.0)
+        self._limit = limit
+
+    async def start(self) -> None:
+        await web.BaseSite.start(self)
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+
+        def factory() -> asyncio.Protocol:
+            if len(server.connections) >= self._limit:
+                return _Busy()
+            return server()
+
+        self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)

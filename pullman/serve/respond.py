@@ -1,0 +1,129 @@
+"""Answering with a :class:`~pullman.serve.catalog.Content`: HEAD, Range (206 / 416), and the
+body either by ``sendfile`` from a complete file (zero-copy) or streamed from a reader.
+
+aiohttp's ``FileResponse`` would do the Range work too, but it opens the path itself
+(following links) and sets its own ``ETag`` from the file's mtime; a registry and the Hub must
+send the digest. So the file is opened here with ``O_NOFOLLOW`` and sent with
+``loop.sendfile`` as ``FileResponse`` does, falling back to chunked reads where the transport
+cannot (TLS, or a platform without it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import IO, Any
+
+from aiohttp import web
+
+from pullman.core.byte_ranges import UNSATISFIABLE, Span, content_range, parse_range
+from pullman.serve.catalog import Content
+
+CHUNK = 1 << 20
+
+
+def span_for(request: web.Request, content: Content, etag: str) -> Span | str | None:
+    """The span to answer (None: all of it), honouring ``If-Range`` (a different validator
+    means the whole body)."""
+    if_range = request.headers.get("If-Range")
+    if if_range is not None and if_range.strip() not in (etag, etag.removeprefix("W/")):
+        return None
+    return parse_range(request.headers.get("Range"), content.size)
+
+
+async def send_content(
+    request: web.Request, content: Content, headers: Mapping[str, str]
+) -> web.StreamResponse:
+    """200 / 206 / 416 with ``headers`` (digest headers, ETag ...) plus the length and range."""
+    etag = headers.get("ETag", "")
+    span = span_for(request, content, etag)
+    if span == UNSATISFIABLE:
+        raise web.HTTPRequestRangeNotSatisfiable(
+            headers={"Content-Range": f"bytes */{content.size}", **headers}
+        )
+    assert not isinstance(span, str)
+    start, end = span if span is not None else (0, content.size)
+    response = _Body(request, content, start, end, status=206 if span is not None else 200)
+    response.headers.update(headers)
+    response.headers["Accept-Ranges"] = "bytes"
+    response.content_type = content.media_type
+    response.content_length = end - start
+    if span is not None:
+        response.headers["Content-Range"] = content_range(span, content.size)
+    await response.prepare(request)
+    await response.send_body()
+    return response
+
+
+class _Body(web.StreamResponse):
+    """Headers first, then exactly ``end - start`` bytes, or a cut connection."""
+
+    def __init__(
+        self, request: web.Request, content: Content, start: int, end: int, status: int
+    ) -> None:
+        super().__init__(status=status)
+        self._request = request
+        self._content = content
+        self._span = (start, end)
+
+    async def send_body(self) -> None:
+        start, end = self._span
+        if self._request.method == "HEAD" or end == start:
+            await self.write_eof()
+            return
+        if self._content.path is not None:
+            await self._send_file(start, end)
+        else:
+            assert self._content.read is not None
+            sent = 0
+            async for chunk in self._content.read(start, end):
+                sent += len(chunk)
+                if sent > end - start:
+                    raise ConnectionResetError("a reader gave more bytes than asked")
+                await self.write(chunk)
+            if sent != end - start:
+                raise ConnectionResetError("a reader ended early")
+        await self.write_eof()
+
+    async def _send_file(self, start: int, end: int) -> None:
+        assert self._content.path is not None
+        loop = asyncio.get_running_loop()
+        fobj = await loop.run_in_executor(None, _open_nofollow, str(self._content.path))
+        try:
+            transport = self._request.transport
+            if transport is None:
+                raise ConnectionResetError("connection lost")
+            if transport.get_extra_info("sslcontext") is None:
+                await self._flush()
+                try:
+                    await loop.sendfile(transport, fobj, start, end - start)
+                except NotImplementedError:
+                    pass
+                else:
+                    return
+            await self._copy(fobj, start, end)
+        finally:
+            await loop.run_in_executor(None, fobj.close)
+
+    async def _flush(self) -> None:
+        writer = self._payload_writer
+        if writer is not None:
+            await writer.drain()
+
+    async def _copy(self, fobj: IO[bytes], start: int, end: int) -> None:
+        loop = asyncio.get_running_loop()
+        offset = start
+        while offset < end:
+            chunk = await loop.run_in_executor(
+                None, os.pread, fobj.fileno(), min(CHUNK, end - offset), offset
+            )
+            if not chunk:
+                raise ConnectionResetError("the file is shorter than its size")
+            await self.write(chunk)
+            offset += len(chunk)
+
+
+def _open_nofollow(path: str) -> IO[Any]:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    return os.fdopen(fd, "rb")
