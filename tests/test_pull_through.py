@@ -9,8 +9,17 @@ throttled simulator registry, with concurrent plain-HTTP clients.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -18,10 +27,12 @@ import pytest
 
 from pullman.errors import NetworkError, NotFound, PullmanError
 from pullman.testing import FlipByte, Simulator, Status, Throttle, make_data
+from pullman.testing.hub import HubSimulator
+from pullman.testing.registry import OllamaRegistry
 from pullman.transfer.engine import Transfer
 from pullman.transfer.landing import CHUNK, Landing
 
-from helpers import KiB, MiB, fast_config, spec_for
+from helpers import KiB, MiB, cli_env, fast_config, no_traceback, pullman, spawn, spec_for
 
 # ---------------------------------------------------------------------- the engine side
 
@@ -150,3 +161,240 @@ def test_data_thrown_away_after_a_bad_digest_voids_a_reader_that_had_some(
     assert first == data[: len(first)] and "started over" in str(error)
     assert outcome["fresh"] == data
     assert (tmp_path / "out" / "file.bin").read_bytes() == data
+
+
+# ---------------------------------------------------------------------- pullman serve
+
+
+class Served:
+    """A running ``pullman serve`` (a subprocess), and plain HTTP requests to it."""
+
+    def __init__(self, proc: subprocess.Popen[str], base: str, models: Path) -> None:
+        self.proc = proc
+        self.base = base
+        self.models = models
+
+    def get(
+        self, path: str, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read(), dict(response.headers)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def blob_path(self, data: bytes) -> Path:
+        return self.models / "blobs" / f"sha256-{hashlib.sha256(data).hexdigest()}"
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, *args: str, **env: str) -> Iterator[Served]:
+    models = tmp_path / "models"
+    proc = spawn(
+        "serve", "--listen", "127.0.0.1:0", "--ollama-dir", str(models),
+        "--cache-dir", str(tmp_path / "hf"), "--json", *args, home=tmp_path / "home",
+        env={**cli_env(tmp_path / "home"), "HF_HUB_DISABLE_XET": "1", **env},
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        yield Served(proc, f"http://{json.loads(line)['listen']}", models)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _pull(served: Served, name: str) -> dict[str, bytes]:
+    """What ``ollama pull`` does, in plain HTTP: the manifest, then every blob (the big one in
+    two ranges, as Ollama's parallel parts do); each blob's digest checked."""
+    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    status, raw, headers = served.get(f"/v2/{name}/manifests/latest", accept)
+    assert status == 200, raw
+    assert headers["Docker-Content-Digest"] == "sha256:" + hashlib.sha256(raw).hexdigest()
+    doc = json.loads(raw)
+    blobs: dict[str, bytes] = {"manifest": raw}
+    for layer in [doc["config"], *doc["layers"]]:
+        size, half = layer["size"], layer["size"] // 2
+        url = f"/v2/{name}/blobs/{layer['digest']}"
+        if size > 1 << 20:
+            s1, first, _ = served.get(url, {"Range": f"bytes=0-{half - 1}"})
+            s2, second, _ = served.get(url, {"Range": f"bytes={half}-"})
+            assert (s1, s2) == (206, 206)
+            data = first + second
+        else:
+            status, data, _ = served.get(url)
+            assert status == 200
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == layer["digest"]
+        blobs[layer["digest"]] = data
+    return blobs
+
+
+def _until(check: Callable[[], bool], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_five_clients_pulling_a_new_model_cost_the_upstream_one_download(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    model = make_data(6 * MiB, 11)
+    upstream = OllamaRegistry(sim)
+    # Throttled (1 MiB/s per request): the download takes a while, so the clients overlap it.
+    raw = upstream.add_model(
+        "library/tiny", layers=[("model", model), ("template", b"{{ .Prompt }}")],
+        throttle=Throttle(rate=1 * MiB, per="request"),
+    )  # fmt: skip
+    with serving(tmp_path, "--pull-through", "--insecure", "--registry", upstream.host) as srv:
+        results: list[dict[str, bytes] | BaseException] = []
+        in_store_at_start: list[bool] = []
+
+        def client() -> None:
+            try:
+                assert srv.get("/v2/library/tiny/manifests/latest")[0] == 200
+                in_store_at_start.append(srv.blob_path(model).exists())
+                results.append(_pull(srv, "library/tiny"))
+            except BaseException as exc:  # reported by the assert below
+                results.append(exc)
+
+        threads = [threading.Thread(target=client) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert all(isinstance(r, dict) for r in results), results
+        # Every client asked while the download ran (the blob moves into blobs/ at its end).
+        assert in_store_at_start == [False] * 5
+        assert len(results) == 5
+        for r in results:
+            assert isinstance(r, dict)
+            assert (
+                r["manifest"] == raw and r["sha256:" + hashlib.sha256(model).hexdigest()] == model
+            )
+        # The job goes on to the end and lands in this box's store like a `pullman get`.
+        manifest = srv.models / "manifests" / upstream.host / "library" / "tiny" / "latest"
+        _until(manifest.exists)
+        assert manifest.read_bytes() == raw and srv.blob_path(model).read_bytes() == model
+        sent = sim.total_bytes_sent()
+        print(f"\nupstream sent {sent} bytes for a model of {len(model)} bytes, 5 clients")
+        assert len(model) <= sent < 1.1 * len(model)  # one download, not five
+        # Asked again now: from the store, not one more upstream byte.
+        assert _pull(srv, "library/tiny")["manifest"] == raw
+        assert sim.total_bytes_sent() == sent
+    r = pullman("status", "--json", home=tmp_path / "home")
+    assert r.returncode == 0, r.stderr
+    jobs = [(job["ref"], job["state"]) for job in json.loads(r.stdout)]
+    assert jobs == [(upstream.name("library/tiny"), "done")]  # one job, in the index
+
+
+def test_a_range_beyond_what_is_written_waits_for_its_bytes(sim: Simulator, tmp_path: Path) -> None:
+    model = make_data(4 * MiB, 12)
+    upstream = OllamaRegistry(sim)
+    upstream.add_model(
+        "library/slow", layers=[("model", model)], throttle=Throttle(rate=1 * MiB, per="request")
+    )
+    digest = "sha256:" + hashlib.sha256(model).hexdigest()
+    with serving(tmp_path, "--pull-through", "--insecure", "--registry", upstream.host) as srv:
+        status, _, _ = srv.get("/v2/library/slow/manifests/latest")
+        assert status == 200
+        assert not srv.blob_path(model).exists()  # the download has only begun
+        status, tail, headers = srv.get(
+            f"/v2/library/slow/blobs/{digest}", {"Range": f"bytes={len(model) - 4096}-"}
+        )
+        assert status == 206 and tail == model[-4096:]
+        assert (
+            headers["Content-Range"] == f"bytes {len(model) - 4096}-{len(model) - 1}/{len(model)}"
+        )
+        status, whole, _ = srv.get(f"/v2/library/slow/blobs/{digest}")
+        assert status == 200 and whole == model
+
+
+def test_an_upstream_failure_fails_the_request_cleanly_and_a_later_one_succeeds(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    model = make_data(2 * MiB, 13)
+    upstream = OllamaRegistry(sim)
+    upstream.add_model("library/broken", layers=[("model", model)])
+    blob = upstream.blob(model)
+    blob.faults.append(Status(code=404, times=-1))  # the registry lost the blob, for now
+    digest = "sha256:" + hashlib.sha256(model).hexdigest()
+    with serving(tmp_path, "--pull-through", "--insecure", "--registry", upstream.host) as srv:
+        status, _, _ = srv.get("/v2/library/broken/manifests/latest")
+        assert status == 200
+        status, body, _ = srv.get(f"/v2/library/broken/blobs/{digest}")
+        assert status == 502 and b"upstream" in body  # nothing was sent yet: an error status
+        assert srv.get("/v2/")[0] == 200  # the server is still up
+        status, _, _ = srv.get("/v2/library/nothere/manifests/latest")
+        assert status == 404  # the upstream does not have it: not found here either
+        blob.faults.clear()  # the registry has it again: the next request starts the job again
+        status, data, _ = srv.get(f"/v2/library/broken/blobs/{digest}")
+        assert status == 200 and data == model
+    assert srv.proc.returncode is not None
+    stderr = srv.proc.stderr.read() if srv.proc.stderr else ""
+    assert no_traceback(stderr), stderr
+
+
+def test_without_pull_through_a_missing_model_is_not_found(sim: Simulator, tmp_path: Path) -> None:
+    upstream = OllamaRegistry(sim)
+    upstream.add_model("library/tiny", layers=[("model", make_data(64 * KiB, 14))])
+    with serving(tmp_path, "--registry", upstream.host) as srv:
+        status, body, _ = srv.get("/v2/library/tiny/manifests/latest")
+        assert status == 404 and b"MANIFEST_UNKNOWN" in body
+    assert sim.total_bytes_sent() == 0 and upstream.manifest_requests == 0
+
+
+CLIENTS = """
+import hashlib, json, sys, threading
+from huggingface_hub import snapshot_download
+out, errors = {}, []
+def client(i):
+    try:
+        folder = snapshot_download("org/tiny", cache_dir=f"{sys.argv[1]}/client{i}")
+        out[i] = folder
+    except Exception as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=client, args=(i,)) for i in range(5)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(json.dumps({"folders": out, "errors": errors}))
+"""
+
+
+def test_five_huggingface_hub_clients_of_a_new_repo_cost_the_upstream_one_download(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    hub = HubSimulator(sim)
+    files = {
+        "config.json": b'{"model_type": "llama"}\n',
+        "model.safetensors": make_data(4 * MiB, 15),
+    }
+    commit = hub.add_repo("org/tiny", files, throttle=Throttle(rate=1 * MiB, per="request"))
+    with serving(tmp_path, "--pull-through", HF_ENDPOINT=hub.endpoint) as srv:
+        env = {**cli_env(tmp_path / "home"), "HF_ENDPOINT": srv.base, "HF_HUB_DISABLE_XET": "1",
+               "HF_HOME": str(tmp_path / "client-home")}  # fmt: skip
+        env.pop("HF_TOKEN", None)
+        run = subprocess.run(
+            [sys.executable, "-c", CLIENTS, str(tmp_path / "clients")],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        result = json.loads(run.stdout)
+        assert result["errors"] == [] and len(result["folders"]) == 5
+        for folder in result["folders"].values():
+            assert Path(folder).name == commit
+            for path, data in files.items():
+                assert (Path(folder) / path).read_bytes() == data
+        snapshot = tmp_path / "hf" / "models--org--tiny" / "snapshots" / commit
+        _until(lambda: (snapshot / "model.safetensors").exists())
+        assert (snapshot / "model.safetensors").read_bytes() == files["model.safetensors"]
+    sent = sim.total_bytes_sent()
+    size = sum(len(d) for d in files.values())
+    print(f"\nupstream sent {sent} bytes for a repo of {size} bytes, 5 huggingface_hub clients")
+    assert size <= sent < 1.1 * size

@@ -13,8 +13,9 @@ import errno
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from aiohttp import web
@@ -25,8 +26,11 @@ from pullman.serve.catalog import Catalog
 from pullman.serve.guard import ACCESS_LOG_FORMAT, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
 from pullman.serve.registry import Registry
+from pullman.serve.through import upstream_errors
 
 access_log = logging.getLogger("pullman.serve.access")
+Companion = Callable[..., Coroutine[Any, Any, None]]
+"""A task that runs as long as the server: ``await companion(task_status=...)``."""
 EXIT_ADDRESS_IN_USE = 69
 
 
@@ -47,7 +51,7 @@ class ServeSettings:
 
 def build_app(catalog: Catalog, settings: ServeSettings) -> web.Application:
     app = web.Application(
-        middlewares=[guard(settings.allow, settings.token)],
+        middlewares=[guard(settings.allow, settings.token), upstream_errors],
         client_max_size=settings.limits.max_body,
         handler_args={
             "keepalive_timeout": settings.limits.idle_timeout,
@@ -118,9 +122,16 @@ async def serve(
 
 
 def run(
-    catalog: Catalog, settings: ServeSettings, sock: socket.socket, started: Callable[[], None]
+    catalog: Catalog,
+    settings: ServeSettings,
+    sock: socket.socket,
+    started: Callable[[], None],
+    *,
+    companions: Sequence[Companion] = (),
 ) -> int:
-    """Serve until SIGINT or SIGTERM; the signal number that stopped it."""
+    """Serve until SIGINT or SIGTERM; the signal number that stopped it. ``companions`` run
+    beside the server, started (``task_status.started()``) before it answers anything, and
+    stopped with it (the pull-through's jobs)."""
     stopped: list[int] = []
 
     async def main() -> None:
@@ -134,6 +145,8 @@ def run(
                         return
 
             tg.start_soon(watch, (signal.SIGINT, signal.SIGTERM))
+            for companion in companions:
+                await tg.start(companion)
             tg.start_soon(lambda: serve(catalog, settings, sock, started=started))
 
     anyio.run(main)

@@ -35,6 +35,7 @@ from pullman.errors import InternalError, NetworkError, PullmanError
 from pullman.index import Index
 from pullman.jobqueue import take_job
 from pullman.scheduler import Scheduler
+from pullman.session import Session
 from pullman.transfer.landing import Landing, Landings
 
 log = logging.getLogger("pullman.serve")
@@ -97,6 +98,8 @@ class PullThrough:
         self._manifests: dict[str, Fetched] = {}
         self._repos: dict[tuple[str, str, str], Plan] = {}
         """Hub repos fetched here, by kind, repo id and revision (also by commit)."""
+        self._metadata: dict[tuple[str, str, str], Plan] = {}
+        self._metadata_locks: dict[tuple[str, str, str], anyio.Lock] = {}
         self._tg: anyio.abc.TaskGroup | None = None
 
     async def run(
@@ -167,6 +170,24 @@ class PullThrough:
     def hf_known(self, kind: str, repo_id: str, revision: str) -> Plan | None:
         """The plan of a repo some job here fetches or fetched, at ``revision`` (or its commit)."""
         return self._repos.get((kind, repo_id, revision))
+
+    async def hf_metadata(self, kind: str, repo_id: str, revision: str) -> Plan:
+        """What the Hub says of ``repo_id`` at ``revision`` (files, commit, access), without
+        fetching anything: a dry-run plan, asked once per server."""
+        key = (kind, repo_id, revision)
+        async with self._metadata_locks.setdefault(key, anyio.Lock()):  # asked once at a time
+            known = self.hf_known(kind, repo_id, revision) or self._metadata.get(key)
+            if known is not None:
+                return known
+            ref = HfRef(repo_id, repo_type=kind, revision=revision, revision_given=True)
+            session = Session(self.settings, token=self._token)
+            plan = await session.plan(str(ref), self.options, dry_run=True)
+            self._metadata[key] = plan
+            return plan
+
+    def hf_any(self, kind: str, repo_id: str) -> Plan | None:
+        """A plan of ``repo_id`` at any revision some job here fetches or fetched."""
+        return next((p for (k, r, _), p in self._repos.items() if (k, r) == (kind, repo_id)), None)
 
     async def hf_repo(self, kind: str, repo_id: str, revision: str) -> Plan:
         """The plan of ``repo_id`` at ``revision`` from the upstream Hub (its files, sizes,
