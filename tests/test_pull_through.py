@@ -294,6 +294,40 @@ def test_five_clients_pulling_a_new_model_cost_the_upstream_one_download(
     assert jobs == [(upstream.name("library/tiny"), "done")]  # one job, in the index
 
 
+def test_pullman_get_clients_through_the_server_share_one_upstream_download(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """A real client with its own parallel ranges: three ``pullman get`` at once."""
+    model = make_data(5 * MiB, 16)
+    upstream = OllamaRegistry(sim)
+    raw = upstream.add_model(
+        "library/tiny", layers=[("model", model)], throttle=Throttle(rate=1 * MiB, per="request")
+    )
+    with serving(tmp_path, "--pull-through", "--insecure", "--registry", upstream.host) as srv:
+        name = srv.base.removeprefix("http://") + "/library/tiny"
+        gets = [
+            spawn(
+                "get",
+                "--insecure",
+                "--ollama-dir",
+                str(tmp_path / f"c{i}"),
+                name,
+                home=tmp_path / f"home{i}",
+            )
+            for i in range(3)
+        ]
+        for proc in gets:
+            _, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+    for i in range(3):
+        store = tmp_path / f"c{i}"
+        host = srv.base.removeprefix("http://")
+        assert (store / "manifests" / host / "library" / "tiny" / "latest").read_bytes() == raw
+        blob = store / "blobs" / f"sha256-{hashlib.sha256(model).hexdigest()}"
+        assert blob.read_bytes() == model
+    assert len(model) <= sim.total_bytes_sent() < 1.1 * len(model)
+
+
 def test_a_range_beyond_what_is_written_waits_for_its_bytes(sim: Simulator, tmp_path: Path) -> None:
     model = make_data(4 * MiB, 12)
     upstream = OllamaRegistry(sim)

@@ -18,20 +18,21 @@ resumes from what is on disk.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import anyio
 import anyio.abc
 
 from pullman.config import Settings
 from pullman.core.jobs import GetOptions, JobOptions
+from pullman.core.oci_names import split_name
 from pullman.core.plan import Plan, WriteFile
-from pullman.core.refs import DEFAULT_HOST, HfRef
+from pullman.core.refs import DEFAULT_HOST, HfRef, valid_part
 from pullman.core.urls import shown_ref
-from pullman.errors import InternalError, NetworkError, PullmanError
+from pullman.errors import InternalError, NetworkError, NotFound, PullmanError
 from pullman.index import Index
 from pullman.jobqueue import take_job
 from pullman.scheduler import Scheduler
@@ -39,6 +40,7 @@ from pullman.session import Session
 from pullman.transfer.landing import Landing, Landings
 
 log = logging.getLogger("pullman.serve")
+_PARTS = ("namespace", "model", "tag")
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,16 @@ class PullThrough:
 
     # ------------------------------------------------------------------ Ollama
 
-    def ollama_ref(self, name: str, tag: str) -> str:
-        """The ref a plain name (``library/tiny``) and tag mean on the upstream registry."""
-        return f"{self.registry}/{name}:{tag}"
+    def ollama_ref(self, name: str, tag: str) -> str | None:
+        """The ref a plain name (``library/tiny``, or ``tiny``) and tag mean on the upstream
+        registry; None for a name that is not an Ollama model's (deeper than two parts)."""
+        split = split_name(name)
+        if split is None or not all(
+            valid_part(k, p) for k, p in zip(_PARTS, (*split, tag), strict=True)
+        ):
+            return None
+        namespace, model = split
+        return f"{self.registry}/{namespace}/{model}:{tag}"
 
     async def ollama_manifest(self, name: str, reference: str) -> Fetched:
         """The manifest of ``name:reference`` from upstream; its model is being fetched.
@@ -135,7 +144,10 @@ class PullThrough:
             if known is None:
                 raise _unknown_manifest(name, reference)
             return known
-        job = await self.start_or_join(self.ollama_ref(name, reference), name)
+        text = self.ollama_ref(name, reference)
+        if text is None:
+            raise _unknown_manifest(name, reference)
+        job = await self.start_or_join(text, canonical(name))
         await job.planned.wait()
         if job.plan is None:
             assert job.error is not None
@@ -157,7 +169,7 @@ class PullThrough:
         ``sha256:<hex>`` for a blob); one whose job failed is asked for again. None: no job
         of ``name`` knows it."""
         landing = self.landings.get(key)
-        owner = self._owners.get(key, {}).get(name)
+        owner = self._owners.get(key, {}).get(canonical(name))
         if landing is None or owner is None:
             return None
         if landing.state == "failed":
@@ -212,7 +224,8 @@ class PullThrough:
 
     async def start_or_join(self, text: str, name: str) -> _Job:
         """The job fetching ``text`` (served as ``name``): the one in flight, else a new one
-        (never two)."""
+        (never two: nothing awaits between the look-up and the insert, so no other request
+        runs in between; the event loop is the lock)."""
         job = self._jobs.get(text)
         if job is not None:
             return job
@@ -266,23 +279,18 @@ class PullThrough:
         return result.error
 
 
+def canonical(name: str) -> str:
+    """An OCI repository name as its jobs know it (``tiny`` is ``library/tiny``)."""
+    split = split_name(name)
+    return "/".join(split) if split is not None else name
+
+
 def hub_name(kind: str, repo_id: str) -> str:
     """What files of a Hub repo are scoped to (as blobs are to their OCI repository)."""
     return f"{kind}s/{repo_id}"
 
 
-def serving_options(options: GetOptions, *, ollama_dir: Path | None, insecure: bool) -> GetOptions:
-    """The options of every pull-through job: the stores the server serves, and ``--insecure``."""
-    return replace(
-        options,
-        ollama_dir=str(ollama_dir) if ollama_dir is not None else options.ollama_dir,
-        insecure=insecure or options.insecure,
-    )
-
-
 def _media_type(raw: bytes) -> str:
-    import json
-
     try:
         doc = json.loads(raw)
         kind = doc.get("mediaType") if isinstance(doc, dict) else None
@@ -292,10 +300,8 @@ def _media_type(raw: bytes) -> str:
 
 
 def _unknown_manifest(name: str, reference: str) -> PullmanError:
-    from pullman.errors import NotFound
-
     return NotFound(
         f"no manifest {reference} for {name}",
-        why="a manifest is asked for by digest only once its tag was",
+        why="not an Ollama model's name, or a digest no manifest fetched here has",
         hint="ask for the model by its tag",
     )
