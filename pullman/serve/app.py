@@ -23,7 +23,7 @@ from aiohttp import web
 from pullman.core.listen import Listen, Network
 from pullman.errors import PullmanError, UsageError
 from pullman.serve.catalog import Catalog
-from pullman.serve.guard import ACCESS_LOG_FORMAT, LimitedSite, Limits, guard
+from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
 from pullman.serve.registry import Registry
 from pullman.serve.through import upstream_errors
@@ -105,7 +105,7 @@ async def serve(
     """Serve on ``sock`` until cancelled."""
     app = build_app(catalog, settings)
     runner = web.AppRunner(
-        app, access_log=access_log, access_log_format=ACCESS_LOG_FORMAT, handle_signals=False
+        app, access_log=access_log, access_log_class=AccessLog, shutdown_timeout=5.0
     )
     await runner.setup()
     try:

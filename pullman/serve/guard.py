@@ -23,15 +23,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Middleware
+from aiohttp.web_request import BaseRequest
 
 from pullman.core import oci_names as oci
 from pullman.core.listen import Network, allowed
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
-"""Peer, request line, status, bytes, seconds, user agent: never a header that carries a
-credential (the request line has no token: neither client puts one in a URL)."""
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n"
     b"Retry-After: 1\r\n\r\n"
@@ -45,6 +44,25 @@ class Limits:
     max_body: int = 1 << 20
     max_field: int = 8190
     max_headers: int = 64
+
+
+class AccessLog(AbstractAccessLogger):
+    """One line per request: peer, request line, status, body bytes, seconds, user agent.
+
+    Never a header that carries a credential (neither client puts a token in a URL). The
+    bytes are the body's length as answered (``sendfile`` bypasses aiohttp's own count).
+    """
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        sent = response.body_length
+        if request.method != "HEAD" and response.content_length is not None:
+            sent = max(sent, response.content_length)
+        agent = request.headers.get("User-Agent", "-").replace('"', "'")[:200]
+        version = f"{request.version.major}.{request.version.minor}"
+        line = f"{request.method} {request.path_qs} HTTP/{version}"
+        self.logger.info(
+            '%s "%s" %d %d %.3fs "%s"', request.remote, line, response.status, sent, time, agent
+        )
 
 
 def _is_registry(request: web.Request) -> bool:
@@ -114,7 +132,7 @@ class LimitedSite(web.SockSite):
     """A site on a bound socket that takes at most ``limit`` connections at once."""
 
     def __init__(self, runner: web.BaseRunner, sock: socket.socket, limit: int) -> None:
-        super().__init__(runner, sock, backlog=1024, shutdown_timeout=5.0)
+        super().__init__(runner, sock, backlog=1024)
         self._limit = limit
 
     async def start(self) -> None:
@@ -122,10 +140,19 @@ class LimitedSite(web.SockSite):
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None
+        pending = [0]
+        """Accepted but not yet in ``server.connections``: a burst of accepts makes many
+        protocols before the first one's ``connection_made`` runs."""
+
+        def settle() -> None:
+            pending[0] -= 1
 
         def factory() -> asyncio.Protocol:
-            if len(server.connections) >= self._limit:
+            if len(server.connections) + pending[0] >= self._limit:
                 return _Busy()
+            pending[0] += 1
+            # Two loop turns: the transport schedules connection_made after this returns.
+            loop.call_soon(loop.call_soon, settle)
             return server()
 
         self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)

@@ -11,6 +11,7 @@ cannot (TLS, or a platform without it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import IO, Any
@@ -21,6 +22,7 @@ from pullman.core.byte_ranges import UNSATISFIABLE, Span, content_range, parse_r
 from pullman.serve.catalog import Content
 
 CHUNK = 1 << 20
+log = logging.getLogger("pullman.serve")
 
 
 def span_for(request: web.Request, content: Content, etag: str) -> Span | str | None:
@@ -87,25 +89,42 @@ class _Body(web.StreamResponse):
         """A reader's first chunk, taken before the headers went out (see _first_chunk)."""
 
     async def send_body(self) -> None:
+        """The body; if it cannot be finished (the client left, the reader or the disk
+        failed) the connection is aborted, so the client sees a short body, never a whole."""
         start, end = self._span
-        if self._request.method == "HEAD" or end == start:
-            await self.write_eof()
-            return
+        if self._request.method != "HEAD" and end > start:
+            try:
+                await self._send(start, end)
+            except ConnectionError:
+                log.debug("serve: %s: the client went away", self._request.path)
+                self._abort()
+                return
+            except Exception as exc:
+                log.warning("serve: %s: the answer stopped short: %s", self._request.path, exc)
+                self._abort()
+                return
+        await self.write_eof()
+
+    def _abort(self) -> None:
+        transport = self._request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _send(self, start: int, end: int) -> None:
         if self._content.path is not None:
             await self._send_file(start, end)
-        else:
-            assert self._content.read is not None and self.first is not None
-            chunks, head = self.first
-            await self.write(head)
-            sent = len(head)
-            async for chunk in chunks:
-                sent += len(chunk)
-                if sent > end - start:
-                    raise ConnectionResetError("a reader gave more bytes than asked")
-                await self.write(chunk)
-            if sent != end - start:
-                raise ConnectionResetError("a reader ended early")
-        await self.write_eof()
+            return
+        assert self._content.read is not None and self.first is not None
+        chunks, head = self.first
+        await self.write(head)
+        sent = len(head)
+        async for chunk in chunks:
+            sent += len(chunk)
+            if sent > end - start:
+                raise ValueError("the reader gave more bytes than asked")
+            await self.write(chunk)
+        if sent != end - start:
+            raise ValueError(f"the reader ended after {sent} of {end - start} bytes")
 
     async def _send_file(self, start: int, end: int) -> None:
         assert self._content.path is not None
@@ -140,7 +159,7 @@ class _Body(web.StreamResponse):
                 None, os.pread, fobj.fileno(), min(CHUNK, end - offset), offset
             )
             if not chunk:
-                raise ConnectionResetError("the file is shorter than its size")
+                raise ValueError("the file is shorter than its size")
             await self.write(chunk)
             offset += len(chunk)
 
