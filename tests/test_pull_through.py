@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import signal
 import subprocess
@@ -374,6 +375,38 @@ def test_an_upstream_failure_fails_the_request_cleanly_and_a_later_one_succeeds(
     assert srv.proc.returncode is not None
     stderr = srv.proc.stderr.read() if srv.proc.stderr else ""
     assert no_traceback(stderr), stderr
+
+
+def test_a_failure_midway_ends_the_response_early_and_the_job_resumes_when_asked_again(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    model = make_data(4 * MiB, 17)
+    upstream = OllamaRegistry(sim, redirect=False)  # a 404 from a CDN link is an expired link
+    upstream.add_model(
+        "library/midway", layers=[("model", model)], throttle=Throttle(rate=1 * MiB, per="request")
+    )
+    blob = upstream.blob(model)
+    blob.faults.append(Status(code=404, on=(8,)))  # a request well into the download: a 404
+    url = "/v2/library/midway/blobs/sha256:" + hashlib.sha256(model).hexdigest()
+    with serving(tmp_path, "--pull-through", "--insecure", "--registry", upstream.host) as srv:
+        assert srv.get("/v2/library/midway/manifests/latest")[0] == 200
+        with (
+            pytest.raises(http.client.IncompleteRead) as cut,
+            urllib.request.urlopen(srv.base + url, timeout=60) as response,
+        ):
+            assert response.status == 200  # the first bytes were there: headers went out
+            response.read()
+        got = cut.value.partial
+        assert 0 < len(got) < len(model) and got == model[: len(got)]  # what came was right
+        assert srv.get("/v2/")[0] == 200
+        first_run = sim.total_bytes_sent()
+        # Asked again: the job starts again and resumes from what is on disk.
+        status, data, _ = srv.get(url)
+        assert status == 200 and data == model
+    sent = sim.total_bytes_sent()
+    print(f"\nupstream sent {first_run} bytes before the failure, {sent} in all, for {len(model)}")
+    assert sent < len(model) + first_run  # resumed, not fetched again from the start
+    assert sent < 1.5 * len(model)
 
 
 def test_without_pull_through_a_missing_model_is_not_found(sim: Simulator, tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ class _Job:
     name: str
     """The repository it is served as (``library/tiny``)."""
     planned: anyio.Event = field(default_factory=anyio.Event)
+    ended: anyio.Event = field(default_factory=anyio.Event)
     plan: Plan | None = None
     error: PullmanError | None = None
 
@@ -173,6 +174,9 @@ class PullThrough:
         if landing is None or owner is None:
             return None
         if landing.state == "failed":
+            failing = self._jobs.get(owner)
+            if failing is not None and failing.planned.is_set():
+                await failing.ended.wait()  # the job that failed it is still winding down
             job = await self.start_or_join(owner, name)
             await job.planned.wait()
         return landing
@@ -257,6 +261,7 @@ class PullThrough:
             if job.plan is None and job.error is None:
                 job.error = NetworkError(f"{shown_ref(job.text)}: the download stopped")
             job.planned.set()
+            job.ended.set()
         if job.error is not None:
             log.warning("pull-through %s: %s", shown_ref(job.text), job.error.what)
 
