@@ -466,3 +466,24 @@ def test_five_huggingface_hub_clients_of_a_new_repo_cost_the_upstream_one_downlo
     size = sum(len(d) for d in files.values())
     print(f"\nupstream sent {sent} bytes for a repo of {size} bytes, 5 huggingface_hub clients")
     assert size <= sent < 1.1 * size
+
+
+def test_a_private_repo_fetched_with_this_boxs_token_is_neither_fetched_nor_served(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    hub = HubSimulator(sim)
+    weights = make_data(2 * MiB, 18)
+    hub.add_repo("org/secret", {"weights.bin": weights}, private=True)
+    hub.add_token("box-token")
+    env = {"HF_ENDPOINT": hub.endpoint, "HF_TOKEN": "box-token"}
+    with serving(tmp_path, "--pull-through", **env) as srv:
+        status, _, headers = srv.get("/api/models/org/secret/revision/main")
+        assert status == 404 and headers.get("X-Error-Code") == "RepoNotFound"
+        status, _, _ = srv.get("/org/secret/resolve/main/weights.bin")
+        assert status == 404
+    assert sim.total_bytes_sent() == 0  # not one byte of it was fetched
+    r = pullman("status", "--json", home=tmp_path / "home")
+    assert r.returncode == 0 and json.loads(r.stdout) == []  # and no job was started
+    with serving(tmp_path, "--pull-through", "--serve-private", **env) as srv:  # when asked to
+        status, data, _ = srv.get("/org/secret/resolve/main/weights.bin")
+        assert status == 200 and data == weights

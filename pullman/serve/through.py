@@ -30,7 +30,7 @@ from aiohttp import web
 from pullman.core import oci_names as oci
 from pullman.core.digests import Digest, sha256
 from pullman.core.plan import Plan, Symlink, WriteFile
-from pullman.errors import NotFound, PullmanError
+from pullman.errors import AccessDenied, NotFound, PullmanError
 from pullman.layouts.hf_cache import ACCESS_FILE
 from pullman.serve.catalog import Catalog, Content, RepoFile, RepoView, StoredManifest
 from pullman.serve.pullthrough import PullThrough, hub_name
@@ -52,7 +52,7 @@ class PullThroughCatalog:
             return stored
         try:
             fetched = await self.pull.ollama_manifest(name, reference)
-        except NotFound:
+        except (NotFound, AccessDenied):  # not there, or not for us: not found here
             return None
         return StoredManifest(fetched.raw, fetched.media_type, sha256(fetched.digest[7:]))
 
@@ -82,7 +82,7 @@ class PullThroughCatalog:
             return access
         try:
             plan = await self.pull.hf_metadata(kind, repo_id, "main")
-        except NotFound:
+        except (NotFound, AccessDenied):  # not there, or not for us: not found here
             return None
         return _access(plan)
 
@@ -95,7 +95,7 @@ class PullThroughCatalog:
             return view
         try:
             plan = await self.pull.hf_repo(kind, repo_id, revision)
-        except NotFound:
+        except (NotFound, AccessDenied):  # not there, or not for us: not found here
             return None
         return _view(kind, repo_id, revision, plan)
 
