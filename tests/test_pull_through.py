@@ -409,6 +409,12 @@ def test_a_failure_midway_ends_the_response_early_and_the_job_resumes_when_asked
     assert sent < 1.5 * len(model)
 
 
+def test_insecure_without_pull_through_is_a_usage_error(tmp_path: Path) -> None:
+    r = pullman("serve", "--insecure", "--listen", "127.0.0.1:0", home=tmp_path / "home")
+    assert r.returncode == 2 and "--insecure is for --pull-through" in r.stderr
+    assert no_traceback(r.stderr)
+
+
 def test_without_pull_through_a_missing_model_is_not_found(sim: Simulator, tmp_path: Path) -> None:
     upstream = OllamaRegistry(sim)
     upstream.add_model("library/tiny", layers=[("model", make_data(64 * KiB, 14))])

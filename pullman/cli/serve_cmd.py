@@ -87,6 +87,8 @@ def _print(summary: dict[str, Any], allow: str, as_json: bool) -> None:
             f"    ({hidden} not shared: private, gated or not recorded public; --serve-private)"
         )
     click.echo(f"    HF_ENDPOINT={summary['urls']['hf']}")
+    if summary.get("pull_through"):
+        click.echo(f"  Pull-through: what is missing is fetched from {o['registry']} and the Hub")
     click.echo("  Ctrl-C stops it.")
     sys.stdout.flush()
 
@@ -190,6 +192,8 @@ def serve(
 
     An OCI registry for `ollama pull HOST:PORT/library/NAME:TAG --insecure` (and registries
     pulling through from it), and a Hugging Face endpoint for HF_ENDPOINT=http://HOST:PORT.
+    With --pull-through, what the stores lack is fetched from upstream when first asked for
+    (one download however many ask) and streamed to the clients as it lands.
     Stops on Ctrl-C or SIGTERM.
     """
     listen = parse_listen(listen_text)
