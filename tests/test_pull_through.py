@@ -493,3 +493,21 @@ def test_a_private_repo_fetched_with_this_boxs_token_is_neither_fetched_nor_serv
     with serving(tmp_path, "--pull-through", "--serve-private", **env) as srv:  # when asked to
         status, data, _ = srv.get("/org/secret/resolve/main/weights.bin")
         assert status == 200 and data == weights
+
+
+def test_a_hub_file_the_upstream_fails_is_a_502_in_the_hubs_dialect(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    hub = HubSimulator(sim)
+    weights = make_data(2 * MiB, 19)
+    hub.add_repo(
+        "org/flaky", {"weights.bin": weights}, faults={"weights.bin": [Status(code=500, times=-1)]}
+    )
+    with serving(tmp_path, "--pull-through", HF_ENDPOINT=hub.endpoint) as srv:
+        status, _, headers = srv.get("/org/flaky/resolve/main/weights.bin")
+        assert status == 502 and "upstream" in headers["X-Error-Message"]
+        assert srv.get("/api/models/org/flaky/revision/main")[0] == 200  # still up, still listed
+        hub.file("org/flaky", "weights.bin").sim_file.faults.clear()  # the Hub heals
+        status, data, headers = srv.get("/org/flaky/resolve/main/weights.bin")
+        assert status == 200 and data == weights
+        assert headers["X-Repo-Commit"] == hub.commit("org/flaky")
