@@ -27,6 +27,7 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
     │   ├── DiskFull                          carries the bytes needed and free
     │   └── NotWritable                       permission denied / read-only destination
     ├── Unsupported                   exit 7  a newer pullman made it (a later bundle format)
+    ├── AddressInUse                  exit 69 ``pullman serve``: the port is taken (EX_UNAVAILABLE)
     ├── JobConflict                   exit 1  a job is not in a state it can move from (a race)
     ├── InternalError                 exit 70 a bug in pullman (EX_SOFTWARE): never retried
     └── Interrupted                   exit 75 stopped early on purpose (signal, deadline); resumable
@@ -51,6 +52,7 @@ EXIT_INTEGRITY = 4
 EXIT_STORAGE = 5
 EXIT_ACCESS = 6
 EXIT_UNSUPPORTED = 7  # a newer pullman wrote it (a bundle format): upgrade this one
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: pullman serve cannot listen, the port is taken
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: an internal error (a bug); retrying will not help
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped early, run the same command again to resume
 
@@ -195,6 +197,12 @@ class Unsupported(PullmanError):
     exit_code = EXIT_UNSUPPORTED
 
 
+class AddressInUse(PullmanError):
+    """``pullman serve`` cannot listen: another program holds the port."""
+
+    exit_code = EXIT_UNAVAILABLE
+
+
 class JobConflict(PullmanError, ValueError):
     """A job was not in a state it may move from: another process changed it first.
 
@@ -240,6 +248,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_STORAGE: "local storage: disk full, or the destination is not writable (progress kept)",
     EXIT_ACCESS: "access denied: the server wants credentials or refuses them",
     EXIT_UNSUPPORTED: "unsupported: a newer pullman made this bundle; upgrade pullman here",
+    EXIT_UNAVAILABLE: "unavailable: pullman serve cannot listen there, the port is taken",
     EXIT_SOFTWARE: "internal error: a bug in pullman (rerun with --debug and report it)",
     EXIT_INTERRUPTED: "stopped early (Ctrl-C, SIGTERM or --until); rerun the command to resume",
 }

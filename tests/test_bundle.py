@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from pullman.index import Index
+from pullman.layouts.hf_cache import ACCESS_FILE
 from pullman.testing import Simulator, make_data
 from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
@@ -98,11 +99,13 @@ def importing(bundle: Path | str, tmp_path: Path, *extra: str) -> subprocess.Com
 
 
 def tree(root: Path) -> dict[str, bytes | str]:
-    """Every file (its bytes) and link (its target) under ``root``, staging aside."""
+    """Every file (its bytes) and link (its target) under ``root``, staging aside, and the
+    record of a repo's access (``pullman serve``'s; a bundle does not carry it: an imported
+    repo counts as private there)."""
     found: dict[str, bytes | str] = {}
     for path in sorted(root.rglob("*")) if root.exists() else []:
         rel = str(path.relative_to(root))
-        if STAGING in path.parts:
+        if STAGING in path.parts or path.name == ACCESS_FILE:
             continue
         if path.is_symlink():
             found[rel] = os.readlink(path)

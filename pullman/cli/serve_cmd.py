@@ -80,13 +80,15 @@ def _print(summary: dict[str, Any], allow: str, as_json: bool) -> None:
     hidden = sum(h["repos"].values()) - h["served"]
     click.echo(f"pullman serve on http://{summary['listen']} (read-only); clients from {allow}")
     click.echo(f"  Ollama: {o['models']} models of {o['registry']} from {o['dir']}")
-    click.echo(f"    ollama pull {summary['listen']}/library/<model>:<tag> --insecure")
+    click.echo(f"    {summary['urls']['ollama']}")
     click.echo(f"  Hugging Face: {h['served']} repos from {h['cache']}")
     if hidden:
         click.echo(
             f"    ({hidden} not shared: private, gated or not recorded public; --serve-private)"
         )
-    click.echo(f"    HF_ENDPOINT={summary['urls']['hf']}")
+    click.echo(f"    {summary['urls']['hf']}")
+    if summary["listen"].startswith(("0.0.0.0:", "[::]:")):
+        click.echo("  (every interface: clients use this machine's LAN address as HOST)")
     if summary.get("pull_through"):
         click.echo(f"  Pull-through: what is missing is fetched from {o['registry']} and the Hub")
     click.echo("  Ctrl-C stops it.")

@@ -21,7 +21,7 @@ import anyio
 from aiohttp import web
 
 from pullman.core.listen import Listen, Network
-from pullman.errors import PullmanError, UsageError
+from pullman.errors import AddressInUse, UsageError
 from pullman.serve.catalog import Catalog
 from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
@@ -31,13 +31,6 @@ from pullman.serve.through import upstream_errors
 access_log = logging.getLogger("pullman.serve.access")
 Companion = Callable[..., Coroutine[Any, Any, None]]
 """A task that runs as long as the server: ``await companion(task_status=...)``."""
-EXIT_ADDRESS_IN_USE = 69
-
-
-class AddressInUse(PullmanError):
-    """The port is taken (another server, or another ``pullman serve``)."""
-
-    exit_code = EXIT_ADDRESS_IN_USE
 
 
 @dataclass(frozen=True)
