@@ -98,6 +98,35 @@ def test_a_reader_after_the_commit_reads_the_committed_file_in_bounded_chunks(
     assert max(sizes) <= CHUNK
 
 
+def test_a_reader_keeps_its_descriptor_through_the_commit_and_a_removal(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    data = make_data(3 * MiB, 5)
+    sim.add_file("f", data, throttle=Throttle(rate=4 * MiB, per="request"))
+    spec = spec_for(sim.url("f"), tmp_path, data)
+    landing = Landing(spec)
+    seen: dict[str, object] = {}
+
+    async def reader() -> None:
+        chunks = landing.read(0, None)
+        first = await chunks.__anext__()  # opened on the staging file, mid-download
+        seen["part_then"] = any((tmp_path / "staging").glob("*.part"))
+        while landing.state != "done":
+            await landing.changed()
+        spec.dest.unlink()  # committed (renamed), then removed underneath: the fd still reads
+        seen["data"] = first + b"".join([c async for c in chunks])
+
+    async def main() -> None:
+        transfer = Transfer(spec, tmp_path / "staging", fast_config(), landing=landing)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await transfer.run()
+
+    run_bounded(main, 60)
+    assert seen["part_then"] is True and seen["data"] == data
+    assert not spec.dest.exists()
+
+
 def test_a_download_that_fails_fails_its_waiting_readers(sim: Simulator, tmp_path: Path) -> None:
     data = make_data(MiB, 3)
     sim.add_file("f", data, faults=[Status(code=404, times=-1)])
