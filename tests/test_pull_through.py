@@ -32,6 +32,7 @@ from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
 from pullman.transfer.engine import Transfer
 from pullman.transfer.landing import CHUNK, Landing
+from pullman.transfer.segments import SegmentMap
 
 from helpers import KiB, MiB, cli_env, fast_config, no_traceback, pullman, spawn, spec_for
 
@@ -125,6 +126,44 @@ def test_a_reader_keeps_its_descriptor_through_the_commit_and_a_removal(
     run_bounded(main, 60)
     assert seen["part_then"] is True and seen["data"] == data
     assert not spec.dest.exists()
+
+
+def test_the_engine_fetches_first_where_readers_wait(sim: Simulator, tmp_path: Path) -> None:
+    """An Ollama client asks its parts in parallel, far into the blob: the next piece the
+    engine claims starts where a reader waits, not at the lowest free byte."""
+    data = make_data(8 * MiB, 6)
+    sim.add_file("f", data, throttle=Throttle(rate=1 * MiB, per="request"))
+    spec = spec_for(sim.url("f"), tmp_path, data)
+    landing = Landing(spec)
+    written_when_done: list[int] = []
+
+    async def tail_reader() -> None:
+        got = await _read(landing, len(data) - 64 * KiB, len(data))
+        assert got == data[-64 * KiB :]
+        written_when_done.append(landing.statistics().written)
+
+    async def main() -> None:
+        config = fast_config(connections=2)
+        transfer = Transfer(spec, tmp_path / "staging", config, landing=landing)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tail_reader)
+            await transfer.run()
+
+    run_bounded(main, 60)
+    # Without steering the tail is the last piece written; with it, an early one.
+    assert written_when_done and written_when_done[0] < len(data) // 2
+    assert (tmp_path / "out" / "file.bin").read_bytes() == data
+
+
+def test_a_claim_starts_at_the_lowest_wanted_offset_in_a_free_range() -> None:
+    smap = SegmentMap(1000, [(0, 100)], min_piece=10)
+    assert (c := smap.claim("a", 50, wanted=[700, 950])) and (c.start, c.end) == (700, 750)
+    assert (c := smap.claim("b", 500, wanted=[720, 950])) and (c.start, c.end) == (950, 1000)
+    assert (c := smap.claim("c", 50, wanted=[50])) and (c.start, c.end) == (
+        100,
+        150,
+    )  # done: lowest
+    assert smap.free_ranges() == [(150, 700), (750, 950)]
 
 
 def test_a_download_that_fails_fails_its_waiting_readers(sim: Simulator, tmp_path: Path) -> None:

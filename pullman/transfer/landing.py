@@ -66,6 +66,8 @@ class Landing:
         self.epoch = 0
         """Grows whenever the staged data is thrown away (a restart, a digest mismatch)."""
         self.readers = 0
+        self._waiting: list[int] = []
+        """Where each reader that waits for bytes is (the engine fetches there first)."""
         self._part: Path | None = None
         self._inode: int | None = None
         self._smap: SegmentMap | None = None
@@ -125,6 +127,10 @@ class Landing:
         if self.state != "writing" or self._smap is None:
             return pos
         return _covered_until(self._smap.done_ranges(), pos)
+
+    def wanted(self) -> list[int]:
+        """The offsets readers wait for, for the engine to claim first."""
+        return list(self._waiting)
 
     async def changed(self) -> None:
         """Until the engine says something new (bytes written, a commit, a failure)."""
@@ -240,7 +246,11 @@ class _Reader:
             if self.misses > 3:
                 raise NotFound(f"{landing.spec.name}: the committed file is gone")
             return
-        await landing.changed()  # no await since the last look: no signal is missed
+        landing._waiting.append(self.pos)
+        try:
+            await landing.changed()  # no await since the last look: no signal is missed
+        finally:
+            landing._waiting.remove(self.pos)
 
     def _check_epoch(self) -> None:
         landing = self.landing
