@@ -579,3 +579,16 @@ def test_a_hub_file_the_upstream_fails_is_a_502_in_the_hubs_dialect(
         status, data, headers = srv.get("/org/flaky/resolve/main/weights.bin")
         assert status == 200 and data == weights
         assert headers["X-Repo-Commit"] == hub.commit("org/flaky")
+
+
+def test_a_dataset_comes_through_too(sim: Simulator, tmp_path: Path) -> None:
+    hub = HubSimulator(sim)
+    rows = make_data(3 * MiB, 20)
+    commit = hub.add_repo("org/rows", {"data/train.parquet": rows}, repo_type="dataset")
+    with serving(tmp_path, "--pull-through", HF_ENDPOINT=hub.endpoint) as srv:
+        status, body, _ = srv.get("/api/datasets/org/rows/revision/main")
+        assert status == 200 and json.loads(body)["sha"] == commit
+        status, data, headers = srv.get("/datasets/org/rows/resolve/main/data/train.parquet")
+        assert status == 200 and data == rows and headers["X-Repo-Commit"] == commit
+        assert srv.get("/org/rows/resolve/main/data/train.parquet")[0] == 404  # not a model
+    assert len(rows) <= sim.total_bytes_sent() < 1.1 * len(rows)
