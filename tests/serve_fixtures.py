@@ -95,6 +95,16 @@ class Served:
     def log(self) -> str:
         return self.stderr_path.read_text(errors="replace")
 
+    def logged(self, text: str, timeout: float = 10) -> bool:
+        """Whether an access line with ``text`` appears (lines are written once an answer
+        ends, which a caching registry's client may see before it does)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):

@@ -54,6 +54,10 @@ def plant_hostile_links(stores: Stores) -> None:
     ).replace(str(len(MODEL)).encode(), str(len(SECRET)).encode())
     (evil / "latest").write_bytes(doc)
     (tiny / "linked").symlink_to(secret)  # a tag file that is a link out
+    elsewhere = stores.root / "elsewhere" / "tiny"  # a namespace that is a link out
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "latest").write_bytes(stores.manifest)
+    (tiny.parent.parent / "outns").symlink_to(elsewhere.parent)
 
 
 def raw_get(s: Served, path: str) -> tuple[int, bytes]:
@@ -77,6 +81,8 @@ HOSTILE = [
     "/v2/library/tiny/blobs/sha256%3a" + hashlib.sha256(SECRET).hexdigest(),
     "/v2/library/evil/blobs/sha256:" + hashlib.sha256(SECRET).hexdigest(),
     "/v2/library/tiny/manifests/linked",
+    "/v2/outns/tiny/manifests/latest",
+    f"/v2/outns/tiny/blobs/sha256:{hashlib.sha256(MODEL).hexdigest()}",
     "/v2/library/tiny/manifests/..%2f..%2f..%2f..%2fsecret.txt",
     "/v2/%2e%2e/%2e%2e/manifests/latest",
     "/v2/..%2F..%2Fsecret.txt/tags/list",

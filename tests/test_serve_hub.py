@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,6 +78,17 @@ def test_snapshot_download_through_hf_endpoint_is_byte_exact_at_the_right_commit
         assert {k: bytes.fromhex(v) for k, v in data["files"].items()} == DATA  # type: ignore[union-attr]
         log = s.log()
         assert "/api/models/org/tiny/revision/main" in log and "/resolve/" in log
+        hf = Path(sys.executable).with_name("hf")  # the Hub's own command line, too
+        if hf.exists():
+            env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+            env.update(_client_env(s, tmp_path / "cli"))
+            out = tmp_path / "local"
+            command = [str(hf), "download", "org/tiny", "--local-dir", str(out)]
+            r = subprocess.run(
+                command, env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+            assert r.returncode == 0, r.stderr[-2000:]
+            assert {p: (out / p).read_bytes() for p in FILES} == FILES
 
 
 def test_hf_hub_download_and_the_metadata_calls(stores: Stores, tmp_path: Path) -> None:
@@ -181,7 +195,7 @@ def test_a_token_file_makes_every_client_show_the_token(stores: Stores, tmp_path
         got = _snapshot(s, tmp_path / "ok", "org/tiny", HF_TOKEN="lan-secret-123")
         assert {k: bytes.fromhex(v) for k, v in got["files"].items()} == FILES  # type: ignore[union-attr]
         status, headers, _ = s.get("/v2/library/tiny/tags/list")
-        assert status == 401 and headers["WWW-Authenticate"].startswith("Basic")
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer realm=")
         basic = base64.b64encode(b"anyone:lan-secret-123").decode()
         assert s.get("/v2/library/tiny/tags/list", {"Authorization": f"Basic {basic}"})[0] == 200
         assert (

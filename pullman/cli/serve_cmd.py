@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from pullman.core.refs import DEFAULT_HOST, valid_part
 from pullman.errors import UsageError
 from pullman.layouts import hf_cache
 from pullman.layouts.ollama_home import models_dir
-from pullman.serve.app import Companion, ServeSettings, bind, run
+from pullman.serve.app import ServeSettings, bind, run
 from pullman.serve.catalog import Catalog
 from pullman.serve.guard import Limits
 from pullman.serve.local import LocalCatalog
@@ -210,10 +211,10 @@ def serve(
     if insecure and not pull_through:
         raise UsageError("--insecure is for --pull-through", hint="add --pull-through")
     catalog: Catalog = local
-    companions: list[Companion] = []
+    alongside: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if pull_through:
         pull = pull_through_for(context, local, registry_host, insecure=insecure)
-        catalog, companions = PullThroughCatalog(local, pull), [pull.run]
+        catalog, alongside = PullThroughCatalog(local, pull), [pull.run]
     limits = Limits(max_connections=max_connections, idle_timeout=idle_timeout)
     settings = ServeSettings(listen, networks, token, serve_private, limits)
     sock = bind(listen)
@@ -222,7 +223,7 @@ def serve(
     summary = _summary(bound, local, serve_private)
     summary["pull_through"] = pull_through
     shown = ", ".join(str(n) for n in networks)
-    run(catalog, settings, sock, lambda: _print(summary, shown, as_json), companions=companions)
+    run(catalog, settings, sock, lambda: _print(summary, shown, as_json), alongside=alongside)
 
 
 def pull_through_for(

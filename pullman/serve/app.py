@@ -21,7 +21,7 @@ import anyio
 from aiohttp import web
 
 from pullman.core.listen import Listen, Network
-from pullman.errors import AddressInUse, UsageError
+from pullman.errors import AddressInUse, UsageError, collapse_groups
 from pullman.serve.catalog import Catalog
 from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
@@ -29,8 +29,6 @@ from pullman.serve.registry import Registry
 from pullman.serve.through import upstream_errors
 
 access_log = logging.getLogger("pullman.serve.access")
-Companion = Callable[..., Coroutine[Any, Any, None]]
-"""A task that runs as long as the server: ``await companion(task_status=...)``."""
 
 
 @dataclass(frozen=True)
@@ -120,11 +118,13 @@ def run(
     sock: socket.socket,
     started: Callable[[], None],
     *,
-    companions: Sequence[Companion] = (),
+    alongside: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
 ) -> int:
-    """Serve until SIGINT or SIGTERM; the signal number that stopped it. ``companions`` run
-    beside the server, started (``task_status.started()``) before it answers anything, and
-    stopped with it (the pull-through's jobs)."""
+    """Serve until SIGINT or SIGTERM; the signal number that stopped it (0: none).
+
+    ``alongside``: tasks that live as long as the server, in the same task group (a
+    pull-through's downloads); when one fails, the server stops and the error is raised.
+    """
     stopped: list[int] = []
 
     async def main() -> None:
@@ -138,9 +138,10 @@ def run(
                         return
 
             tg.start_soon(watch, (signal.SIGINT, signal.SIGTERM))
-            for companion in companions:
-                await tg.start(companion)
             tg.start_soon(lambda: serve(catalog, settings, sock, started=started))
+            for task in alongside:
+                tg.start_soon(task)
 
-    anyio.run(main)
+    with collapse_groups():
+        anyio.run(main)
     return stopped[0] if stopped else 0

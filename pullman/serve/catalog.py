@@ -12,12 +12,23 @@ before a catalog sees them.
 Catalogs stack: a pull-through catalog wraps the local one
 (:class:`pullman.serve.local.LocalCatalog`) and asks it first. Every method returns None for
 "not here"; none raises for a miss.
+
+Plugging one in: build it around the local catalog and hand it to
+:func:`pullman.serve.app.run` (or :func:`~pullman.serve.app.serve` in a task group of your
+own); ``run(..., alongside=[...])`` keeps the tasks that feed it (downloads) in the server's
+task group, so they stop with it. A ``Content`` with ``read`` is answered with its ``size`` as
+``Content-Length`` (``Content-Range`` for a Range request) and the bytes the reader yields for
+``[start, end)``; if the reader raises or yields too few bytes, the connection is aborted, so
+the client sees a short body and retries (it verifies the digest itself). For the HF side,
+``repo_access`` / ``revision`` decide what exists (a wrapper may answer for repos not in the
+cache); ``hf_file`` gets back the same ``RepoView`` its ``revision`` returned.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -92,10 +103,11 @@ class RepoView:
     """The branch names that point at this commit here."""
 
     def file(self, path: str) -> RepoFile | None:
-        for f in self.files:
-            if f.path == path:
-                return f
-        return None
+        return self._by_path.get(path)
+
+    @cached_property
+    def _by_path(self) -> dict[str, RepoFile]:
+        return {f.path: f for f in self.files}
 
 
 class Catalog(Protocol):

@@ -2,9 +2,10 @@
 
 - ``allow``: peers outside these networks get 403 (:mod:`pullman.core.listen` says the default);
 - ``token``: when set, every request must carry it, as ``Authorization: Bearer <token>`` (what
-  huggingface_hub sends for ``HF_TOKEN``) or as the password of Basic auth (what a registry
-  configured with ``proxy: username/password`` sends after a challenge); compared in constant
-  time, never logged;
+  huggingface_hub sends for ``HF_TOKEN``) or as the password of Basic auth; registry clients
+  are challenged the docker way (``Bearer realm=<this server>/v2/token``), and that endpoint
+  hands the token back to whoever shows it as a Basic password (what a registry configured
+  with ``proxy: username/password`` does); compared in constant time, never logged;
 - limits: request bodies up to ``max_body`` bytes, request lines and header fields up to
   ``max_field`` bytes and ``max_headers`` of them (aiohttp's parser answers 400 past these), a
   connection that has not sent a complete request head within ``idle_timeout`` seconds is
@@ -30,6 +31,7 @@ from aiohttp.web_request import BaseRequest
 from pullman.core import oci_names as oci
 from pullman.core.listen import Network, allowed
 
+REALM_PATH = "/v2/token"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n"
@@ -74,8 +76,9 @@ def _refuse(request: web.Request, status: int, message: str) -> web.Response:
     if _is_registry(request):
         code = oci.UNAUTHORIZED if status == 401 else oci.DENIED
         headers = {"Docker-Distribution-Api-Version": "registry/2.0"}
-        if status == 401:
-            headers["WWW-Authenticate"] = 'Basic realm="pullman serve"'
+        if status == 401:  # the docker token flow: the token for Basic auth with it
+            realm = f"{request.scheme}://{request.host}{REALM_PATH}"
+            headers["WWW-Authenticate"] = f'Bearer realm="{realm}",service="pullman-serve"'
         body = oci.error_body(code, message)
         return web.Response(
             status=status, body=body, content_type="application/json", headers=headers

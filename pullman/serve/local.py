@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class LocalCatalog:
         self.ollama_root = ollama_root
         self.hf_root = hf_root
         self.host = host
+        self._listings = _Listings()
 
     # ------------------------------------------------------------------ OCI
 
@@ -71,7 +73,8 @@ class LocalCatalog:
         if not (valid_part("namespace", namespace) and valid_part("model", model)):
             return None
         directory = ollama.manifest_path(self.ollama_root, (self.host, namespace, model, "x"))
-        return directory.parent if _real_dir(directory.parent) else None
+        inside = _inside(directory.parent, self.ollama_root / "manifests")
+        return directory.parent if _real_dir(directory.parent) and inside else None
 
     def _tag_files(self, name: str) -> Iterator[tuple[str, Path]]:
         directory = self._model_dir(name)
@@ -103,7 +106,7 @@ class LocalCatalog:
                 continue
             assert self.ollama_root is not None
             blob = ollama.blob_path(self.ollama_root, digest.hex)
-            if _regular(blob) and blob.stat().st_size == layer.size:
+            if _regular(blob) and _size(blob) == layer.size:
                 return Content(layer.size, digest, "application/octet-stream", path=blob)
         return None
 
@@ -120,7 +123,7 @@ class LocalCatalog:
         for parts, _ in ollama.iter_manifests(self.ollama_root):
             host, namespace, model, _tag = parts
             if host.casefold() == self.host.casefold():
-                names.add(f"{namespace}/{model}")
+                names.add(f"{namespace}/{model}".lower())  # names are looked up caselessly
         return sorted(names)
 
     # ------------------------------------------------------------------ Hugging Face
@@ -151,7 +154,7 @@ class LocalCatalog:
         commit = revision if is_commit(revision) else _read_ref(repo, revision)
         if commit is None or not _real_dir(repo / "snapshots" / commit):
             return None
-        files = tuple(_snapshot_files(repo, commit))
+        files = self._listings.files(repo, commit)
         access = hf_cache.recorded_access(repo)
         refs = tuple(sorted(n for n in _ref_names(repo) if _read_ref(repo, n) == commit))
         return RepoView(kind, repo_id, commit, files, access == "public", access, refs)
@@ -176,6 +179,13 @@ def _regular(path: Path) -> bool:
         return path.is_file() and not path.is_symlink()
     except OSError:
         return False
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
 
 
 def _real_dir(path: Path) -> bool:
@@ -236,23 +246,62 @@ def _blob_of(repo: Path, link: Path) -> Path | None:
     return blob
 
 
-def _snapshot_files(repo: Path, commit: str) -> Iterator[RepoFile]:
-    """Every servable file of a snapshot (directories are walked without following links)."""
-    snapshot = repo / "snapshots" / commit
-    count = 0
+def _walk(snapshot: Path) -> tuple[tuple[tuple[str, int], ...], list[Path]]:
+    """A snapshot's directories with their mtimes (what changes when an entry is added or
+    removed), and its entries that are not directories; links to directories are not walked."""
+    stamp: list[tuple[str, int]] = []
+    entries: list[Path] = []
     for top, dirs, names in os.walk(snapshot, followlinks=False):
         dirs.sort()
-        for name in sorted(names):
-            link = Path(top) / name
-            path = link.relative_to(snapshot).as_posix()
-            blob = _blob_of(repo, link)
-            digest = from_blob_name(blob.name) if blob is not None else None
-            if blob is None or digest is None or not valid_path(path):
-                continue
-            count += 1
-            if count > MAX_FILES:
-                return
-            yield RepoFile(path, blob.stat().st_size, digest)
+        try:
+            stamp.append((top, Path(top).stat().st_mtime_ns))
+        except OSError:
+            continue
+        entries.extend(Path(top) / name for name in sorted(names))
+        if len(entries) > MAX_FILES:
+            break
+    return tuple(stamp), entries[:MAX_FILES]
+
+
+def _resolve(repo: Path, snapshot: Path, entries: list[Path]) -> tuple[RepoFile, ...]:
+    """Every entry that links to a blob of this repo, as a file of the snapshot."""
+    files = []
+    for link in entries:
+        path = link.relative_to(snapshot).as_posix()
+        blob = _blob_of(repo, link)
+        digest = from_blob_name(blob.name) if blob is not None else None
+        if blob is None or digest is None or not valid_path(path):
+            continue
+        try:
+            files.append(RepoFile(path, blob.stat().st_size, digest))
+        except OSError:
+            continue
+    return tuple(files)
+
+
+class _Listings:
+    """Snapshot listings, reused while no directory of the snapshot changed (resolving every
+    link of a big repo for each of its files' requests would cost n² link lookups)."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._cache: dict[Path, tuple[tuple[tuple[str, int], ...], tuple[RepoFile, ...]]] = {}
+
+    def files(self, repo: Path, commit: str) -> tuple[RepoFile, ...]:
+        snapshot = repo / "snapshots" / commit
+        stamp, entries = _walk(snapshot)
+        with self._lock:
+            cached = self._cache.get(snapshot)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        files = _resolve(repo, snapshot, entries)
+        with self._lock:
+            self._cache.pop(snapshot, None)
+            while len(self._cache) >= self._size:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[snapshot] = (stamp, files)
+        return files
 
 
 def _media_type(path: str) -> str:

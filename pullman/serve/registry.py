@@ -16,6 +16,7 @@ from aiohttp import web
 from pullman.core import oci_names as oci
 from pullman.core.digests import parse_prefixed
 from pullman.serve.catalog import Catalog
+from pullman.serve.guard import REALM_PATH, presented_token
 from pullman.serve.respond import send_content
 
 API_VERSION = {"Docker-Distribution-Api-Version": "registry/2.0"}
@@ -48,6 +49,7 @@ class Registry:
             web.get("/v2/", self.base),
             web.get("/v2", self.base),
             web.get("/v2/_catalog", self.repositories),
+            web.get(REALM_PATH, self.token),
             web.get(r"/v2/{name:.+}/manifests/{reference:[^/]*}", self.manifest),
             web.get(r"/v2/{name:.+}/blobs/{digest:.*}", self.blob),
             web.get(r"/v2/{name:.+}/tags/list", self.tags),
@@ -56,6 +58,14 @@ class Registry:
 
     async def base(self, request: web.Request) -> web.StreamResponse:
         return _json({})
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        """The docker token endpoint: the guard let the request in, so what it shows (a
+        Basic password, or a bearer token) is the server's token, handed back as a bearer."""
+        shown = presented_token(request.headers.get("Authorization"))
+        if not shown:
+            return registry_error(404, oci.UNSUPPORTED, "this server wants no token")
+        return _json({"token": shown, "access_token": shown, "expires_in": 3600})
 
     async def unsupported(self, request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):

@@ -111,9 +111,7 @@ class SegmentMap:
 
     # ---------------------------------------------------------------- changes
 
-    def claim(
-        self, owner: Hashable, max_len: int, *, wanted: Iterable[int] = ()
-    ) -> Claim | None:
+    def claim(self, owner: Hashable, max_len: int, *, wanted: Iterable[int] = ()) -> Claim | None:
         """Give ``owner`` its next piece of at most ``max_len`` bytes; None when nothing is left.
 
         ``wanted``: offsets readers wait for (a pull-through's clients); the lowest that lies
