@@ -20,8 +20,8 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import anyio
 
@@ -42,8 +42,7 @@ def landing_key(spec: FileSpec) -> str:
     return str(spec.digest) if spec.digest is not None else str(spec.final or spec.dest)
 
 
-@dataclass(frozen=True)
-class LandingStats:
+class LandingStats(NamedTuple):
     key: str
     state: str
     size: int | None
