@@ -1,4 +1,5 @@
-"""``pullman service install|uninstall|status``: run the daemon under the user's service manager.
+"""``pullman service install|uninstall|status``: run the daemon (or, ``--serve``, ``pullman
+serve``) under the user's service manager.
 
 - Linux: a systemd **user** unit, ``~/.config/systemd/user/pullman.service`` (``systemctl --user``).
 - macOS: a launchd **LaunchAgent**, ``~/Library/LaunchAgents/com.pullman.daemon.plist``.
@@ -45,6 +46,39 @@ LAUNCHD_TEMPLATE = f"{LABEL}.plist"
 """Package data in :mod:`pullman.templates`."""
 
 
+@dataclass(frozen=True)
+class Unit:
+    """Which pullman command a service runs, and the names it is known by."""
+
+    unit_name: str
+    """The systemd unit's file name."""
+    label: str
+    """The launchd label (and the plist's file name without ``.plist``)."""
+    args: tuple[str, ...]
+    """pullman's arguments: ``daemon``, or ``serve`` and its flags."""
+    description: str
+    log_name: str
+    """launchd's log file, in :attr:`Host.log_dir`."""
+    reloads: bool
+    """Whether SIGHUP re-reads the configuration (systemd ``ExecReload=``)."""
+
+
+DAEMON = Unit(UNIT_NAME, LABEL, ("daemon",), "pullman model download daemon", "daemon.log", True)
+"""The download daemon: ``pullman service install``."""
+
+
+def serve_unit(args: Sequence[str] = ()) -> Unit:
+    """``pullman serve`` with ``args`` (``--listen``, ``--allow``...): ``install --serve``."""
+    return Unit(
+        "pullman-serve.service",
+        "com.pullman.serve",
+        ("serve", *args),
+        "pullman serve: models of this machine for the LAN (OCI registry and HF endpoint)",
+        "serve.log",
+        False,
+    )
+
+
 class RunResult(NamedTuple):
     returncode: int
     stdout: str
@@ -68,9 +102,10 @@ def run_command(argv: Sequence[str]) -> RunResult:
 # ---------------------------------------------------------------------------- rendering
 
 
-def render_systemd(exe: str | Sequence[str], env: Mapping[str, str]) -> str:
-    """The user unit for the command ``exe`` (a path, or argv prefix) plus ``daemon``."""
-    program, *args = [*_argv(exe), "daemon"]
+def render_systemd(exe: str | Sequence[str], env: Mapping[str, str], unit: Unit = DAEMON) -> str:
+    """The user unit for the command ``exe`` (a path, or argv prefix) plus ``unit.args``."""
+    program, *args = [*_argv(exe), *unit.args]
+    _argv([program, *args])  # the same checks for the unit's own arguments
     if any(c in program for c in "\"'\\"):
         raise ValueError(f"systemd refuses programs with quotes or backslashes: {program}")
     # systemd expands $VARIABLES in the arguments, never in the program path.
@@ -80,34 +115,40 @@ def render_systemd(exe: str | Sequence[str], env: Mapping[str, str]) -> str:
     environment = "".join(f"Environment={_systemd_word(a, dollar=False)}\n" for a in assignments)
     text = template(SYSTEMD_TEMPLATE)
     text = text.replace("ExecStart=@EXEC_START@", f"ExecStart={exec_start}")
+    text = text.replace("Description=@DESCRIPTION@", f"Description={unit.description}")
+    if not unit.reloads:
+        text = re.sub(r"^ExecReload=.*\n", "", text, flags=re.MULTILINE)
     return re.sub(r"^@ENVIRONMENT@\n", lambda _: environment, text, flags=re.MULTILINE)
 
 
-def render_launchd(exe: str | Sequence[str], env: Mapping[str, str], log_dir: Path) -> bytes:
-    """The LaunchAgent plist (XML) for ``exe`` plus ``daemon``, logging into ``log_dir``."""
-    argv = _argv(exe)
+def render_launchd(
+    exe: str | Sequence[str], env: Mapping[str, str], log_dir: Path, unit: Unit = DAEMON
+) -> bytes:
+    """The LaunchAgent plist (XML) for ``exe`` plus ``unit.args``, logging into ``log_dir``."""
+    argv = _argv([*_argv(exe), *unit.args])
     if not log_dir.is_absolute():
         raise ValueError(f"log_dir must be absolute, got {log_dir}")
     plist = plistlib.loads(template(LAUNCHD_TEMPLATE).encode())
-    plist = _fill(plist, argv=argv, env=_checked_env(env), log_dir=str(log_dir))
+    words = {"@LOG_FILE@": str(log_dir / unit.log_name), "@LABEL@": unit.label}
+    plist = _fill(plist, argv=argv, env=_checked_env(env), words=words)
     return plistlib.dumps(plist, sort_keys=False)
 
 
-def _fill(value: Any, *, argv: list[str], env: Mapping[str, str], log_dir: str) -> Any:
+def _fill(value: Any, *, argv: list[str], env: Mapping[str, str], words: dict[str, str]) -> Any:
     """Replace the plist template's placeholders, recursively."""
     if isinstance(value, str):
-        return value.replace("@LOG_DIR@", log_dir)
+        return words.get(value, value)
     if isinstance(value, list):
         out: list[Any] = []
         for item in value:
             out.extend(
-                argv if item == "@PROGRAM@" else [_fill(item, argv=argv, env=env, log_dir=log_dir)]
+                argv if item == "@PROGRAM@" else [_fill(item, argv=argv, env=env, words=words)]
             )
         return out
     if isinstance(value, dict):
         if "@ENVIRONMENT@" in value:
             return dict(env)
-        return {k: _fill(v, argv=argv, env=env, log_dir=log_dir) for k, v in value.items()}
+        return {k: _fill(v, argv=argv, env=env, words=words) for k, v in value.items()}
     return value
 
 
@@ -203,9 +244,11 @@ class Host:
     environ: Mapping[str, str] = field(default_factory=dict)
     lingering: bool = True
     """systemd only: whether the user's manager keeps running after logout."""
+    unit: Unit = DAEMON
+    """Which service: the daemon, or ``pullman serve``."""
 
     @classmethod
-    def current(cls, platform: str | None = None) -> Host:
+    def current(cls, platform: str | None = None, unit: Unit = DAEMON) -> Host:
         user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
         return cls(
             manager=manager_for(platform or sys.platform),
@@ -215,16 +258,17 @@ class Host:
             exe=default_exe(),
             environ=dict(os.environ),
             lingering=(Path("/var/lib/systemd/linger") / user).exists(),
+            unit=unit,
         )
 
     @property
     def unit_path(self) -> Path:
         config = self.environ.get("XDG_CONFIG_HOME") or str(self.home / ".config")
-        return Path(config) / "systemd" / "user" / UNIT_NAME
+        return Path(config) / "systemd" / "user" / self.unit.unit_name
 
     @property
     def plist_path(self) -> Path:
-        return self.home / "Library" / "LaunchAgents" / f"{LABEL}.plist"
+        return self.home / "Library" / "LaunchAgents" / f"{self.unit.label}.plist"
 
     @property
     def log_dir(self) -> Path:
@@ -293,17 +337,18 @@ def plan_install(host: Host, existing: bytes | None = None) -> list[Step]:
         ) from None
     if host.manager == "systemd":
         changed = existing is not None and existing != data
-        restart = [Run(("systemctl", "--user", "restart", UNIT_NAME))] if changed else []
+        name = host.unit.unit_name
+        restart = [Run(("systemctl", "--user", "restart", name))] if changed else []
         linger = [] if host.lingering else [Note(_LINGER_NOTE.format(user=host.user))]
         return [
             Mkdir(host.unit_path.parent),
             Write(host.unit_path, data),
             Run(("systemctl", "--user", "daemon-reload")),
-            Run(("systemctl", "--user", "enable", "--now", UNIT_NAME)),
+            Run(("systemctl", "--user", "enable", "--now", name)),
             *restart,
             *linger,
         ]
-    target = f"{host.domain}/{LABEL}"
+    target = f"{host.domain}/{host.unit.label}"
     return [
         Mkdir(host.plist_path.parent),
         Mkdir(host.log_dir),
@@ -311,27 +356,27 @@ def plan_install(host: Host, existing: bytes | None = None) -> list[Step]:
         Run(("launchctl", "bootout", target), check=False),  # an older copy, if loaded
         Run(("launchctl", "enable", target)),
         Run(("launchctl", "bootstrap", host.domain, str(host.plist_path))),
-        Note(f"logs: {host.log_dir / 'daemon.log'}"),
+        Note(f"logs: {host.log_dir / host.unit.log_name}"),
     ]
 
 
 def _render_for(host: Host) -> bytes:
     env = service_env(host.environ)
     if host.manager == "systemd":
-        return render_systemd(host.exe, env).encode()
-    return render_launchd(host.exe, env, host.log_dir)
+        return render_systemd(host.exe, env, host.unit).encode()
+    return render_launchd(host.exe, env, host.log_dir, host.unit)
 
 
 def plan_uninstall(host: Host) -> list[Step]:
     """The steps that stop the service and remove its file, in order (logs are kept)."""
     if host.manager == "systemd":
         return [
-            Run(("systemctl", "--user", "disable", "--now", UNIT_NAME), check=False),
+            Run(("systemctl", "--user", "disable", "--now", host.unit.unit_name), check=False),
             Remove(host.unit_path),
             Run(("systemctl", "--user", "daemon-reload"), check=False),
         ]
     return [
-        Run(("launchctl", "bootout", f"{host.domain}/{LABEL}"), check=False),
+        Run(("launchctl", "bootout", f"{host.domain}/{host.unit.label}"), check=False),
         Remove(host.plist_path),
         Note(f"logs are kept in {host.log_dir}"),
     ]
@@ -350,12 +395,13 @@ def install(
     platform: str | None = None,
     *,
     dry_run: bool = False,
+    unit: Unit = DAEMON,
     host: Host | None = None,
     runner: Runner = run_command,
     echo: Callable[[str], object] | None = None,
 ) -> list[str]:
     """Write the service file and start the service: the steps taken (dry: to take) as lines."""
-    host = host or Host.current(platform)
+    host = host or Host.current(platform, unit)
     try:
         existing: bytes | None = host.service_file.read_bytes()
     except OSError:
@@ -367,12 +413,13 @@ def uninstall(
     platform: str | None = None,
     *,
     dry_run: bool = False,
+    unit: Unit = DAEMON,
     host: Host | None = None,
     runner: Runner = run_command,
     echo: Callable[[str], object] | None = None,
 ) -> list[str]:
     """Stop the service and remove its file: the steps taken (dry: to take) as lines."""
-    host = host or Host.current(platform)
+    host = host or Host.current(platform, unit)
     if not host.service_file.exists():
         steps: list[Step] = [Note(f"not installed: {host.service_file} does not exist")]
     else:
@@ -445,10 +492,14 @@ class ServiceStatus(NamedTuple):
 
 
 def status(
-    platform: str | None = None, *, host: Host | None = None, runner: Runner = run_command
+    platform: str | None = None,
+    *,
+    unit: Unit = DAEMON,
+    host: Host | None = None,
+    runner: Runner = run_command,
 ) -> ServiceStatus:
     """Ask the service manager how the service is doing (read-only commands)."""
-    host = host or Host.current(platform)
+    host = host or Host.current(platform, unit)
     installed = host.service_file.exists()
     argv: tuple[str, ...]
     if host.manager == "systemd":
@@ -456,7 +507,7 @@ def status(
             "systemctl",
             "--user",
             "show",
-            UNIT_NAME,
+            host.unit.unit_name,
             "--property=ActiveState,MainPID,UnitFileState",
         )
         result = runner(argv)
@@ -466,7 +517,7 @@ def status(
         enabled = None if not props else file_state in ("enabled", "enabled-runtime", "linked")
         pid = _pid(props.get("MainPID"))
     else:
-        argv = ("launchctl", "print", f"{host.domain}/{LABEL}")
+        argv = ("launchctl", "print", f"{host.domain}/{host.unit.label}")
         result = runner(argv)
         loaded = result.returncode == 0
         found: dict[str, str] = {}

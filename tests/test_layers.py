@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "pullman.linking": 2,
     "pullman.gguf_ollama": 2,
     "pullman.bundle": 2,
+    "pullman.push": 2,
     "pullman.serve": 2,
     "pullman.cli": 3,
     "pullman.daemon": 3,

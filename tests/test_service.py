@@ -7,6 +7,7 @@ import plistlib
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,10 +23,13 @@ from pullman.service import (
     manager_for,
     render_launchd,
     render_systemd,
+    serve_unit,
     service_env,
     status,
     uninstall,
 )
+
+from helpers import cli_env, pullman
 
 EXE = "/opt/pullman/bin/pullman"
 
@@ -372,3 +376,71 @@ def test_proxy_variables_reach_the_service_unless_they_carry_credentials() -> No
         }
     )
     assert env == {"HTTPS_PROXY": "http://proxy:3128", "no_proxy": "localhost,.lan"}
+
+
+# ---------------------------------------------------------------------------- pullman serve
+
+LAN = ("--listen", "192.168.1.10:11435", "--allow", "192.168.1.0/24")
+
+
+def test_the_serve_unit_runs_serve_with_its_flags_and_has_no_reload() -> None:
+    unit = render_systemd(EXE, {}, serve_unit(LAN))
+    assert f"ExecStart={EXE} serve --listen 192.168.1.10:11435 --allow 192.168.1.0/24" in unit
+    assert "Description=pullman serve" in unit
+    assert "ExecReload" not in unit  # serve does not re-read its config on SIGHUP
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in render_systemd(EXE, {})  # the daemon does
+    with pytest.raises(ValueError, match="control characters"):
+        render_systemd(EXE, {}, serve_unit(["--listen", "a\nExecStartPre=/bin/evil"]))
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_the_serve_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    exe = tmp_path / "pullman"
+    exe.write_text("#!/bin/sh\nexit 0\n")
+    exe.chmod(0o755)
+    units = tmp_path / "units"
+    units.mkdir()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    (units / "pullman.service").write_text(render_systemd(str(exe), {}, serve_unit(LAN)))
+    done = _verify(units, runtime)
+    assert done.returncode == 0, done.stderr
+    assert "pullman.service" not in done.stderr, done.stderr
+
+
+def test_install_serve_writes_its_own_unit_next_to_the_daemon(tmp_path: Path) -> None:
+    h = host(tmp_path, "systemd", unit=serve_unit(LAN))
+    runner = FakeRunner()
+    install(host=h, runner=runner)
+    units = tmp_path / "home" / ".config" / "systemd" / "user"
+    assert "serve --listen 192.168.1.10:11435" in (units / "pullman-serve.service").read_text()
+    assert not (units / "pullman.service").exists()
+    assert ("systemctl", "--user", "enable", "--now", "pullman-serve.service") in runner.calls
+    uninstall(host=h, runner=runner)
+    assert not (units / "pullman-serve.service").exists()
+
+
+def test_install_serve_on_macos_is_a_second_launch_agent(tmp_path: Path) -> None:
+    h = host(tmp_path, "launchd", environ={}, unit=serve_unit(LAN))
+    runner = FakeRunner()
+    install(host=h, runner=runner)
+    agent = tmp_path / "home" / "Library" / "LaunchAgents" / "com.pullman.serve.plist"
+    plist = plistlib.loads(agent.read_bytes())
+    assert plist["Label"] == "com.pullman.serve"
+    assert plist["ProgramArguments"] == [EXE, "serve", *LAN]
+    assert plist["StandardOutPath"].endswith("/serve.log")
+    assert ("launchctl", "bootstrap", "gui/501", str(agent)) in runner.calls
+    daemon = plistlib.loads(render_launchd(EXE, {}, tmp_path))
+    assert daemon["Label"] == LABEL and daemon["ProgramArguments"] == [EXE, "daemon"]
+
+
+def test_cli_service_install_serve_dry_run(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    args = ("service", "install", "--serve", "--dry-run", "--json", "--", "--listen",
+            "127.0.0.1:11435")  # fmt: skip
+    r = pullman(*args, home=home, env=cli_env(home, HOME=str(home)))
+    if sys.platform.startswith("linux"):
+        assert r.returncode == 0, r.stderr
+        assert "pullman-serve.service" in r.stdout
+    r = pullman("service", "install", "--dry-run", "--", "--listen", "x", home=home)
+    assert r.returncode == 2 and "--serve" in r.stderr

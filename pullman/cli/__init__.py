@@ -6,6 +6,7 @@ from pullman.cli import (  # noqa: F401 - importing registers commands
     get_cmd,
     jobs,
     link_cmd,
+    push_cmd,
     serve_cmd,
     store,
 )

@@ -7,11 +7,16 @@ import os
 import sys
 from collections.abc import Callable
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 
 from pullman import config
 from pullman.cli.app import JSON, cli, echo_json, run_async
+from pullman.errors import UsageError
+
+if TYPE_CHECKING:
+    from pullman.service import Unit
 
 # The daemon and service modules are imported by the commands that use them: every other
 # command starts faster without them.
@@ -39,7 +44,7 @@ def daemon() -> None:
 
 @cli.group()
 def service_group() -> None:
-    """Install pullman's daemon as a user service (systemd on Linux, launchd on macOS)."""
+    """Install pullman's daemon (or `pullman serve`) as a user service (systemd, launchd)."""
 
 
 def _service() -> ModuleType:
@@ -51,20 +56,69 @@ def _service() -> ModuleType:
 _DRY = click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
 
 
-@service_group.command("install")
+_SERVE = click.option(
+    "--serve",
+    is_flag=True,
+    help="The `pullman serve` service (pullman-serve.service, com.pullman.serve) instead of "
+    "the daemon; flags after `--` go to `pullman serve`.",
+)
+_SERVE_ARGS = click.argument("serve_args", nargs=-1, type=click.UNPROCESSED)
+_PASS_THROUGH = {"ignore_unknown_options": True}
+
+
+def _unit(serve: bool, serve_args: tuple[str, ...]) -> Unit:
+    """The service a command is about: the daemon, or ``pullman serve`` with its flags."""
+    from pullman import service
+
+    if not serve:
+        if serve_args:
+            raise UsageError(
+                f"unexpected arguments: {' '.join(serve_args)}",
+                hint="flags for `pullman serve` go after `--serve --`",
+            )
+        return service.DAEMON
+    serve_cmd = cli.commands.get("serve")
+    if serve_cmd is not None:  # the same flags `pullman serve` itself would refuse
+        try:
+            serve_cmd.make_context("serve", list(serve_args))
+        except click.UsageError as exc:
+            raise UsageError(
+                f"`pullman serve {' '.join(serve_args)}` would not start",
+                why=exc.format_message(),
+                hint="`pullman serve --help` lists its flags",
+            ) from None
+    return service.serve_unit(serve_args)
+
+
+@service_group.command("install", context_settings=_PASS_THROUGH)
 @_DRY
+@_SERVE
 @JSON
-def service_install(dry_run: bool, as_json: bool) -> None:
-    """Write the unit / LaunchAgent and start it; prints the commands it runs."""
-    _steps(lambda echo: _service().install(sys.platform, dry_run=dry_run, echo=echo), as_json)
+@_SERVE_ARGS
+def service_install(dry_run: bool, serve: bool, as_json: bool, serve_args: tuple[str, ...]) -> None:
+    """Write the unit / LaunchAgent and start it; prints the commands it runs.
+
+    `pullman service install --serve -- --listen 192.168.1.10:11435 --allow 192.168.1.0/24`
+    installs `pullman serve` with those flags instead (its own unit, next to the daemon's).
+    """
+    unit = _unit(serve, serve_args)
+    _steps(
+        lambda echo: _service().install(sys.platform, dry_run=dry_run, unit=unit, echo=echo),
+        as_json,
+    )
 
 
 @service_group.command("uninstall")
 @_DRY
+@_SERVE
 @JSON
-def service_uninstall(dry_run: bool, as_json: bool) -> None:
+def service_uninstall(dry_run: bool, serve: bool, as_json: bool) -> None:
     """Stop the service and remove its unit / LaunchAgent."""
-    _steps(lambda echo: _service().uninstall(sys.platform, dry_run=dry_run, echo=echo), as_json)
+    unit = _unit(serve, ())
+    _steps(
+        lambda echo: _service().uninstall(sys.platform, dry_run=dry_run, unit=unit, echo=echo),
+        as_json,
+    )
 
 
 def _steps(run: Callable[[Callable[[str], None]], object], as_json: bool) -> None:
@@ -78,10 +132,11 @@ def _steps(run: Callable[[Callable[[str], None]], object], as_json: bool) -> Non
 
 
 @service_group.command("status")
+@_SERVE
 @JSON
-def service_status(as_json: bool) -> None:
+def service_status(serve: bool, as_json: bool) -> None:
     """Whether the service is installed and running."""
-    state = _service().status(sys.platform)
+    state = _service().status(sys.platform, unit=_unit(serve, ()))
     if as_json:
         echo_json(state.to_json())
         return
