@@ -45,6 +45,7 @@ from pullman.index import Index
 from pullman.jobrecord import Counts, JobRecorder
 from pullman.procs import pid_alive
 from pullman.session import PlanReport, Session
+from pullman.transfer.landing import Landings
 from pullman.transfer.limiter import Limiters, TokenBucket
 from pullman.transfer.slots import Budget
 from pullman.transfer.stats import TransferStats
@@ -106,9 +107,11 @@ class Scheduler:
         on_stop: tuple[str, str | None] = ("queued", None),
         wait_for_disk: bool = True,
         token: str | None = None,
+        landings: Landings | None = None,
     ) -> None:
         """``on_stop``: where running jobs go when the scheduler itself is stopped: back to the
-        queue for the daemon (its restart resumes them), paused for a foreground run."""
+        queue for the daemon (its restart resumes them), paused for a foreground run.
+        ``landings``: told of every job's plans and written bytes (``serve --pull-through``)."""
         self.settings = settings
         self.index = index
         self.clock = clock or WallClock()
@@ -117,6 +120,7 @@ class Scheduler:
         self._on_stop = on_stop
         self._wait_for_disk = wait_for_disk
         self._token = token
+        self._landings = landings
         cfg = settings.schedule
         self.budget = Budget(cfg.connections, cfg.per_host)
         self.global_bucket = TokenBucket(self._global_limit())
@@ -285,6 +289,7 @@ class Scheduler:
         self, tg: anyio.abc.TaskGroup, job: Job, options: JobOptions, closes: datetime | None
     ) -> None:
         session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
+        session.landings = self._landings
         session.copies.lookup = self.index.verified_copies
         session.fit.headers = self.index
         run = _Running(job, anyio.CancelScope(), session)

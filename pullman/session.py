@@ -26,6 +26,7 @@ from pullman.errors import (
     IntegrityError,
     NetworkError,
     NotFound,
+    PullmanError,
     RemoteError,
     StorageError,
     UsageError,
@@ -39,6 +40,7 @@ from pullman.sources import SourceContext, check_options, parse, source_for
 from pullman.sources.mirrored import resolve as mirrored_resolve
 from pullman.sources.routes import route
 from pullman.transfer.engine import Transfer
+from pullman.transfer.landing import Landings
 from pullman.transfer.limiter import Limiter
 from pullman.transfer.slots import Slots
 from pullman.transfer.staging import Staging
@@ -80,6 +82,8 @@ class Session:
 
     ``slots_for`` gives the connection budget a file's connections draw from (the scheduler
     shares one across jobs, per host); ``limiter`` caps the bandwidth of all of them.
+    ``landings``, when given, hears of each plan before its files are fetched and of every
+    byte written (``serve --pull-through`` streams files to its clients as they land).
     """
 
     def __init__(
@@ -90,6 +94,7 @@ class Session:
         limiter: Limiter | None = None,
         token: str | None = None,
         copies: Copies | None = None,
+        landings: Landings | None = None,
     ) -> None:
         """``token``: a Hub token given on the command line (never stored anywhere);
         ``copies``: where verified copies of files may already be (the index's, say)."""
@@ -101,6 +106,7 @@ class Session:
         self._token = token
         self.fit = FitGuard(settings.transfer, token)
         """Fit checks; the scheduler gives it the index to keep GGUF headers in."""
+        self.landings = landings
         shared = anyio.CapacityLimiter(settings.transfer.connections)
         self._slots_for = slots_for or (lambda spec: shared)
 
@@ -121,13 +127,18 @@ class Session:
         mirror delivered and verified is kept: staging is keyed by digest)."""
         plan = await self.plan(text, options, to=to)
         try:
-            return await self.fetch(plan, options)
+            return await self.fetch(self._planned(text, plan), options)
         except (NetworkError, RemoteError, IntegrityError) as exc:
             if plan.mirror is None:
                 raise
             log.warning("%s: the mirror %s failed: %s; from upstream", text, plan.mirror, exc.what)
         plan = await self.plan(text, options, to=to, mirrored=False)
-        return await self.fetch(plan, options)
+        return await self.fetch(self._planned(text, plan), options)
+
+    def _planned(self, text: str, plan: Plan) -> Plan:
+        if self.landings is not None:
+            self.landings.planned(text, plan)
+        return plan
 
     async def plan(
         self,
@@ -181,6 +192,7 @@ class Session:
         await self.fit.check(plan.ref, rest, options)
         await anyio.to_thread.run_sync(self._check_space, plan, rest)
         failed = True
+        failure: PullmanError | None = None
         try:
             await anyio.to_thread.run_sync(make_early, plan)
             for spec in shareable:  # one copy on this machine: linked in, not fetched again
@@ -198,9 +210,15 @@ class Session:
                         tg.start_soon(self._fetch_one, plan, spec, report)
             await anyio.to_thread.run_sync(_finish_plan, plan)
             failed = False
+        except PullmanError as exc:
+            failure = exc
+            raise
         finally:  # also after a failure: partial files too belong to the store's owner
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(self._settle, plan, failed)
+            if self.landings is not None:
+                stopped = NetworkError(f"{plan.title or plan.ref}: the download stopped")
+                self.landings.settled(plan, (failure or stopped) if failed else None)
         return report
 
     def copies_for(self, options: GetOptions) -> Copies:
@@ -246,6 +264,7 @@ class Session:
             self.settings.transfer,
             slots=self._slots_for(spec),
             limiter=self._limiter,
+            landing=self.landings.landing_for(spec) if self.landings is not None else None,
         )
         self.live.append(transfer)
         try:

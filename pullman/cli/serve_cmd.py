@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import click
 
-from pullman.cli.app import JSON, OLLAMA_DIR, cli
+from pullman.cli.app import JSON, OLLAMA_DIR, Context, cli, pass_context
+from pullman.core.jobs import GetOptions
 from pullman.core.listen import Listen, default_allow, parse_allow, parse_listen
 from pullman.core.refs import DEFAULT_HOST, valid_part
 from pullman.errors import UsageError
 from pullman.layouts import hf_cache
 from pullman.layouts.ollama_home import models_dir
 from pullman.serve.app import ServeSettings, bind, run
+from pullman.serve.catalog import Catalog
 from pullman.serve.guard import Limits
 from pullman.serve.local import LocalCatalog
+from pullman.serve.pullthrough import PullThrough
+from pullman.serve.through import PullThroughCatalog
 
 
 def _token(path: str | None) -> str | None:
@@ -85,6 +90,8 @@ def _print(summary: dict[str, Any], allow: str, as_json: bool) -> None:
     click.echo(f"    {summary['urls']['hf']}")
     if summary["listen"].startswith(("0.0.0.0:", "[::]:")):
         click.echo("  (every interface: clients use this machine's LAN address as HOST)")
+    if summary.get("pull_through"):
+        click.echo(f"  Pull-through: what is missing is fetched from {o['registry']} and the Hub")
     click.echo("  Ctrl-C stops it.")
     sys.stdout.flush()
 
@@ -156,8 +163,21 @@ def _access_log() -> None:
     show_default=True,
     help="Connections at once; more are answered 503.",
 )
+@click.option(
+    "--pull-through",
+    is_flag=True,
+    help="Fetch what the stores lack from upstream (the registry, the Hub) on first request, "
+    "streaming it to every client that asks while it downloads: one download however many ask.",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="With --pull-through: allow an http:// upstream registry (like `ollama pull --insecure`).",
+)
 @JSON
+@pass_context
 def serve(
+    context: Context,
     listen_text: str,
     registry_host: str,
     allow: tuple[str, ...],
@@ -167,12 +187,16 @@ def serve(
     cache_dir: str | None,
     idle_timeout: float,
     max_connections: int,
+    pull_through: bool,
+    insecure: bool,
     as_json: bool,
 ) -> None:
     """Share this machine's Ollama models and HF cache with the LAN, read-only.
 
     An OCI registry for `ollama pull HOST:PORT/library/NAME:TAG --insecure` (and registries
     pulling through from it), and a Hugging Face endpoint for HF_ENDPOINT=http://HOST:PORT.
+    With --pull-through, what the stores lack is fetched from upstream when first asked for
+    (one download however many ask) and streamed to the clients as it lands.
     Stops on Ctrl-C or SIGTERM.
     """
     listen = parse_listen(listen_text)
@@ -183,12 +207,31 @@ def serve(
     networks = parse_allow(allow) if allow else default_allow(listen)
     token = _token(token_file)
     hf_root = Path(cache_dir).expanduser().absolute() if cache_dir else hf_cache.cache_dir()
-    catalog = LocalCatalog(models_dir(ollama_dir), hf_root, host=registry_host)
+    local = LocalCatalog(models_dir(ollama_dir), hf_root, host=registry_host)
+    if insecure and not pull_through:
+        raise UsageError("--insecure is for --pull-through", hint="add --pull-through")
+    catalog: Catalog = local
+    alongside: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if pull_through:
+        pull = pull_through_for(context, local, registry_host, insecure=insecure)
+        catalog, alongside = PullThroughCatalog(local, pull), [pull.run]
     limits = Limits(max_connections=max_connections, idle_timeout=idle_timeout)
     settings = ServeSettings(listen, networks, token, serve_private, limits)
     sock = bind(listen)
     bound = Listen(listen.host, int(sock.getsockname()[1]))
     _access_log()
-    summary = _summary(bound, catalog, serve_private)
+    summary = _summary(bound, local, serve_private)
+    summary["pull_through"] = pull_through
     shown = ", ".join(str(n) for n in networks)
-    run(catalog, settings, sock, lambda: _print(summary, shown, as_json))
+    run(catalog, settings, sock, lambda: _print(summary, shown, as_json), alongside=alongside)
+
+
+def pull_through_for(
+    context: Context, local: LocalCatalog, registry: str, *, insecure: bool
+) -> PullThrough:
+    """The pull-through over this box's stores: jobs land where the server reads."""
+    assert local.ollama_root is not None and local.hf_root is not None
+    options = GetOptions(
+        insecure=insecure, ollama_dir=str(local.ollama_root), hf_cache=str(local.hf_root)
+    )
+    return PullThrough(context.settings, context.index, options=options, registry=registry)

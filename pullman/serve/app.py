@@ -27,6 +27,7 @@ from pullman.serve.guard import AccessLog, LimitedSite, Limits, guard
 from pullman.serve.hub import Hub
 from pullman.serve.registry import Registry
 from pullman.serve.respond import STALL
+from pullman.serve.through import upstream_errors
 
 access_log = logging.getLogger("pullman.serve.access")
 
@@ -64,7 +65,7 @@ def quiet_server_log() -> None:
 
 def build_app(catalog: Catalog, settings: ServeSettings) -> web.Application:
     app = web.Application(
-        middlewares=[guard(settings.allow, settings.token)],
+        middlewares=[guard(settings.allow, settings.token), upstream_errors],
         client_max_size=settings.limits.max_body,
         handler_args={
             "keepalive_timeout": settings.limits.idle_timeout,

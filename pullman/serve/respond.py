@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import IO, Any
 
 from aiohttp import web
@@ -50,7 +50,9 @@ async def send_content(
         )
     assert not isinstance(span, str)
     start, end = span if span is not None else (0, content.size)
+    first = await _first_chunk(request, content, start, end)
     response = _Body(request, content, start, end, status=206 if span is not None else 200)
+    response.first = first
     response.headers.update(headers)
     response.headers["Accept-Ranges"] = "bytes"
     response.content_type = content.media_type
@@ -60,6 +62,21 @@ async def send_content(
     await response.prepare(request)
     await response.send_body()
     return response
+
+
+async def _first_chunk(
+    request: web.Request, content: Content, start: int, end: int
+) -> tuple[AsyncIterator[bytes], bytes] | None:
+    """A reader's first chunk, before any header is sent: a reader that fails before its
+    first byte (a pull-through whose upstream failed) then fails the request with an error
+    status rather than a cut connection."""
+    if content.read is None or request.method == "HEAD" or end == start:
+        return None
+    chunks = aiter(content.read(start, end))
+    try:
+        return chunks, await anext(chunks)
+    except StopAsyncIteration:
+        return chunks, b""
 
 
 class _Body(web.StreamResponse):
@@ -73,6 +90,8 @@ class _Body(web.StreamResponse):
         self._content = content
         self._span = (start, end)
         self._stall = request.app.get(STALL, 60.0)
+        self.first: tuple[AsyncIterator[bytes], bytes] | None = None
+        """A reader's first chunk, taken before the headers went out (see _first_chunk)."""
 
     async def send_body(self) -> None:
         """The body; if it cannot be finished (the client left, the reader or the disk
@@ -100,9 +119,11 @@ class _Body(web.StreamResponse):
         if self._content.path is not None:
             await self._send_file(start, end)
             return
-        assert self._content.read is not None
-        sent = 0
-        async for chunk in self._content.read(start, end):
+        assert self._content.read is not None and self.first is not None
+        chunks, head = self.first
+        await self._write(head)
+        sent = len(head)
+        async for chunk in chunks:
             sent += len(chunk)
             if sent > end - start:
                 raise ValueError("the reader gave more bytes than asked")

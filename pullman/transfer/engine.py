@@ -31,6 +31,7 @@ from pullman.transfer.crew import Crew
 from pullman.transfer.flusher import JournalFlusher
 from pullman.transfer.hashing import PrefixHasher
 from pullman.transfer.journal import Journal
+from pullman.transfer.landing import Landing, publish, watching
 from pullman.transfer.limiter import Limiter
 from pullman.transfer.recycle import Fleet
 from pullman.transfer.resolve import Resolver, Target
@@ -51,6 +52,7 @@ class Transfer:
 
     ``clock`` drives every timer (the watchdog's tick, the lock poll); ``sleep`` the deliberate
     waits (backoff between retries, the pause after a recycle), ``clock.sleep`` by default.
+    ``landing`` hears of every write, restart and the commit (readers stream the file).
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class Transfer:
         sleep: Sleep | None = None,
         limiter: Limiter | None = None,
         slots: Slots | None = None,
+        landing: Landing | None = None,
     ) -> None:
         self.spec = spec
         self.config = cfg = config or TransferConfig()
@@ -81,6 +84,7 @@ class Transfer:
             limiter=limiter,
             fleet=Fleet(cfg.recycle),
             smap=SegmentMap(spec.size or 0, min_piece=cfg.min_piece),
+            landing=landing,
         )
         self._hasher = self._new_hasher()
         self._flusher = JournalFlusher(
@@ -116,16 +120,17 @@ class Transfer:
         started = self.shared.clock.now()
         staging = self.shared.staging
         try:
-            await self._lock()
-            if self._committed_meanwhile():
-                return self._reused(started)
-            target = await self._resolve()
-            self._prepare(target, self._expected_size(target))
-            await self._until_verified()
-            self._state = "committing"
-            await anyio.to_thread.run_sync(staging.commit, self.spec.dest)
-            self._state = "done"
-            return self._outcome(started)
+            with watching(self.shared.landing):
+                await self._lock()
+                if self._committed_meanwhile():
+                    return self._reused(started)
+                target = await self._resolve()
+                self._prepare(target, self._expected_size(target))
+                await self._until_verified()
+                self._state = "committing"
+                await anyio.to_thread.run_sync(staging.commit, self.spec.dest)
+                self._state = "done"
+                return self._outcome(started)
         finally:
             if self._state != "done":
                 self._state = "stopped"
@@ -233,6 +238,7 @@ class Transfer:
         sh.staging.open(size, fresh=not resumable)
         done = journal.done if resumable and journal is not None else ()
         sh.smap = SegmentMap(size, done, min_piece=self.config.min_piece)
+        publish(sh.landing, sh.staging, sh.smap)
         self._hasher = self._new_hasher()
         self._resumed = sh.smap.done_bytes
         if self._resumed:
@@ -305,6 +311,7 @@ class Transfer:
         sh.smap.reset()
         self._hasher.reset()
         self._flusher.forget()
+        publish(sh.landing, sh.staging, sh.smap, restarted=True)
 
     # ------------------------------------------------------------------ one pass
 

@@ -111,8 +111,12 @@ class SegmentMap:
 
     # ---------------------------------------------------------------- changes
 
-    def claim(self, owner: Hashable, max_len: int) -> Claim | None:
-        """Give ``owner`` its next piece of at most ``max_len`` bytes; None when nothing is left."""
+    def claim(self, owner: Hashable, max_len: int, *, wanted: Iterable[int] = ()) -> Claim | None:
+        """Give ``owner`` its next piece of at most ``max_len`` bytes; None when nothing is left.
+
+        ``wanted``: offsets readers wait for (a pull-through's clients); the lowest that lies
+        in a free range is where the piece starts, else the lowest free byte.
+        """
         if max_len < 1:
             raise ValueError("max_len must be >= 1")
         self._drop_finished(owner)
@@ -120,7 +124,7 @@ class SegmentMap:
             raise RuntimeError(f"{owner!r} already holds a claim")
         free = self.free_ranges()
         if free:
-            start, end = free[0]
+            start, end = _steered(free, wanted) or free[0]
             claim = Claim(start, start, min(end, start + max_len))
         else:
             stolen = self._steal(max_len)
@@ -194,6 +198,15 @@ class SegmentMap:
             end = max(end, spans[i][1])
             del spans[i]
         spans.insert(i, (start, end))
+
+
+def _steered(free: Sequence[Span], wanted: Iterable[int]) -> Span | None:
+    """The free span from the lowest wanted offset that lies in one, to that span's end."""
+    for pos in sorted(wanted):
+        for start, end in free:
+            if start <= pos < end:
+                return pos, end
+    return None
 
 
 def spans_from_json(raw: object, size: int) -> list[Span]:

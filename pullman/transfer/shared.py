@@ -12,6 +12,7 @@ from pullman.core.clock import Clock, Sleep
 from pullman.core.plan import FileSpec
 from pullman.net.retry import RetryNote, retrying
 from pullman.transfer.config import TransferConfig
+from pullman.transfer.landing import Landing
 from pullman.transfer.limiter import Limiter
 from pullman.transfer.meter import RateMeter
 from pullman.transfer.recycle import Fleet
@@ -47,6 +48,9 @@ class Shared:
     last_byte_at: float = 0.0
     note: str = ""
     """The retry in progress (``retry 3/8 in 4 s: connection reset``), until bytes flow again."""
+    landing: Landing | None = None
+    """Readers in this process waiting for the bytes (``serve --pull-through``), told of
+    every write."""
 
     async def with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
         """``fn()`` under the retry policy; each retry is counted and shown."""

@@ -150,7 +150,8 @@ class Worker:
         # Spread what is left over every connection, so none sits idle waiting to steal.
         fair = -(-(seg.size - seg.done - seg.in_flight) // cfg.connections)
         max_len = max(cfg.min_piece, min(cfg.piece_size, room, fair))
-        return sh.smap.claim(self.wid, max_len) is not None
+        wanted = sh.landing.wanted() if sh.landing is not None else ()
+        return sh.smap.claim(self.wid, max_len, wanted=wanted) is not None
 
     async def drop_connection(self) -> None:
         """Close the connection and give its slot back to the shared budget."""
@@ -284,6 +285,8 @@ class Worker:
             sh.smap.advance(self.wid, 0)
             raise self._disk_full() from None
         sh.smap.advance(self.wid, written)
+        if sh.landing is not None:
+            sh.landing.wrote()
         self._flusher.wrote(written)
         sh.meter.feed(sh.clock.now(), sh.fetched)
         self._hasher.advanced()
