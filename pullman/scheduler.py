@@ -41,6 +41,7 @@ from pullman.errors import (
     UsageError,
     collapse_groups,
 )
+from pullman.hooks import Ending, Hooks
 from pullman.index import Index
 from pullman.jobrecord import Counts, JobRecorder
 from pullman.procs import pid_alive
@@ -125,6 +126,7 @@ class Scheduler:
         self._wake = anyio.Event()
         self._disk_waits: dict[int, datetime] = {}
         self._recorder = JobRecorder(index)
+        self.hooks = Hooks(settings.hooks)
 
     # ------------------------------------------------------------------ observing
 
@@ -141,6 +143,7 @@ class Scheduler:
     def reconfigure(self, settings: Settings) -> None:
         """New settings (SIGHUP): new jobs use them; the global limit applies at once."""
         self.settings = settings
+        self.hooks.config = settings.hooks
         self.global_bucket.set_rate(self._global_limit())
         self.wake()
 
@@ -267,13 +270,7 @@ class Scheduler:
             run.scope.cancel()
 
     def _global_limit(self) -> float | None:
-        setting = self.index.get_setting("limit")
-        text = setting if setting is not None else self.settings.schedule.limit
-        try:
-            return parse_rate(text, what="limit")
-        except UsageError:
-            log.warning("ignoring an invalid global limit %r", text)
-            return None
+        return global_limit(self.index, self.settings)
 
     # ------------------------------------------------------------------ one job
 
@@ -292,9 +289,16 @@ class Scheduler:
         tg.start_soon(self._run_job, run, options)
 
     async def _run_job(self, run: _Running, options: JobOptions) -> None:
+        """Run a job, record how it ended, then run its hooks (the job's slot is free by then)."""
         job = run.job
         result = JobResult(job.id, job.ref, "running")
         self.results[job.id] = result
+        await self._run_body(run, options, result)
+        if result.state in ("done", "failed"):
+            await self.hooks.run(options, _ending(job, result, options))
+
+    async def _run_body(self, run: _Running, options: JobOptions, result: JobResult) -> None:
+        job = run.job
         try:
             with run.scope, collapse_groups():
                 async with anyio.create_task_group() as tg:
@@ -412,6 +416,34 @@ def job_session(
         limiter=Limiters(job_bucket, global_bucket),
         token=token,
     )
+
+
+def global_limit(index: Index, settings: Settings) -> float | None:
+    """The global bandwidth cap: ``pullman limit``'s (in the index), else ``[schedule] limit``."""
+    setting = index.get_setting("limit")
+    text = setting if setting is not None else settings.schedule.limit
+    try:
+        return parse_rate(text, what="limit")
+    except UsageError:
+        log.warning("ignoring an invalid global limit %r", text)
+        return None
+
+
+def _ending(job: Job, result: JobResult, options: JobOptions) -> Ending:
+    """A job that ended, as its hooks see it."""
+    error = result.error.explain() if result.error is not None else None
+    where = _where(result.reports)
+    return Ending(job.id, job.ref, result.state, where, error, options.get.cwd)
+
+
+def _where(reports: Sequence[PlanReport]) -> str | None:
+    """Where a job's result is, for its hooks: the first store entry, or the first file."""
+    for report in reports:
+        if report.plan.location is not None and not report.plan.itemized:
+            return str(report.plan.location[1])
+        if report.files:
+            return str(report.files[0].path)
+    return None
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

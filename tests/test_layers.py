@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "pullman.scheduler": 2,
     "pullman.jobqueue": 2,
     "pullman.jobrecord": 2,
+    "pullman.hooks": 2,
     "pullman.maintenance": 2,
     "pullman.linking": 2,
     "pullman.gguf_ollama": 2,
