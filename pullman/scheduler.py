@@ -23,6 +23,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import anyio
 
@@ -82,6 +83,8 @@ class JobResult:
     state: str
     reports: list[PlanReport] = field(default_factory=list)
     error: PullmanError | None = None
+    stats: list[TransferStats] = field(default_factory=list)
+    """Its transfers' statistics as it ended."""
 
 
 @dataclass
@@ -359,7 +362,7 @@ class Scheduler:
     ) -> None:
         job = run.job
         result.state = state
-        stats = run.session.statistics()
+        stats = result.stats = run.session.statistics()
         with anyio.CancelScope(shield=True):
             try:
                 await anyio.to_thread.run_sync(self._recorder.progress, job.id, stats)
@@ -395,6 +398,17 @@ class Scheduler:
                 run.scope.cancel()
             self.global_bucket.set_rate(await anyio.to_thread.run_sync(self._global_limit))
             seen = await anyio.to_thread.run_sync(self._recorder.counts, run.job.id, stats, seen)
+
+
+class Watched(NamedTuple):
+    """A scheduler as a progress view sees it: its running transfers, else (once they all
+    ended) the transfers of the jobs it ran, as they ended, so a view's last draw is final."""
+
+    scheduler: Scheduler
+
+    def statistics(self) -> list[TransferStats]:
+        live = self.scheduler.statistics()
+        return live or [s for r in self.scheduler.results.values() for s in r.stats]
 
 
 def job_session(
@@ -438,12 +452,7 @@ def _ending(job: Job, result: JobResult, options: JobOptions) -> Ending:
 
 def _where(reports: Sequence[PlanReport]) -> str | None:
     """Where a job's result is, for its hooks: the first store entry, or the first file."""
-    for report in reports:
-        if report.plan.location is not None and not report.plan.itemized:
-            return str(report.plan.location[1])
-        if report.files:
-            return str(report.files[0].path)
-    return None
+    return next((str(r.where) for r in reports if r.where is not None), None)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

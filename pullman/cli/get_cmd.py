@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from pullman.cli import reports
-from pullman.cli.app import Context, cli, pass_context, run_async, with_view
+from pullman.cli.app import Context, cli, pass_context, run_async
 from pullman.cli.follow import follow_jobs
 from pullman.cli.get_options import get_options
 from pullman.cli.get_request import GetRequest
@@ -25,7 +25,8 @@ from pullman.core.refs import OllamaRef
 from pullman.daemon import daemon_pid, poke
 from pullman.errors import Interrupted, UsageError
 from pullman.jobqueue import submit, take
-from pullman.scheduler import JobResult, Scheduler
+from pullman.progress import with_view
+from pullman.scheduler import JobResult, Scheduler, Watched
 from pullman.session import PlanReport, Session
 from pullman.sources import parse
 
@@ -110,7 +111,7 @@ def _in_foreground(context: Context, request: GetRequest, settings: Settings) ->
 
     async def work() -> tuple[dict[int, JobResult], dict[str, str]]:
         results = await with_view(
-            request.view(), scheduler, scheduler.run(only=ids, until=deadline)
+            request.view(), Watched(scheduler), scheduler.run(only=ids, until=deadline)
         )
         done = [r for i in ids if i in results for r in results[i].reports]
         quiet = request.as_json or request.quiet

@@ -119,10 +119,11 @@ _OPTIONS = [
     JSON,
     click.option(
         "--progress",
-        type=click.Choice(["auto", "bar", "plain", "none"]),
+        type=click.Choice(["auto", "bar", "plain", "json", "none"]),
         default="auto",
         show_default=True,
-        help="Progress display: bars on a terminal, plain lines otherwise.",
+        help="Progress display: bars on a terminal, plain lines otherwise; json: one event "
+        "per line on stderr (the fields the Python API's progress callback gets).",
     ),
     click.option(
         "--revision", metavar="REV", help="Hugging Face: a branch, tag or commit (over @rev)."
