@@ -177,6 +177,11 @@ class Paths:
     def daemon_lock(self) -> Path:
         return self.data / "daemon.lock"
 
+    @property
+    def api_socket(self) -> Path:
+        """The daemon's HTTP API (``0600``): the CLI's channel to it while it runs."""
+        return self.data / "daemon.sock"
+
     def ensure(self) -> Path:
         """The state directory, created private to the user (0700) if it is not there yet."""
         if not self.data.exists():

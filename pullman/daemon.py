@@ -5,6 +5,8 @@
 - Idle means asleep. It wakes when ``pullman get`` (or pause, resume, cancel, limit) touches
   ``control/wake``, and when the config file changes (watchfiles; inotify / FSEvents, no
   polling), or when the scheduler's own next timer (a window, a disk check) falls due.
+- The HTTP API (:mod:`pullman.api`) on ``daemon.sock`` in the state directory, and on TCP with
+  ``--listen HOST:PORT``; it starts once the lock is held and stops with the daemon.
 - SIGTERM or SIGINT: every running job stops, its data and journal on disk, and goes back to the
   queue; the process exits within seconds. On restart every unfinished job resumes where it was.
   SIGHUP: reload the config.
@@ -20,6 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -28,6 +31,10 @@ from pullman.errors import UsageError
 from pullman.fsio import disk_errors
 from pullman.index import Index
 from pullman.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from pullman.api.address import Listen
+    from pullman.api.routes import ApiState
 
 log = logging.getLogger("pullman.daemon")
 
@@ -85,7 +92,14 @@ def poke(paths: Paths) -> None:
         (paths.control / WAKE).write_text(f"{time.time()}\n")
 
 
-async def run_daemon(load: Callable[[], Settings]) -> None:
+async def run_daemon(load: Callable[[], Settings], listen: str | None = None) -> None:
+    """Run the scheduler and the HTTP API (Unix socket; TCP at ``listen``) until a signal."""
+    # The API's modules (aiohttp) load before the lock is taken, so the daemon is ready (and
+    # idle) soon after it holds the lock.
+    import pullman.api.server  # noqa: F401
+    from pullman.api.address import parse_listen
+
+    where = parse_listen(listen) if listen is not None else None
     settings = load()
     paths = settings.paths
     await anyio.to_thread.run_sync(paths.ensure)
@@ -111,12 +125,28 @@ async def run_daemon(load: Callable[[], Settings]) -> None:
             os.getpid(), paths.data, cfg.connections, cfg.per_host, cfg.jobs,
         )  # fmt: skip
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch_files, paths, scheduler, load)
             tg.start_soon(_signals, tg.cancel_scope, scheduler, load)
+            api = await tg.start(_serve_api, settings, index, scheduler, where)
+            tg.start_soon(_watch_files, paths, scheduler, load, api.notify)
             await scheduler.run(forever=True)
     finally:
         log.info("daemon stopped")
         lock.release()
+
+
+async def _serve_api(
+    settings: Settings,
+    index: Index,
+    scheduler: Scheduler,
+    listen: Listen | None,
+    *,
+    task_status: anyio.abc.TaskStatus[ApiState] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    from pullman.api.routes import ApiState
+    from pullman.api.server import serve_api
+
+    state = ApiState(settings, index, stats_for=scheduler.job_statistics, wake=scheduler.wake)
+    await serve_api(state, listen, task_status=task_status)
 
 
 async def _signals(
@@ -141,7 +171,12 @@ def _reload(scheduler: Scheduler, load: Callable[[], Settings]) -> None:
         log.error("keeping the old configuration: %s", exc)  # noqa: TRY400 - no traceback for a typo
 
 
-async def _watch_files(paths: Paths, scheduler: Scheduler, load: Callable[[], Settings]) -> None:
+async def _watch_files(
+    paths: Paths,
+    scheduler: Scheduler,
+    load: Callable[[], Settings],
+    notify: Callable[[], None],
+) -> None:
     from watchfiles import awatch
 
     paths.control.mkdir(parents=True, exist_ok=True)
@@ -156,3 +191,4 @@ async def _watch_files(paths: Paths, scheduler: Scheduler, load: Callable[[], Se
             _reload(scheduler, load)
         if any(p.parent == paths.control for p in touched):
             scheduler.wake()
+            notify()  # another process changed the index: tell the API's event streams

@@ -212,6 +212,7 @@ class _Database:
         self.path = path
         self.recovered_from = recovered_from
         """Where a damaged index was moved to when this one was opened (else ``None``)."""
+        self._listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,6 +244,12 @@ class _Database:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after every write this handle commits (from the writing thread);
+        returns a function that stops it. The daemon's API pushes its events from here."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
     @property
     def schema_version(self) -> int:
         with self._lock:
@@ -266,6 +273,8 @@ class _Database:
                 self._conn.rollback()
                 raise
             self._conn.commit()
+        for listener in list(self._listeners):
+            listener()
 
     @contextlib.contextmanager
     def _translated(self) -> Iterator[None]:
@@ -392,6 +401,18 @@ class Index(_Database):
             if event is not None:
                 _insert_event(db, job_id, now, *event)
             return new
+
+    def set_priority(self, job_id: int, priority: int) -> Job:
+        """A job's priority (higher runs first); ``LookupError`` for an unknown job."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE jobs SET priority = ?, updated_at = ? WHERE id = ?",
+                (int(priority), self._clock(), job_id),
+            )
+            if cur.rowcount == 0:
+                raise LookupError(f"no job {job_id}")
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            return _job(row)
 
     def update_progress(
         self, job_id: int, bytes_done: int, bytes_total: int | None, rate: float

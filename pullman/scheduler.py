@@ -136,6 +136,10 @@ class Scheduler:
     def statistics(self) -> list[TransferStats]:
         return [stat for run in self._running.values() for stat in run.session.statistics()]
 
+    def job_statistics(self, job_id: int) -> list[TransferStats]:
+        """The files of one running job as they move (empty when it does not run here)."""
+        return run.session.statistics() if (run := self._running.get(job_id)) else []
+
     def running_jobs(self) -> list[int]:
         return list(self._running)
 

@@ -50,6 +50,8 @@ LAYERS: dict[str, int] = {
     "pullman.linking": 2,
     "pullman.gguf_ollama": 2,
     "pullman.bundle": 2,
+    "pullman.jobcontrol": 2,
+    "pullman.api": 3,
     "pullman.cli": 3,
     "pullman.daemon": 3,
     "pullman.progress": 3,

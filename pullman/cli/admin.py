@@ -18,11 +18,19 @@ from pullman.cli.app import JSON, cli, echo_json, run_async
 
 
 @cli.command()
-def daemon() -> None:
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Also serve the HTTP API and dashboard on TCP (token required; `pullman web` prints "
+    "the address). 127.0.0.1 unless you name another address, e.g. :8765 or 192.168.1.5:8765.",
+)
+def daemon(listen: str | None) -> None:
     """Run the scheduler in the foreground (what systemd and launchd start).
 
     It sleeps until there is work: jobs from `pullman get`, a config change, a time window.
     SIGTERM stops it cleanly (jobs go back to the queue); SIGHUP reloads the config.
+    Its HTTP API listens on a Unix socket in the state directory (the CLI's channel), and
+    on TCP with --listen.
     """
     # One line per meaningful event; journald adds its own timestamps, a log file does not.
     stamp = "" if os.environ.get("INVOCATION_ID") else "%(asctime)s "
@@ -32,9 +40,10 @@ def daemon() -> None:
     if root.level > logging.INFO:
         root.setLevel(logging.INFO)
     logging.getLogger("pullman.transfer").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)  # pullman.api.access logs requests
     from pullman.daemon import run_daemon
 
-    run_async(lambda: run_daemon(config.load))
+    run_async(lambda: run_daemon(config.load, listen))
 
 
 @cli.group()

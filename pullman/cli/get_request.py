@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,6 +19,8 @@ from pullman.core.units import parse_rate
 from pullman.core.windows import Window, local_now, until_deadline
 from pullman.errors import UsageError
 from pullman.fsio import disk_errors
+from pullman.index import Index
+from pullman.jobqueue import submit
 from pullman.layouts import pin as pin_store
 from pullman.progress import ProgressView
 from pullman.sources import parse
@@ -64,6 +67,10 @@ class GetRequest:
     token_file: str | None
     dry_run: bool
     quiet: bool
+    cwd: str | None = None
+    """Where relative paths (and a URL's file without -o) land; default: this process's."""
+    hf_endpoint: str | None = None
+    """The Hub to use (else ``HF_ENDPOINT`` where the job is queued)."""
 
     def check(self) -> None:
         """Usage errors, before anything is queued or fetched."""
@@ -89,22 +96,24 @@ class GetRequest:
             parse_command(self.on_failed, "--on-failed")
 
     def options(self) -> GetOptions:
+        cwd = self.cwd or str(Path.cwd())
         return GetOptions(
-            cwd=str(Path.cwd()),
+            cwd=cwd,
             revision=self.revision,
-            hf_cache=_absolute(self.cache_dir),
-            out=_absolute(self.output),
+            hf_cache=_absolute(self.cache_dir, cwd),
+            hf_endpoint=self.hf_endpoint,
+            out=_absolute(self.output, cwd),
             digest=parse_sha256_option(self.sha256) if self.sha256 else None,
             force=self.force,
             insecure=self.insecure,
             ollama_dir=self.ollama_dir,
-            lmstudio_dir=_absolute(self.lmstudio_dir),
+            lmstudio_dir=_absolute(self.lmstudio_dir, cwd),
             to=tuple(dict.fromkeys(check_to(t) for t in self.to)),
             mirrors=() if self.no_mirror else self.mirror,
             verify_existing=self.verify_existing,
             include=self.include,
             exclude=self.exclude,
-            local_dir=_absolute(self.local_dir),
+            local_dir=_absolute(self.local_dir, cwd),
         )
 
     def job(self) -> JobOptions:
@@ -160,9 +169,52 @@ class GetRequest:
         return replace(base, transfer=replace(base.transfer, connections=self.connections))
 
 
-def _absolute(path: str | None) -> str | None:
+def queue_detached(index: Index, settings: Settings, request: GetRequest) -> list[int]:
+    """Queue ``request``'s jobs for the daemon: ``get --detach`` here, and ``POST /api/jobs``
+    in the daemon (:mod:`pullman.api.submit`). Their ids."""
+    request = request.with_config(settings)
+    request.check()
+    if request.until is not None:
+        raise UsageError("--until applies to a foreground run", hint="use --window for the daemon")
+    if request.token_file is not None or request.via_server:
+        raise UsageError(
+            "--token and --via-server apply to a foreground run (a queued job stores no token)",
+            hint="give the daemon HF_TOKEN or a login; run --via-server in the foreground",
+        )
+    return submit(index, request.refs, request.job(), request.priority)
+
+
+def api_body(request: GetRequest) -> dict[str, Any]:
+    """The ``POST /api/jobs`` body for ``request``, with the stores and the Hub settled here
+    (pinned in this process's environment, as a job row written here would be)."""
+    pinned = request.job().get
+    cwd = pinned.cwd or str(Path.cwd())
+    body: dict[str, Any] = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name in _API_FLAGS
+        if (value := getattr(request, name)) not in (None, False, ())
+    }
+    body.update(
+        refs=list(request.refs),
+        cwd=cwd,
+        priority=request.priority,
+        ollama_dir=_absolute(pinned.ollama_dir, cwd),
+        lmstudio_dir=pinned.lmstudio_dir,
+        cache_dir=pinned.hf_cache,
+        hf_endpoint=pinned.hf_endpoint,
+    )
+    return {k: v for k, v in body.items() if v is not None}
+
+
+_API_FLAGS = (
+    "sha256", "output", "to", "mirror", "no_mirror", "include", "exclude", "local_dir",
+    "connections", "force", "verify_existing", "insecure", "window", "limit", "revision",
+)  # fmt: skip
+
+
+def _absolute(path: str | None, cwd: str) -> str | None:
     """Paths go into job rows the daemon reads from another directory: make them absolute."""
     if path is None:
         return None
-    full = str(Path(path).expanduser().absolute())
+    full = str(Path(cwd, Path(path).expanduser()))
     return full + "/" if path.endswith("/") and not full.endswith("/") else full

@@ -24,6 +24,16 @@ class TransferStats(NamedTuple):
     note: str = ""
     """What is happening besides transferring (a retry about to happen, and why)."""
 
+    @property
+    def eta(self) -> float | None:
+        """Seconds to go at the current rate (None when nothing moves or nothing is left)."""
+        left = self.size - self.done
+        return left / self.rate if left > 0 and self.rate > 0 else None
+
+    def to_json(self) -> dict[str, object]:
+        """Every field, and ``eta``: the shape of a file in the API's ``progress`` events."""
+        return {**self._asdict(), "eta": self.eta}
+
 
 @dataclass(frozen=True)
 class Outcome:
