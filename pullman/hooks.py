@@ -48,35 +48,35 @@ class Hooks:
 
     def __init__(
         self,
-        config: HooksConfig,
         *,
         platform: str = sys.platform,
         which: Callable[[str], str | None] = shutil.which,
     ) -> None:
-        self.config = config
         self._platform = platform
         self._which = which
         self._said_no_notify = False
 
-    def commands(self, options: JobOptions, state: str) -> list[tuple[str, str]]:
+    def commands(
+        self, config: HooksConfig, options: JobOptions, state: str
+    ) -> list[tuple[str, str]]:
         """(name, command line) of the hooks a job's ending runs: the job's own over the
         config's, then a notification if either asks for one."""
         name = ENDINGS.get(state)
         if name is None:
             return []
         own = options.on_done if state == "done" else options.on_failed
-        line = own or getattr(self.config, name)
+        line = own or getattr(config, name)
         found = [(name, line)] if line else []
-        if options.notify or self.config.notify:
+        if options.notify or config.notify:
             found.append(("notify", ""))
         return found
 
-    async def run(self, options: JobOptions, ending: Ending) -> None:
+    async def run(self, config: HooksConfig, options: JobOptions, ending: Ending) -> None:
         """Every hook of ``ending``, one after the other; none of them raises."""
-        for name, line in self.commands(options, ending.state):
+        for name, line in self.commands(config, options, ending.state):
             argv = self._notify(ending) if name == "notify" else _argv(name, line)
             if argv:
-                await self._run_one(name, argv, ending)
+                await self._run_one(name, argv, ending, config.timeout)
 
     def _notify(self, ending: Ending) -> tuple[str, ...] | None:
         title, message = notification(shown_ref(ending.ref), ending.state, ending.error)
@@ -86,17 +86,19 @@ class Hooks:
             log.info("desktop notifications are not available here (no notify-send/osascript)")
         return argv
 
-    async def _run_one(self, name: str, argv: Sequence[str], ending: Ending) -> None:
+    async def _run_one(
+        self, name: str, argv: Sequence[str], ending: Ending, timeout: float
+    ) -> None:
         env = dict(os.environ)
         env.update(hook_env(ending.job, ending.ref, ending.state, ending.path, ending.error))
         cwd = ending.cwd if ending.cwd and os.path.isdir(ending.cwd) else None  # noqa: PTH112, ASYNC240 - one stat
         what = f"job {ending.job} {shown_ref(ending.ref)}: {name} hook ({Path(argv[0]).name})"
         try:
-            finished = await run_limited(argv, timeout=self.config.timeout, env=env, cwd=cwd)
+            finished = await run_limited(argv, timeout=timeout, env=env, cwd=cwd)
         except OSError as exc:
             log.warning("%s could not start: %s", what, exc.strerror or exc)
             return
-        _log_result(what, finished, self.config.timeout)
+        _log_result(what, finished, timeout)
 
 
 def _argv(name: str, line: str) -> tuple[str, ...] | None:

@@ -129,7 +129,7 @@ class Scheduler:
         self._wake = anyio.Event()
         self._disk_waits: dict[int, datetime] = {}
         self._recorder = JobRecorder(index)
-        self.hooks = Hooks(settings.hooks)
+        self.hooks = Hooks()
 
     # ------------------------------------------------------------------ observing
 
@@ -150,7 +150,6 @@ class Scheduler:
     def reconfigure(self, settings: Settings) -> None:
         """New settings (SIGHUP): new jobs use them; the global limit applies at once."""
         self.settings = settings
-        self.hooks.config = settings.hooks
         self.global_bucket.set_rate(self._global_limit())
         self.wake()
 
@@ -296,13 +295,10 @@ class Scheduler:
         tg.start_soon(self._run_job, run, options)
 
     async def _run_job(self, run: _Running, options: JobOptions) -> None:
-        """Run a job, record how it ended, then run its hooks (the job's slot is free by then)."""
-        job = run.job
-        result = JobResult(job.id, job.ref, "running")
-        self.results[job.id] = result
+        result = self.results[run.job.id] = JobResult(run.job.id, run.job.ref, "running")
         await self._run_body(run, options, result)
-        if result.state in ("done", "failed"):
-            await self.hooks.run(options, _ending(job, result, options))
+        if result.state in ("done", "failed"):  # its hooks, once its slot is free
+            await self.hooks.run(self.settings.hooks, options, _ending(run.job, result, options))
 
     async def _run_body(self, run: _Running, options: JobOptions, result: JobResult) -> None:
         job = run.job

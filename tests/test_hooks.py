@@ -88,11 +88,12 @@ def test_the_environment_and_the_notification_command() -> None:
 
 
 def test_the_jobs_own_hook_wins_over_the_config() -> None:
-    hooks = Hooks(HooksConfig(on_done="from-config", on_failed="cfg-failed", notify=True))
+    cfg = HooksConfig(on_done="from-config", on_failed="cfg-failed", notify=True)
+    hooks = Hooks()
     own = JobOptions(on_done="mine")
-    assert hooks.commands(own, "done") == [("on_done", "mine"), ("notify", "")]
-    assert hooks.commands(own, "failed") == [("on_failed", "cfg-failed"), ("notify", "")]
-    assert hooks.commands(own, "paused") == []
+    assert hooks.commands(cfg, own, "done") == [("on_done", "mine"), ("notify", "")]
+    assert hooks.commands(cfg, own, "failed") == [("on_failed", "cfg-failed"), ("notify", "")]
+    assert hooks.commands(cfg, own, "paused") == []
     # persisted with the job, and a rerun with other hooks is still the same request
     assert JobOptions.from_json(own.to_json()) == own
     assert own.same_request(JobOptions(on_failed="other", notify=True))
@@ -124,31 +125,27 @@ def test_a_command_past_its_limit_is_killed_with_its_children() -> None:
 
 
 def test_notify_unavailable_is_said_once(caplog: pytest.LogCaptureFixture) -> None:
-    hooks = Hooks(HooksConfig(notify=True), platform="linux", which=lambda _: None)
+    hooks = Hooks(platform="linux", which=lambda _: None)
     ending = Ending(1, "m:1", "done", "/x")
     with caplog.at_level("INFO", logger="pullman.hooks"):
-        anyio.run(hooks.run, JobOptions(), ending)
-        anyio.run(hooks.run, JobOptions(), ending)
+        anyio.run(hooks.run, HooksConfig(notify=True), JobOptions(), ending)
+        anyio.run(hooks.run, HooksConfig(notify=True), JobOptions(), ending)
     said = [r for r in caplog.records if "notifications are not available" in r.message]
     assert len(said) == 1
 
 
-def test_notify_runs_notify_send_when_present(tmp_path: Path) -> None:
-    """A stand-in ``notify-send`` on the path: the real lookup finds it and it is run."""
+def test_notify_runs_notify_send_when_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stand-in ``notify-send`` first on PATH: found by the real lookup, and run."""
     fake = tmp_path / "bin" / "notify-send"
     fake.parent.mkdir()
     seen = tmp_path / "seen"
     fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}\n')
     fake.chmod(0o755)
-    import shutil
-
-    hooks = Hooks(
-        HooksConfig(), platform="linux", which=lambda n: shutil.which(n, path=str(fake.parent))
-    )
-    hooks_argv = hooks._notify(Ending(3, "qwen2.5:7b", "done", "/p"))
-    assert hooks_argv is not None and hooks_argv[0] == "notify-send"
-    hooks_argv = (str(fake), *hooks_argv[1:])
-    anyio.run(lambda: hooks._run_one("notify", hooks_argv, Ending(3, "qwen2.5:7b", "done", "/p")))
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    ending = Ending(3, "qwen2.5:7b", "done", "/p")
+    anyio.run(Hooks(platform="linux").run, HooksConfig(notify=True), JobOptions(), ending)
     assert seen.read_text().splitlines() == [
         "--app-name=pullman",
         "pullman: download done",
