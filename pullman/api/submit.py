@@ -82,6 +82,11 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "token_file": None,
     "dry_run": False,
     "quiet": True,
+    # Hooks are commands the daemon would run: not accepted from an HTTP client (the fields
+    # are not in FIELDS); `pullman get --on-done` writes them into its job row itself.
+    "on_done": None,
+    "on_failed": None,
+    "notify": False,
 }
 
 
