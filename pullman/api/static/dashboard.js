@@ -89,10 +89,6 @@ async function act(what, fn) {
 function setJob(job) {
   jobs.set(job.id, job);
   if (job.state !== "running") live.delete(job.id);
-  if (!asked.has(job.id) && job.started_at) {
-    asked.add(job.id);
-    loadHistory(job.id);
-  }
 }
 
 async function loadHistory(id) {
@@ -178,6 +174,10 @@ function makeCard(id) {
 }
 
 function fill(card, job) {
+  if (!asked.has(job.id) && job.started_at) { // its chart so far, once it is on the page
+    asked.add(job.id);
+    loadHistory(job.id);
+  }
   const p = live.get(job.id);
   const size = (p && p.size) || job.bytes_total || 0;
   const done = p ? p.done : job.bytes_done;
@@ -277,7 +277,6 @@ function onProgress(p) {
   const job = jobs.get(p.job_id);
   if (job) {
     Object.assign(job, { bytes_done: p.done, bytes_total: p.size, rate: p.rate, eta: p.eta });
-    if (!asked.has(job.id)) setJob(job);
     const card = cards.get(job.id);
     if (card) fill(card, job);
   }
