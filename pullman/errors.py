@@ -28,6 +28,7 @@ saying what to do about it. The CLI maps each family to an exit code in one plac
     │   └── NotWritable                       permission denied / read-only destination
     ├── Unsupported                   exit 7  a newer pullman made it (a later bundle format)
     ├── JobConflict                   exit 1  a job is not in a state it can move from (a race)
+    ├── NoDaemon                      exit 8  no daemon runs, or it has no TCP listener (web)
     ├── InternalError                 exit 70 a bug in pullman (EX_SOFTWARE): never retried
     └── Interrupted                   exit 75 stopped early on purpose (signal, deadline); resumable
 
@@ -51,6 +52,7 @@ EXIT_INTEGRITY = 4
 EXIT_STORAGE = 5
 EXIT_ACCESS = 6
 EXIT_UNSUPPORTED = 7  # a newer pullman wrote it (a bundle format): upgrade this one
+EXIT_NO_DAEMON = 8  # `pullman web`: no daemon, or one without --listen
 EXIT_SOFTWARE = 70  # EX_SOFTWARE: an internal error (a bug); retrying will not help
 EXIT_INTERRUPTED = 75  # EX_TEMPFAIL: stopped early, run the same command again to resume
 
@@ -212,6 +214,12 @@ class JobConflict(PullmanError, ValueError):
         self.wanted = wanted
 
 
+class NoDaemon(PullmanError):
+    """What needs a running daemon (its dashboard) found none, or one without a TCP listener."""
+
+    exit_code = EXIT_NO_DAEMON
+
+
 class InternalError(PullmanError):
     """A bug: an exception pullman did not expect. Never retried."""
 
@@ -240,6 +248,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_STORAGE: "local storage: disk full, or the destination is not writable (progress kept)",
     EXIT_ACCESS: "access denied: the server wants credentials or refuses them",
     EXIT_UNSUPPORTED: "unsupported: a newer pullman made this bundle; upgrade pullman here",
+    EXIT_NO_DAEMON: "no daemon: none runs, or it serves no dashboard (pullman daemon --listen)",
     EXIT_SOFTWARE: "internal error: a bug in pullman (rerun with --debug and report it)",
     EXIT_INTERRUPTED: "stopped early (Ctrl-C, SIGTERM or --until); rerun the command to resume",
 }

@@ -62,6 +62,7 @@ def test_the_wheel_carries_templates_license_and_one_version(wheel: Path) -> Non
     assert meta["License-Expression"] == "MIT"
     assert "Programming Language :: Python :: 3.11" in meta.get_all("Classifier", [])
     requires = meta.get_all("Requires-Dist", [])
+    assert any(r.startswith("aiohttp") for r in requires)  # the daemon's API
     ollama = [r for r in requires if r.startswith("ollama")]
     assert ollama and all('extra == "ollama"' in r or 'extra == "test"' in r for r in ollama)
 

@@ -28,7 +28,9 @@ class Listen(NamedTuple):
             return False
 
     def url(self, port: int | None = None) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """The address a browser on this machine uses (``0.0.0.0`` is reached at loopback)."""
+        host = {"0.0.0.0": LOOPBACK, "::": "::1"}.get(self.host, self.host)  # noqa: S104
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{port if port is not None else self.port}/"
 
 

@@ -250,7 +250,15 @@ async def asset(request: web.Request) -> web.Response:
     known = {p.name for p in folder.iterdir() if p.is_file()}
     if name not in known:  # never a path from the request: only files that ship
         raise web.HTTPNotFound()
-    kinds = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+    kinds = {
+        ".js": "text/javascript",
+        ".css": "text/css",
+        ".svg": "image/svg+xml",
+        ".png": "image/png",
+        ".ico": "image/x-icon",
+        ".json": "application/json",
+        ".webmanifest": "application/manifest+json",
+    }
     kind = next((k for suffix, k in kinds.items() if name.endswith(suffix)), "text/html")
     return web.Response(body=static_bytes(name), content_type=kind)
 

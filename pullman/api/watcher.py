@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
@@ -26,9 +27,12 @@ from pullman.api.history import History, Sample
 from pullman.api.hub import Hub
 from pullman.api.views import job_json, progress_json
 from pullman.core.jobs import Job
+from pullman.errors import PullmanError
 from pullman.index import Index
 from pullman.jobcontrol import Limit, current_limit
 from pullman.transfer.stats import TransferStats
+
+log = logging.getLogger("pullman.api")
 
 LOOK_EVERY: Final = 2.0
 COALESCE: Final = 0.02
@@ -113,7 +117,11 @@ class Watcher:
             while True:
                 await self.changes.wait(LOOK_EVERY if self.hub.subscribers else None)
                 await anyio.sleep(COALESCE)
-                await self.look()
+                try:
+                    await self.look()
+                except PullmanError as exc:  # the index failed (a full disk): look again later
+                    log.warning("the API could not read the index: %s", exc.what)
+                    await anyio.sleep(LOOK_EVERY)
         finally:
             stop()
 

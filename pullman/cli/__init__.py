@@ -7,6 +7,7 @@ from pullman.cli import (  # noqa: F401 - importing registers commands
     jobs,
     link_cmd,
     store,
+    web,
 )
 from pullman.cli.app import cli, main, run_async
 

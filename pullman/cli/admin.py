@@ -21,8 +21,10 @@ from pullman.cli.app import JSON, cli, echo_json, run_async
 @click.option(
     "--listen",
     metavar="HOST:PORT",
+    envvar="PULLMAN_LISTEN",
     help="Also serve the HTTP API and dashboard on TCP (token required; `pullman web` prints "
-    "the address). 127.0.0.1 unless you name another address, e.g. :8765 or 192.168.1.5:8765.",
+    "the address). 127.0.0.1 unless you name another address, e.g. :8765 or 192.168.1.5:8765. "
+    "Default: $PULLMAN_LISTEN (e.g. in the service's environment).",
 )
 def daemon(listen: str | None) -> None:
     """Run the scheduler in the foreground (what systemd and launchd start).

@@ -6,6 +6,7 @@ each way of running is one function with one event loop.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 from datetime import datetime
@@ -15,20 +16,24 @@ import click
 
 from pullman.cli import reports
 from pullman.cli.app import Context, cli, pass_context, run_async
+from pullman.cli.controls import daemon_socket
 from pullman.cli.follow import follow_jobs
 from pullman.cli.get_options import get_options
-from pullman.cli.get_request import GetRequest
+from pullman.cli.get_request import GetRequest, api_body, queue_detached
 from pullman.config import Settings
 from pullman.core.plan import Plan, Store
 from pullman.core.proxies import Proxies
 from pullman.core.refs import OllamaRef
 from pullman.daemon import daemon_pid, poke
 from pullman.errors import Interrupted, UsageError
-from pullman.jobqueue import submit, take
+from pullman.jobqueue import take
+from pullman.net.daemon_client import call, checked
 from pullman.progress import with_view
 from pullman.scheduler import JobResult, Scheduler, Watched
 from pullman.session import PlanReport, Session
 from pullman.sources import parse
+
+log = logging.getLogger("pullman.cli")
 
 
 @cli.command()
@@ -84,15 +89,25 @@ def _dry_run(request: GetRequest, settings: Settings) -> None:
 
 
 def _through_daemon(context: Context, request: GetRequest, daemon: int | None) -> None:
+    """Queue the jobs: through the daemon's API when it answers, else in the index; follow
+    them unless --detach."""
     if request.until is not None:
         raise UsageError("--until applies to a foreground run", hint="use --window for the daemon")
-    index = context.index
-    ids = submit(index, request.refs, request.job(), request.priority)
-    poke(context.settings.paths)
+    paths = context.settings.paths
+    # A job with hooks is written to the index here: the HTTP API takes no commands to run.
+    hooks = request.on_done or request.on_failed or request.notify
+    socket = daemon_socket(paths) if daemon is not None and not hooks else None
+    if socket is not None:
+        log.info("queueing through the daemon's API on %s", socket)
+        queued = checked(call(socket, "POST", "/api/jobs", api_body(request)))["jobs"]
+        ids = [int(job["id"]) for job in queued]
+    else:
+        ids = queue_detached(context.index, context.settings, request)
+        poke(paths)
     if request.detach or daemon is None:
         reports.queued(ids, request.refs, daemon, request.as_json)
         return
-    follow_jobs(index, ids, request.view(), request.as_json)
+    follow_jobs(context.index, ids, request.view(), request.as_json, paths)
 
 
 def _in_foreground(context: Context, request: GetRequest, settings: Settings) -> None:

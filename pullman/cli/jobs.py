@@ -1,19 +1,25 @@
-"""Jobs: ``status``, ``pause``, ``resume``, ``cancel``, ``limit``."""
+"""Jobs: ``status``, ``pause``, ``resume``, ``cancel``, ``priority``, ``limit``.
+
+When a daemon runs, the controls and ``status --follow`` go through its API (Unix socket);
+without one they work on the index directly (:mod:`pullman.cli.controls`).
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import click
 
 from pullman.cli.app import JSON, Context, cli, echo_json, pass_context
+from pullman.cli.controls import controls
 from pullman.cli.follow import watch
-from pullman.core.jobs import FINISHED, Job, JobState
+from pullman.core.jobs import FINISHED, Job
 from pullman.core.units import format_rate, human, parse_rate
-from pullman.daemon import daemon_pid, poke
-from pullman.errors import JobConflict, NotFound, UsageError
+from pullman.daemon import daemon_pid
+from pullman.errors import JobConflict, UsageError
 from pullman.index import Index
+from pullman.jobcontrol import MOVES, Action, no_job
 from pullman.progress import ProgressView
 
 RECENT = 24 * 3600.0
@@ -44,7 +50,7 @@ def status(
     settings, index = context.settings, context.index
     jobs = _select(index, job_ids, show_all)
     if follow:
-        jobs = watch(index, [j.id for j in jobs], ProgressView("auto"))
+        jobs = watch(index, [j.id for j in jobs], ProgressView("auto"), settings.paths)
     if as_json:
         echo_json([job.to_json() for job in jobs])
         return
@@ -64,7 +70,7 @@ def _select(index: Index, ids: Sequence[int], show_all: bool) -> list[Job]:
         for job_id in ids:
             job = index.job(job_id)
             if job is None:
-                raise NotFound(f"no job {job_id}", hint="`pullman status --all` lists them")
+                raise no_job(job_id)
             jobs.append(job)
         return jobs
     now = time.time()
@@ -76,31 +82,28 @@ def _select(index: Index, ids: Sequence[int], show_all: bool) -> list[Job]:
 
 
 def _change(
-    context: Context,
-    job_ids: tuple[int, ...],
-    every: bool,
-    to: JobState,
-    allowed: Collection[JobState],
-    why: str,
-    as_json: bool,
+    context: Context, job_ids: tuple[int, ...], every: bool, action: Action, as_json: bool
 ) -> None:
-    index = context.index
+    """Pause, resume or cancel: through the daemon's API if one runs, else on the index."""
     if not job_ids and not every:
         raise UsageError("name the jobs, or pass --all", hint="`pullman status` lists them")
-    targets = index.jobs() if every else _select(index, job_ids, True)
+    ctl = controls(lambda: context.index, context.settings.paths)
+    known = {job.id for job in ctl.jobs()}
+    for job_id in job_ids:
+        if job_id not in known:
+            raise no_job(job_id)
+    to = MOVES[action].to
     changed: list[int] = []
     left: dict[int, str] = {}
-    for job in targets:
-        reason = why if to == "paused" else None
+    for job_id in job_ids or sorted(known):
         try:
-            index.set_state(job.id, to, only_from=allowed, wait_reason=reason)
+            ctl.apply(job_id, action)
         except JobConflict as exc:
-            left[job.id] = exc.current
+            left[job_id] = exc.current
             if job_ids and not as_json:
-                click.echo(f"job {job.id} is {exc.current}: left as it is", err=True)
+                click.echo(f"job {job_id} is {exc.current}: left as it is", err=True)
             continue
-        changed.append(job.id)
-    poke(context.settings.paths)
+        changed.append(job_id)
     if as_json:
         echo_json({"state": to, "changed": changed, "left": left if job_ids else {}})
         return
@@ -117,15 +120,7 @@ _ALL = click.option("--all", "every", is_flag=True, help="Every job this applies
 @pass_context
 def pause(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool) -> None:
     """Pause jobs; their progress is kept. `pullman resume` carries on."""
-    _change(
-        context,
-        job_ids,
-        every,
-        "paused",
-        {"queued", "waiting", "running"},
-        "paused by the user",
-        as_json,
-    )
+    _change(context, job_ids, every, "pause", as_json)
 
 
 @cli.command()
@@ -135,7 +130,7 @@ def pause(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool
 @pass_context
 def resume(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool) -> None:
     """Queue paused (or failed) jobs again; they resume where they were."""
-    _change(context, job_ids, every, "queued", {"paused", "failed"}, "", as_json)
+    _change(context, job_ids, every, "resume", as_json)
 
 
 @cli.command()
@@ -145,15 +140,7 @@ def resume(context: Context, job_ids: tuple[int, ...], every: bool, as_json: boo
 @pass_context
 def cancel(context: Context, job_ids: tuple[int, ...], every: bool, as_json: bool) -> None:
     """Cancel jobs. Partial data stays until `pullman gc`."""
-    _change(
-        context,
-        job_ids,
-        every,
-        "cancelled",
-        {"queued", "waiting", "running", "paused", "failed"},
-        "",
-        as_json,
-    )
+    _change(context, job_ids, every, "cancel", as_json)
 
 
 @cli.command()
@@ -162,10 +149,23 @@ def cancel(context: Context, job_ids: tuple[int, ...], every: bool, as_json: boo
 @pass_context
 def limit(context: Context, rate: str, as_json: bool) -> None:
     """Set the global bandwidth cap now, e.g. 20MB/s (or off). The daemon applies it at once."""
-    value = parse_rate(rate, what="limit")
-    context.index.set_setting("limit", rate if value is not None else "off")
-    poke(context.settings.paths)
+    parse_rate(rate, what="limit")  # a bad rate is a usage error here, daemon or not
+    limit = controls(lambda: context.index, context.settings.paths).set_limit(rate)
     if as_json:
-        echo_json({"limit": value, "shown": format_rate(value)})
+        echo_json(limit.to_json())
         return
-    click.echo(f"global limit: {format_rate(value)}")
+    click.echo(f"global limit: {limit.shown}")
+
+
+@cli.command()
+@click.argument("job_id", type=int)
+@click.argument("value", type=int)
+@JSON
+@pass_context
+def priority(context: Context, job_id: int, value: int, as_json: bool) -> None:
+    """Set a job's priority (higher runs first; FIFO within one). The daemon applies it at once."""
+    job = controls(lambda: context.index, context.settings.paths).set_priority(job_id, value)
+    if as_json:
+        echo_json(job.to_json())
+        return
+    click.echo(f"job {job.id}: priority {job.priority}")
