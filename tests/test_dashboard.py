@@ -62,6 +62,7 @@ class Daemon:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pullman", "daemon", "--listen", f"127.0.0.1:{self.port}"],
                 env=self.env,
+                cwd=home.parent,  # where a URL queued without a path lands
                 stdout=out,
                 stderr=out,
             )
@@ -250,6 +251,8 @@ def test_limit_add_priority_and_cancel_from_the_page(
         j for j in daemon.api("GET", "/api/jobs")["jobs"] if j["ref"] == sim.url(other.name)
     ])  # fmt: skip
     wait_for("its card", lambda: card(browser, jobs[0]["id"]))
+    wait_for("it to finish", lambda: daemon.job(jobs[0]["id"])["state"] == "done")
+    assert (tmp_path / "other.bin").read_bytes() == other.data
 
     prio = card(browser, job_id).find_element("css selector", "input.priority")
     prio.clear()

@@ -153,6 +153,16 @@ def test_notify_runs_notify_send_when_present(
     ]
 
 
+def test_a_hooks_output_is_logged_without_secrets(caplog: pytest.LogCaptureFixture) -> None:
+    line = "echo fetched https://cdn.example/b?X-Amz-Signature=s3cr3t with hf_abcdefghijklmnop"
+    options = JobOptions(on_done=f"sh -c '{line}'")
+    with caplog.at_level("INFO", logger="pullman.hooks"):
+        anyio.run(Hooks().run, HooksConfig(), options, Ending(2, "m:1", "done", "/x"))
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "| fetched https://cdn.example/b?… with hf_…" in logged
+    assert "s3cr3t" not in logged and "abcdefghijklmnop" not in logged
+
+
 # ---------------------------------------------------------------------- foreground get
 
 
