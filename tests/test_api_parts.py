@@ -115,3 +115,22 @@ def test_a_post_body_becomes_a_get_request(tmp_path: Path) -> None:
     for bad in bad_bodies:
         with pytest.raises(UsageError):
             request_from_json(bad)
+
+
+def test_the_index_tells_its_listener_after_each_committed_write(tmp_path: Path) -> None:
+    from pullman.index import Index
+
+    calls: list[int] = []
+    with Index.open(tmp_path / "index.db") as index:
+        stop = index.on_change(lambda: calls.append(1))
+        job_id = index.add_job("r")
+        assert calls == [1]
+        index.set_priority(job_id, 3)
+        assert index.job(job_id).priority == 3  # type: ignore[union-attr]
+        with pytest.raises(LookupError):
+            index.set_priority(999, 1)  # rolled back: no write, no call
+        assert calls == [1, 1]
+        index.jobs()  # a read is no change
+        stop()
+        index.set_setting("limit", "1MB/s")
+        assert calls == [1, 1]
