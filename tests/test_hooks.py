@@ -109,6 +109,8 @@ def test_a_bad_hooks_section_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "pullman.toml").unlink()
     r = pullman("get", "https://example.invalid/x", "--on-done", "'", home=tmp_path)
     assert r.returncode == 2 and "--on-done: cannot split" in r.stderr
+    r = pullman("get", "qwen2.5:0.5b", "--via-server", "--notify", home=tmp_path)
+    assert r.returncode == 2 and "not --via-server" in r.stderr
 
 
 # ---------------------------------------------------------------------- running a command

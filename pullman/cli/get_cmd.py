@@ -194,6 +194,11 @@ def _via_server(request: GetRequest, proxies: Proxies) -> None:
             "--via-server cannot be combined with -o, --sha256, --to, --mirror or --ollama-dir",
             hint="the Ollama server writes to its own models directory",
         )
+    if request.on_done or request.on_failed or request.notify:
+        raise UsageError(
+            "--on-done, --on-failed and --notify apply to pullman's own jobs, not --via-server",
+            hint="run the command after `pullman get --via-server` returns (exit 0: done)",
+        )
     names = []
     for text in request.refs:
         ref = parse(text, insecure=request.insecure)
