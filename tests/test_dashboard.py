@@ -186,6 +186,24 @@ def open_dashboard(driver: Any, daemon: Daemon) -> None:
 # ---------------------------------------------------------------------- the tests
 
 
+def test_the_assets_name_nothing_outside_the_daemon_and_never_parse_html() -> None:
+    """Offline by construction (no URL but the SVG namespace), and the daemon's text (a ref
+    is untrusted) only ever set as textContent."""
+    import re
+    from importlib import resources
+
+    folder = resources.files("pullman.api").joinpath("static")
+    names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    assert names == ["dashboard.css", "dashboard.js", "index.html"]
+    for name in names:
+        text = folder.joinpath(name).read_text()
+        urls = set(re.findall(r"https?://[\w.-]+[^\s\"'`)]*", text))
+        urls -= {"http://www.w3.org/2000/svg"}
+        assert not urls, (name, urls)
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text, name
+        assert "eval(" not in text, name
+
+
 def test_the_page_lists_a_running_job_its_bar_moves_and_pause_pauses_it(
     sim: Simulator, tmp_path: Path, daemon: Daemon, browser: Any
 ) -> None:
