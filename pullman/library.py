@@ -110,7 +110,8 @@ async def get(
     ``token``: a Hugging Face token for this call (never stored). ``settings``: default
     :func:`pullman.config.load` (``pullman.toml``, ``PULLMAN_*``, ``PULLMAN_HOME``).
     """
-    plain = output is not None or sha256 is not None
+    if settings is None:
+        settings = await anyio.to_thread.run_sync(config.load)
     options = GetOptions(
         cwd=str(Path.cwd()),
         out=_absolute(output),
@@ -122,17 +123,20 @@ async def get(
         to=tuple(dict.fromkeys(check_to(t) for t in ((to,) if isinstance(to, str) else to))),
         force=force,
         insecure=insecure,
+        lmstudio_dir=settings.stores.lmstudio,  # [stores] and [sources], as `pullman get`
+        mirrors=settings.sources.mirrors,
     )
-    parsed = parse(ref, insecure=insecure, plain=plain)  # a bad ref fails here, as UsageError
-    for where in options.to:
+    parsed = parse(ref, insecure=insecure, plain=output is not None or sha256 is not None)
+    for where in options.to:  # a bad ref, or one that cannot go there: UsageError, here
         route(parsed, where, options)
     job = JobOptions(
-        pin_source(pin_store(options)), connections, limit, None, os.getpid(), on_done, on_failed
-    )
-    job = replace(job, notify=notify)
+        pin_source(pin_store(options)), connections, limit, foreground=os.getpid(),
+        on_done=on_done, on_failed=on_failed, notify=notify,
+    )  # fmt: skip
     _check(job)
-    view = ProgressView("json" if progress else "none", emit=progress)
-    view.event_interval = progress_interval
+    view = ProgressView(
+        "json" if progress else "none", emit=progress, event_interval=progress_interval
+    )
     return await _run(settings, ref, job, view, token)
 
 
@@ -148,11 +152,9 @@ def _check(job: JobOptions) -> None:
 
 
 async def _run(
-    settings: Settings | None, ref: str, job: JobOptions, view: ProgressView, token: str | None
+    settings: Settings, ref: str, job: JobOptions, view: ProgressView, token: str | None
 ) -> Download:
     """Take (or resume) the job for ``ref`` and run it here, as a foreground ``get`` does."""
-    if settings is None:
-        settings = await anyio.to_thread.run_sync(config.load)
     if job.connections is not None:
         transfer = replace(settings.transfer, connections=job.connections)
         settings = replace(settings, transfer=transfer)

@@ -152,3 +152,21 @@ def test_a_cancelled_get_leaves_its_job_paused_and_a_second_call_resumes(
     download = pullman.get_sync(sim.url("slow.bin"), output=dest, settings=settings)
     assert download.job == job.id and dest.read_bytes() == f.data
     assert f.bytes_sent - sent < size  # resumed, not fetched again from the start
+
+
+def test_the_config_applies_as_for_the_command(sim: Simulator, tmp_path: Path) -> None:
+    """``[sources] mirrors`` and ``[stores] lmstudio`` reach the job as they do for `get`."""
+    f = sim.add_file("e.bin", make_data(100 * KiB, 7))
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "pullman.toml").write_text(
+        '[sources]\nmirrors = ["http://127.0.0.1:9"]\n[stores]\nlmstudio = "/srv/lms"\n'
+    )
+    download = pullman.get_sync(sim.url("e.bin"), output=tmp_path / "e.bin", sha256=f.sha256,
+                                settings=settings_for(home))  # fmt: skip
+    index = Index.open(home / "index.db")
+    job = index.job(download.job)
+    index.close()
+    assert job is not None
+    assert job.options["mirrors"] == ["http://127.0.0.1:9"]
+    assert job.options["lmstudio_dir"] == "/srv/lms"
