@@ -3,7 +3,8 @@
 from the simulator.
 
 ``PULLMAN_SCREENSHOT=docs/dashboard.png`` makes the first test save a screenshot of the page
-with the download in progress (``scripts/screenshot`` does that).
+with the download in progress, and ``docs/dashboard-dark.png`` in dark mode
+(``scripts/screenshot`` does that).
 """
 
 from __future__ import annotations
@@ -235,6 +236,10 @@ def test_the_page_lists_a_running_job_its_bar_moves_and_pause_pauses_it(
         browser.execute_script("document.getElementById('finished-box').open = true")
         time.sleep(25)  # let the chart grow a life worth showing
         browser.save_screenshot(SCREENSHOT)
+        dark = [{"name": "prefers-color-scheme", "value": "dark"}]
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": dark})
+        browser.save_screenshot(SCREENSHOT.removesuffix(".png") + "-dark.png")
+        browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
 
     pause = card(browser, job_id).find_element("css selector", 'button[data-action="pause"]')
     pause.click()
