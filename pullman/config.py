@@ -19,6 +19,12 @@ the config file is reported instead of silently ignored.
     limit = "20MB/s"
     window = "01:00-07:00"
 
+    [hooks]
+    on_done = "notify.sh"        # PULLMAN_JOB, _REF, _STATE, _PATH in its environment; no shell
+    on_failed = "sh -c 'echo \"$PULLMAN_REF failed\" >> ~/failed.txt'"
+    notify = true                # a desktop notification (notify-send, osascript)
+    timeout = 60                 # seconds a hook may run before it is killed
+
     [network]
     proxy = "http://proxy.example:3128"   # else HTTPS_PROXY / HTTP_PROXY / ALL_PROXY; "none"
     no_proxy = "localhost,127.0.0.1,.lan"   # else NO_PROXY
@@ -39,6 +45,7 @@ from typing import Any
 
 import platformdirs
 
+from pullman.core.hooks import parse_command
 from pullman.core.mirrors import parse_mirror
 from pullman.core.proxies import Proxies
 from pullman.core.units import parse_rate, parse_size
@@ -48,6 +55,7 @@ from pullman.fsio import disk_errors
 from pullman.transfer.config import TransferConfig
 from pullman.transfer.recycle import RecycleConfig
 
+SECTIONS = ("transfer", "recycle", "schedule", "network", "stores", "sources", "hooks")
 _SIZE_KEYS = {
     "piece_size",
     "min_piece",
@@ -127,6 +135,27 @@ class SourcesConfig:
 
 
 @dataclass(frozen=True)
+class HooksConfig:
+    """``[hooks]``: commands run when a job ends (``--on-done`` / ``--on-failed`` win), a desktop
+    notification, and how long a hook may run before it is killed."""
+
+    on_done: str | None = None
+    on_failed: str | None = None
+    notify: bool = False
+    timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("on_done", "on_failed"):
+            value = getattr(self, name)
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} must be a command line (a string)")
+                parse_command(value, f"[hooks] {name}")
+        if not self.timeout > 0:
+            raise ValueError("timeout must be > 0 seconds")
+
+
+@dataclass(frozen=True)
 class Paths:
     data: Path
     config_file: Path
@@ -181,6 +210,7 @@ class Settings:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     stores: StoresConfig = field(default_factory=StoresConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
+    hooks: HooksConfig = field(default_factory=HooksConfig)
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
@@ -259,7 +289,7 @@ def load(
             hint="fix the file (TOML syntax) or its permissions, or move it away",
         ) from None
     for section in doc:
-        if section not in ("transfer", "recycle", "schedule", "network", "stores", "sources"):
+        if section not in SECTIONS:
             raise UsageError(f"unknown section [{section}] in {paths.config_file}")
     rec = RecycleConfig()
     for layer in (doc.get("recycle", {}), _from_env(env, "recycle", rec), recycle or {}):
@@ -280,4 +310,7 @@ def load(
     so = SourcesConfig()
     for layer in (doc.get("sources", {}), _from_env(env, "sources", so)):
         so = _apply(so, "sources", layer)
-    return Settings(paths=paths, transfer=tc, schedule=sc, stores=st, sources=so)
+    hk = HooksConfig()
+    for layer in (doc.get("hooks", {}), _from_env(env, "hooks", hk)):
+        hk = _apply(hk, "hooks", layer)
+    return Settings(paths=paths, transfer=tc, schedule=sc, stores=st, sources=so, hooks=hk)

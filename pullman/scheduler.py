@@ -23,6 +23,7 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import anyio
 
@@ -41,6 +42,7 @@ from pullman.errors import (
     UsageError,
     collapse_groups,
 )
+from pullman.hooks import Ending, Hooks
 from pullman.index import Index
 from pullman.jobrecord import Counts, JobRecorder
 from pullman.procs import pid_alive
@@ -82,6 +84,8 @@ class JobResult:
     state: str
     reports: list[PlanReport] = field(default_factory=list)
     error: PullmanError | None = None
+    stats: list[TransferStats] = field(default_factory=list)
+    """Its transfers' statistics as it ended."""
 
 
 @dataclass
@@ -129,6 +133,7 @@ class Scheduler:
         self._wake = anyio.Event()
         self._disk_waits: dict[int, datetime] = {}
         self._recorder = JobRecorder(index)
+        self.hooks = Hooks()
 
     # ------------------------------------------------------------------ observing
 
@@ -275,13 +280,7 @@ class Scheduler:
             run.scope.cancel()
 
     def _global_limit(self) -> float | None:
-        setting = self.index.get_setting("limit")
-        text = setting if setting is not None else self.settings.schedule.limit
-        try:
-            return parse_rate(text, what="limit")
-        except UsageError:
-            log.warning("ignoring an invalid global limit %r", text)
-            return None
+        return global_limit(self.index, self.settings)
 
     # ------------------------------------------------------------------ one job
 
@@ -302,9 +301,13 @@ class Scheduler:
         tg.start_soon(self._run_job, run, options)
 
     async def _run_job(self, run: _Running, options: JobOptions) -> None:
+        result = self.results[run.job.id] = JobResult(run.job.id, run.job.ref, "running")
+        await self._run_body(run, options, result)
+        if result.state in ("done", "failed"):  # its hooks, once its slot is free
+            await self.hooks.run(self.settings.hooks, options, _ending(run.job, result, options))
+
+    async def _run_body(self, run: _Running, options: JobOptions, result: JobResult) -> None:
         job = run.job
-        result = JobResult(job.id, job.ref, "running")
-        self.results[job.id] = result
         try:
             with run.scope, collapse_groups():
                 async with anyio.create_task_group() as tg:
@@ -365,7 +368,7 @@ class Scheduler:
     ) -> None:
         job = run.job
         result.state = state
-        stats = run.session.statistics()
+        stats = result.stats = run.session.statistics()
         with anyio.CancelScope(shield=True):
             try:
                 await anyio.to_thread.run_sync(self._recorder.progress, job.id, stats)
@@ -403,6 +406,17 @@ class Scheduler:
             seen = await anyio.to_thread.run_sync(self._recorder.counts, run.job.id, stats, seen)
 
 
+class Watched(NamedTuple):
+    """A scheduler as a progress view sees it: its running transfers, else (once they all
+    ended) the transfers of the jobs it ran, as they ended, so a view's last draw is final."""
+
+    scheduler: Scheduler
+
+    def statistics(self) -> list[TransferStats]:
+        live = self.scheduler.statistics()
+        return live or [s for r in self.scheduler.results.values() for s in r.stats]
+
+
 def job_session(
     settings: Settings,
     options: JobOptions,
@@ -422,6 +436,29 @@ def job_session(
         limiter=Limiters(job_bucket, global_bucket),
         token=token,
     )
+
+
+def global_limit(index: Index, settings: Settings) -> float | None:
+    """The global bandwidth cap: ``pullman limit``'s (in the index), else ``[schedule] limit``."""
+    setting = index.get_setting("limit")
+    text = setting if setting is not None else settings.schedule.limit
+    try:
+        return parse_rate(text, what="limit")
+    except UsageError:
+        log.warning("ignoring an invalid global limit %r", text)
+        return None
+
+
+def _ending(job: Job, result: JobResult, options: JobOptions) -> Ending:
+    """A job that ended, as its hooks see it."""
+    error = result.error.explain() if result.error is not None else None
+    where = _where(result.reports)
+    return Ending(job.id, job.ref, result.state, where, error, options.get.cwd)
+
+
+def _where(reports: Sequence[PlanReport]) -> str | None:
+    """Where a job's result is, for its hooks: the first store entry, or the first file."""
+    return next((str(r.where) for r in reports if r.where is not None), None)
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -76,6 +76,13 @@ class PlanReport:
     def fetched(self) -> int:
         return sum(f.outcome.fetched for f in self.files if f.outcome is not None)
 
+    @property
+    def where(self) -> Path | None:
+        """Where the result is: the store entry (a manifest, a snapshot), else the first file."""
+        if self.plan.location is not None and not self.plan.itemized:
+            return self.plan.location[1]
+        return self.files[0].path if self.files else None
+
 
 class Session:
     """The transfers of one ``get`` run, observable while they run.

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "pullman.scheduler": 2,
     "pullman.jobqueue": 2,
     "pullman.jobrecord": 2,
+    "pullman.hooks": 2,
     "pullman.maintenance": 2,
     "pullman.linking": 2,
     "pullman.gguf_ollama": 2,
@@ -61,8 +62,12 @@ LAYERS: dict[str, int] = {
     "pullman.progress": 3,
     "pullman.service": 3,
     "pullman.tuning": 3,
+    "pullman.library": 3,
     "pullman.testing": 3,
 }
+FACADE: dict[str, tuple[str, ...]] = {"pullman": ("pullman.library", "pullman.progress")}
+"""The package's lazy facade (``pullman.get``...): names for type checkers only, loaded on first
+use (``__getattr__``); ``test_import_pullman_imports_nothing`` holds it to that."""
 HTTP_CLIENTS = ("httpx", "httpx2", "httpcore", "httpcore2")
 IO_LIBRARIES = (*HTTP_CLIENTS, "sqlite3", "socket", "subprocess", "huggingface_hub", "ollama")
 SEAMS: dict[str, tuple[str, ...]] = {
@@ -110,6 +115,8 @@ def violations(name: str, source: str) -> list[str]:
     layer = LAYERS[mine]
     for imported in sorted(set(imports(source))):
         theirs = owner(imported, LAYERS) if imported.startswith("pullman") else None
+        if under(imported, FACADE.get(name, ())):
+            continue
         if theirs is not None and LAYERS[theirs] > layer and theirs != "pullman.testing":
             found.append(f"{name} (layer {layer}) imports {imported} (layer {LAYERS[theirs]})")
         if under(imported, HTTP_CLIENTS) and not under(name, ("pullman.net",)):
@@ -138,6 +145,8 @@ def test_every_module_keeps_to_its_layer_and_the_seams() -> None:
     [
         ("pullman.core.refs", "from pullman.index import Index", "layer 0"),
         ("pullman.core.refs", "import sqlite3", "pure core"),
+        ("pullman", "from pullman.index import Index", "layer 0"),
+        ("pullman.core.jobs", "from pullman.library import get", "layer 0"),
         ("pullman.layouts.plain", "from pullman.transfer import engine", "layer 1"),
         ("pullman.session", "import httpx2", "outside pullman.net"),
         ("pullman.transfer.worker", "def f():\n    import httpcore2\n", "outside pullman.net"),
@@ -149,6 +158,22 @@ def test_every_module_keeps_to_its_layer_and_the_seams() -> None:
 def test_the_checker_catches_a_planted_violation(name: str, source: str, needle: str) -> None:
     found = violations(name, source)
     assert any(needle in v for v in found), found
+
+
+def test_import_pullman_imports_nothing() -> None:
+    """``import pullman`` (the facade) loads no other module: the API comes on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; before = set(sys.modules); import pullman; "
+        "print(sorted(set(sys.modules) - before)); pullman.get; "
+        "print('anyio' in sys.modules, 'pullman.library' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["['pullman']", "True True"]
 
 
 def test_the_http_clients_are_banned_outside_net_for_ruff_too() -> None:

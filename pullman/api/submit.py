@@ -91,6 +91,11 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "ignore_fit": False,
     "memory": None,
     "context_length": None,
+    # Hooks are commands the daemon would run: not accepted from an HTTP client (the fields
+    # are not in FIELDS); `pullman get --on-done` writes them into its job row itself.
+    "on_done": None,
+    "on_failed": None,
+    "notify": False,
 }
 
 

@@ -15,15 +15,13 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import click
 
 from pullman import __version__, config
 from pullman.errors import EXIT_CODES, EXIT_SOFTWARE, Interrupted, PullmanError, collapse_groups
-from pullman.progress import ProgressView
-from pullman.transfer.stats import TransferStats
 from pullman.tuning import tune_process
 
 if TYPE_CHECKING:
@@ -105,27 +103,6 @@ def STORE_DIRS(fn: F) -> F:
 
 def echo_json(doc: Any) -> None:
     click.echo(json.dumps(doc, indent=2))
-
-
-class Observable(Protocol):
-    def statistics(self) -> list[TransferStats]: ...
-
-
-async def with_view(view: ProgressView, source: Observable, work: Awaitable[T]) -> T:
-    """Run ``work`` while ``view`` draws ``source``'s statistics."""
-    with collapse_groups():
-        return await _with_view_group(view, source, work)
-
-
-async def _with_view_group(view: ProgressView, source: Observable, work: Awaitable[T]) -> T:
-    result: list[T] = []
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(view.run, source.statistics)
-        try:
-            result.append(await work)
-        finally:
-            tg.cancel_scope.cancel()
-    return result[0]
 
 
 # ---------------------------------------------------------------------------- running

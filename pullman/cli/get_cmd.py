@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from pullman.cli import reports
-from pullman.cli.app import Context, cli, pass_context, run_async, with_view
+from pullman.cli.app import Context, cli, pass_context, run_async
 from pullman.cli.controls import daemon_socket
 from pullman.cli.follow import follow_jobs
 from pullman.cli.get_options import get_options
@@ -28,7 +28,8 @@ from pullman.daemon import daemon_pid, poke
 from pullman.errors import Interrupted, UsageError
 from pullman.jobqueue import take
 from pullman.net.daemon_client import call, checked
-from pullman.scheduler import JobResult, Scheduler
+from pullman.progress import with_view
+from pullman.scheduler import JobResult, Scheduler, Watched
 from pullman.session import PlanReport, Session
 from pullman.sources import parse
 
@@ -93,7 +94,9 @@ def _through_daemon(context: Context, request: GetRequest, daemon: int | None) -
     if request.until is not None:
         raise UsageError("--until applies to a foreground run", hint="use --window for the daemon")
     paths = context.settings.paths
-    socket = daemon_socket(paths) if daemon is not None else None
+    # A job with hooks is written to the index here: the HTTP API takes no commands to run.
+    hooks = request.on_done or request.on_failed or request.notify
+    socket = daemon_socket(paths) if daemon is not None and not hooks else None
     if socket is not None:
         log.info("queueing through the daemon's API on %s", socket)
         queued = checked(call(socket, "POST", "/api/jobs", api_body(request)))["jobs"]
@@ -123,7 +126,7 @@ def _in_foreground(context: Context, request: GetRequest, settings: Settings) ->
 
     async def work() -> tuple[dict[int, JobResult], dict[str, str]]:
         results = await with_view(
-            request.view(), scheduler, scheduler.run(only=ids, until=deadline)
+            request.view(), Watched(scheduler), scheduler.run(only=ids, until=deadline)
         )
         done = [r for i in ids if i in results for r in results[i].reports]
         quiet = request.as_json or request.quiet
@@ -190,6 +193,11 @@ def _via_server(request: GetRequest, proxies: Proxies) -> None:
         raise UsageError(
             "--via-server cannot be combined with -o, --sha256, --to, --mirror or --ollama-dir",
             hint="the Ollama server writes to its own models directory",
+        )
+    if request.on_done or request.on_failed or request.notify:
+        raise UsageError(
+            "--on-done, --on-failed and --notify apply to pullman's own jobs, not --via-server",
+            hint="run the command after `pullman get --via-server` returns (exit 0: done)",
         )
     names = []
     for text in request.refs:

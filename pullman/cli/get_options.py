@@ -99,13 +99,31 @@ _OPTIONS = [
         "--until", metavar="HH:MM", help="Stop cleanly at this time (exit 75); rerun to resume."
     ),
     click.option("--limit", metavar="RATE", help="Bandwidth cap for this job, e.g. 20MB/s."),
+    click.option(
+        "--on-done",
+        metavar="CMD",
+        help="Run CMD when the job is done (PULLMAN_JOB, PULLMAN_REF, PULLMAN_STATE, PULLMAN_PATH "
+        "in its environment; no shell unless CMD is `sh -c '...'`). Default: [hooks] on_done.",
+    ),
+    click.option(
+        "--on-failed",
+        metavar="CMD",
+        help="Run CMD when the job fails (as --on-done; PULLMAN_ERROR too). "
+        "Default: [hooks] on_failed.",
+    ),
+    click.option(
+        "--notify",
+        is_flag=True,
+        help="A desktop notification when the job ends (notify-send, osascript), if available.",
+    ),
     JSON,
     click.option(
         "--progress",
-        type=click.Choice(["auto", "bar", "plain", "none"]),
+        type=click.Choice(["auto", "bar", "plain", "json", "none"]),
         default="auto",
         show_default=True,
-        help="Progress display: bars on a terminal, plain lines otherwise.",
+        help="Progress display: bars on a terminal, plain lines otherwise; json: one event "
+        "per line on stderr (the fields the Python API's progress callback gets).",
     ),
     click.option(
         "--revision", metavar="REV", help="Hugging Face: a branch, tag or commit (over @rev)."

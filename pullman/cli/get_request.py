@@ -12,6 +12,7 @@ import click
 
 from pullman.config import Settings
 from pullman.core.digests import parse_sha256_option
+from pullman.core.hooks import parse_command
 from pullman.core.jobs import GetOptions, JobOptions
 from pullman.core.mirrors import parse_mirror
 from pullman.core.units import parse_rate, parse_size
@@ -56,6 +57,9 @@ class GetRequest:
     window: str | None
     until: str | None
     limit: str | None
+    on_done: str | None
+    on_failed: str | None
+    notify: bool
     as_json: bool
     progress: str
     revision: str | None
@@ -90,6 +94,10 @@ class GetRequest:
         memory_size(self.memory)
         if self.window is not None:
             Window.parse(self.window)
+        if self.on_done is not None:
+            parse_command(self.on_done, "--on-done")
+        if self.on_failed is not None:
+            parse_command(self.on_failed, "--on-failed")
 
     def options(self) -> GetOptions:
         cwd = self.cwd or str(Path.cwd())
@@ -118,7 +126,15 @@ class GetRequest:
     def job(self) -> JobOptions:
         """What the job row records: the stores and the Hub this process would use."""
         options = pin_source(pin_store(self.options()))
-        return JobOptions(options, self.connections, self.limit, self.window)
+        return JobOptions(
+            options,
+            self.connections,
+            self.limit,
+            self.window,
+            on_done=self.on_done,
+            on_failed=self.on_failed,
+            notify=self.notify,
+        )
 
     def deadline(self) -> datetime | None:
         return until_deadline(self.until, local_now()) if self.until else None

@@ -138,6 +138,12 @@ class JobOptions:
     window: str | None = None
     foreground: int | None = None
     """The pid of the foreground ``pullman get`` that owns the job (the daemon leaves it be)."""
+    on_done: str | None = None
+    """``--on-done``: a command run when the job is done (over ``[hooks] on_done``)."""
+    on_failed: str | None = None
+    """``--on-failed``: a command run when the job failed (over ``[hooks] on_failed``)."""
+    notify: bool = False
+    """``--notify``: a desktop notification when the job ends (besides ``[hooks] notify``)."""
 
     def to_json(self) -> dict[str, Any]:
         """Set values only (``None``, ``False`` and empty lists are left out)."""
@@ -158,13 +164,20 @@ class JobOptions:
                 if doc.get(_json_name(f)) is not None
             }
         )
-        own = {f.name: doc.get(f.name) for f in dataclasses.fields(cls) if f.name != "get"}
+        own: dict[str, Any] = {
+            f.name: doc.get(f.name) for f in dataclasses.fields(cls) if f.name != "get"
+        }
+        own["notify"] = bool(own["notify"])
         return cls(get=get, **own)
 
     def same_request(self, other: JobOptions) -> bool:
-        """Whether two jobs ask for the same thing (a rerun resumes the old job)."""
-        return dataclasses.replace(self, foreground=None) == dataclasses.replace(
-            other, foreground=None
+        """Whether two jobs ask for the same thing (a rerun resumes the old job, taking on the
+        rerun's hooks)."""
+        return self._what() == other._what()
+
+    def _what(self) -> JobOptions:
+        return dataclasses.replace(
+            self, foreground=None, on_done=None, on_failed=None, notify=False
         )
 
 
