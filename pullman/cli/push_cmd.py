@@ -12,7 +12,6 @@ from pullman.cli.app import (
     echo_json,
     pass_context,
     run_async,
-    with_view,
 )
 from pullman.core.push_target import parse_destination
 from pullman.core.refs import parse_ollama_name
@@ -20,7 +19,7 @@ from pullman.core.units import human, parse_size
 from pullman.core.uploads import MIN_CHUNK
 from pullman.errors import UsageError
 from pullman.layouts.ollama_home import models_dir
-from pullman.progress import ProgressView
+from pullman.progress import ProgressView, with_view
 from pullman.push.run import Push, PushOptions, PushResult
 
 

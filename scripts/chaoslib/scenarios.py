@@ -53,7 +53,7 @@ class Scenario:
         by_data: dict[bytes, set[int]] = {}
         for sf in self.sim.files.values():
             offsets = {f.offset for f in sf.faults if isinstance(f, FlipByte)}
-            if offsets:
+            if offsets and isinstance(sf.data, bytes):  # chaos files are never Sparse
                 by_data.setdefault(sf.data, set()).update(offsets)
         return {k: by_data.get(d, set()) for k, d in self.keys.items()}
 
