@@ -30,9 +30,10 @@ from pullman.core.units import parse_rate
 from pullman.errors import Interrupted, UsageError
 from pullman.index import Index
 from pullman.jobqueue import take
+from pullman.jobrun import JobResult
 from pullman.layouts import pin as pin_store
 from pullman.progress import Emit, ProgressView, with_view
-from pullman.scheduler import JobResult, Scheduler, Watched
+from pullman.scheduler import Scheduler, Watched
 from pullman.session import PlanReport
 from pullman.sources import parse
 from pullman.sources import pin as pin_source

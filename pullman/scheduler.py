@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -29,7 +29,7 @@ import anyio
 
 from pullman.config import Settings
 from pullman.core.jobs import ACTIVE, Job, JobOptions, JobState
-from pullman.core.units import format_rate, human, parse_rate
+from pullman.core.units import format_rate, parse_rate
 from pullman.core.urls import shown_ref
 from pullman.core.windows import Window, local_now, seconds_until
 from pullman.errors import (
@@ -37,14 +37,13 @@ from pullman.errors import (
     InternalError,
     JobConflict,
     PullmanError,
-    StorageError,
     Unreachable,
     UsageError,
     collapse_groups,
 )
 from pullman.hooks import Ending, Hooks
 from pullman.index import Index
-from pullman.jobrecord import Counts, JobRecorder
+from pullman.jobrun import JobReporter, JobResult, Running
 from pullman.procs import pid_alive
 from pullman.session import PlanReport, Session
 from pullman.transfer.landing import Landings
@@ -53,9 +52,6 @@ from pullman.transfer.slots import Budget
 from pullman.transfer.stats import TransferStats
 
 log = logging.getLogger("pullman.scheduler")
-
-PROGRESS_EVERY = 1.0
-"""Seconds between progress rows written to the index while a job runs."""
 
 
 # ------------------------------------------------------------------------------- time
@@ -72,29 +68,6 @@ class WallClock:
 
     def seconds_until(self, when: datetime) -> float:
         return seconds_until(when, self.now())
-
-
-# ------------------------------------------------------------------------------- outcomes
-
-
-@dataclass
-class JobResult:
-    job_id: int
-    ref: str
-    state: str
-    reports: list[PlanReport] = field(default_factory=list)
-    error: PullmanError | None = None
-    stats: list[TransferStats] = field(default_factory=list)
-    """Its transfers' statistics as it ended."""
-
-
-@dataclass
-class _Running:
-    job: Job
-    scope: anyio.CancelScope
-    session: Session
-    stop_as: tuple[str, str | None] | None = None
-    """Why it was stopped from outside: the state to leave it in, and the reason."""
 
 
 # ------------------------------------------------------------------------------- scheduler
@@ -129,10 +102,12 @@ class Scheduler:
         self.budget = Budget(cfg.connections, cfg.per_host)
         self.global_bucket = TokenBucket(self._global_limit())
         self.results: dict[int, JobResult] = {}
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._wake = anyio.Event()
         self._disk_waits: dict[int, datetime] = {}
-        self._recorder = JobRecorder(index)
+        self._reporter = JobReporter(
+            index, sleep=sleep, bucket=self.global_bucket, limit=self._global_limit
+        )
         self.hooks = Hooks()
 
     # ------------------------------------------------------------------ observing
@@ -291,7 +266,7 @@ class Scheduler:
         session.landings = self._landings
         session.copies.lookup = self.index.verified_copies
         session.fit.headers = self.index
-        run = _Running(job, anyio.CancelScope(), session)
+        run = Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
         if not await self._move(job, "running"):
             del self._running[job.id]
@@ -300,53 +275,53 @@ class Scheduler:
         log.info("job %s %s: started%s", job.id, shown_ref(job.ref), limit)
         tg.start_soon(self._run_job, run, options)
 
-    async def _run_job(self, run: _Running, options: JobOptions) -> None:
+    async def _run_job(self, run: Running, options: JobOptions) -> None:
         result = self.results[run.job.id] = JobResult(run.job.id, run.job.ref, "running")
         await self._run_body(run, options, result)
         if result.state in ("done", "failed"):  # its hooks, once its slot is free
             await self.hooks.run(self.settings.hooks, options, _ending(run.job, result, options))
 
-    async def _run_body(self, run: _Running, options: JobOptions, result: JobResult) -> None:
+    async def _run_body(self, run: Running, options: JobOptions, result: JobResult) -> None:
         job = run.job
         try:
             with run.scope, collapse_groups():
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._report_progress, run)
+                    tg.start_soon(self._reporter.report_progress, run)
                     try:
                         result.reports = await run.session.get([job.ref], options.get)
                     finally:
                         tg.cancel_scope.cancel()
-                await self._finish(run, result, "done")
+                await self._reporter.finish(run, result, "done")
                 return
         except (DiskFull, Unreachable) as exc:
             if not self._wait_for_disk:  # a foreground run says so and stops (exit 5 or 1)
                 result.error = exc
-                await self._finish(run, result, "failed", error=exc)
+                await self._reporter.finish(run, result, "failed", error=exc)
                 return
-            await self._finish(run, result, "waiting", reason=self._wait_out(job, exc))
+            await self._reporter.finish(run, result, "waiting", reason=self._wait_out(job, exc))
             return
         except PullmanError as exc:
             result.error = exc
-            await self._finish(run, result, "failed", error=exc)
+            await self._reporter.finish(run, result, "failed", error=exc)
             return
         except anyio.get_cancelled_exc_class():
             # The scheduler itself is stopping (daemon shutdown, Ctrl-C): progress is on disk.
             state, reason = self._on_stop
             with anyio.CancelScope(shield=True):
-                await self._finish(run, result, state, reason=reason)
+                await self._reporter.finish(run, result, state, reason=reason)
             raise
         except Exception as exc:  # a bug: fail this job, keep the scheduler (and daemon) alive
             log.exception("job %s %s: internal error", job.id, shown_ref(job.ref))
             error = InternalError(f"internal error: {type(exc).__name__}: {exc}")
             result.error = error
-            await self._finish(run, result, "failed", error=error)
+            await self._reporter.finish(run, result, "failed", error=error)
             return
         finally:
             self._running.pop(job.id, None)
             self.wake()
         if run.stop_as is not None:  # stopped from outside: pause, cancel, window, deadline
             state, reason = run.stop_as
-            await self._finish(run, result, state, reason=reason)
+            await self._reporter.finish(run, result, state, reason=reason)
 
     def _wait_out(self, job: Job, exc: DiskFull | Unreachable) -> str:
         """The daemon waits for space or for the network, then tries the job again."""
@@ -356,54 +331,6 @@ class Scheduler:
         if isinstance(exc, DiskFull):
             return exc.explain().replace("\n", "; ")
         return f"waiting for the network: {exc.what}; trying again at {at:%H:%M:%S}"
-
-    async def _finish(
-        self,
-        run: _Running,
-        result: JobResult,
-        state: str,
-        *,
-        reason: str | None = None,
-        error: PullmanError | None = None,
-    ) -> None:
-        job = run.job
-        result.state = state
-        stats = result.stats = run.session.statistics()
-        with anyio.CancelScope(shield=True):
-            try:
-                await anyio.to_thread.run_sync(self._recorder.progress, job.id, stats)
-                await anyio.to_thread.run_sync(
-                    lambda: self._recorder.ended(job, state, reason, error, result.reports)
-                )
-            except StorageError as exc:  # the index's disk is full: the data is safe anyway
-                log.warning(
-                    "job %s %s: could not record that it %s: %s",
-                    job.id,
-                    shown_ref(job.ref),
-                    state,
-                    exc.what,
-                )
-                if result.error is None and state not in ("done", "waiting"):
-                    result.error = exc
-        detail = f": {reason}" if reason else f": {error.what}" if error else ""
-        done = sum(s.done for s in stats)
-        log.info("job %s %s: %s (%s)%s", job.id, shown_ref(job.ref), state, human(done), detail)
-
-    async def _report_progress(self, run: _Running) -> None:
-        """Progress rows every second; also notices a pause or cancel from another process
-        and a new global limit, since a running job is busy anyway (no idle polling)."""
-        seen = Counts()
-        while True:
-            await self._sleep(PROGRESS_EVERY)
-            stats = run.session.statistics()
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self._recorder.progress, run.job.id, stats)
-            job = await anyio.to_thread.run_sync(self.index.job, run.job.id)
-            if job is not None and job.state in ("paused", "cancelled"):
-                run.stop_as = (job.state, job.wait_reason)
-                run.scope.cancel()
-            self.global_bucket.set_rate(await anyio.to_thread.run_sync(self._global_limit))
-            seen = await anyio.to_thread.run_sync(self._recorder.counts, run.job.id, stats, seen)
 
 
 class Watched(NamedTuple):

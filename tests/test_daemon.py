@@ -142,7 +142,11 @@ def test_get_follows_the_daemon_and_pause_resume_cancel(
     registry = OllamaRegistry(sim)
     registry.add_model("library/quick", layers=[("model", make_data(MiB, 7))])
     registry.add_model(
-        "library/slow", layers=[("model", make_data(SIZE, 8))], throttle=Throttle(rate=128 * KiB)
+        # Slow enough that it cannot end between the steps below, even on all its connections
+        # at once after a resume (3 MiB at 128 KiB/s a connection once did, on a busy machine).
+        "library/slow",
+        layers=[("model", make_data(16 * MiB, 8))],
+        throttle=Throttle(rate=32 * KiB),
     )
     home = tmp_path / "home"
     models = tmp_path / "models"

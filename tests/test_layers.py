@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "pullman.bundle": 2,
     "pullman.push": 2,
     "pullman.jobcontrol": 2,
+    "pullman.jobrun": 2,
     "pullman.api": 3,
     "pullman.serve": 2,
     "pullman.cli": 3,

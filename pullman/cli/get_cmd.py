@@ -27,9 +27,10 @@ from pullman.core.refs import OllamaRef
 from pullman.daemon import daemon_pid, poke
 from pullman.errors import Interrupted, UsageError
 from pullman.jobqueue import take
+from pullman.jobrun import JobResult
 from pullman.net.daemon_client import call, checked
 from pullman.progress import with_view
-from pullman.scheduler import JobResult, Scheduler, Watched
+from pullman.scheduler import Scheduler, Watched
 from pullman.session import PlanReport, Session
 from pullman.sources import parse
 

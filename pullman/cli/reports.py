@@ -11,7 +11,7 @@ import click
 from pullman.cli.app import echo_json
 from pullman.core.plan import FileSpec, Plan
 from pullman.core.units import human
-from pullman.scheduler import JobResult
+from pullman.jobrun import JobResult
 from pullman.session import FileReport, PlanReport
 
 if TYPE_CHECKING:
