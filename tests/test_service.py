@@ -444,3 +444,16 @@ def test_cli_service_install_serve_dry_run(tmp_path: Path) -> None:
         assert "pullman-serve.service" in r.stdout
     r = pullman("service", "install", "--dry-run", "--", "--listen", "x", home=home)
     assert r.returncode == 2 and "--serve" in r.stderr
+
+
+def test_cli_service_install_serve_refuses_flags_serve_would_refuse(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = cli_env(home, HOME=str(home))
+    r = pullman("service", "install", "--serve", "--dry-run", "--", "--no-such-flag", home=home,
+                env=env)  # fmt: skip
+    assert r.returncode == 2 and "--no-such-flag" in r.stderr, r.stderr
+    assert not (home / ".config" / "systemd" / "user" / "pullman-serve.service").exists()
+    r = pullman("service", "install", "--serve", "--", "--listen", "not-an-address", home=home,
+                env=env)  # fmt: skip
+    assert r.returncode == 2, r.stderr
+    assert not (home / ".config" / "systemd" / "user" / "pullman-serve.service").exists()

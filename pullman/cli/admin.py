@@ -88,16 +88,9 @@ def _unit(serve: bool, serve_args: tuple[str, ...]) -> Unit:
                 hint="flags for `pullman serve` go after `--serve --`",
             )
         return service.DAEMON
-    serve_cmd = cli.commands.get("serve")
-    if serve_cmd is not None:  # the same flags `pullman serve` itself would refuse
-        try:
-            serve_cmd.make_context("serve", list(serve_args))
-        except click.UsageError as exc:
-            raise UsageError(
-                f"`pullman serve {' '.join(serve_args)}` would not start",
-                why=exc.format_message(),
-                hint="`pullman serve --help` lists its flags",
-            ) from None
+    from pullman.cli.serve_cmd import check_args
+
+    check_args(serve_args)  # what `pullman serve` would refuse, before anything is written
     return service.serve_unit(serve_args)
 
 

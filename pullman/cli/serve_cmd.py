@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ import click
 
 from pullman.cli.app import JSON, OLLAMA_DIR, Context, cli, pass_context
 from pullman.core.jobs import GetOptions
-from pullman.core.listen import Listen, default_allow, parse_allow, parse_listen
+from pullman.core.listen import Listen, Network, default_allow, parse_allow, parse_listen
 from pullman.core.refs import DEFAULT_HOST, valid_part
 from pullman.errors import UsageError
 from pullman.layouts import hf_cache
@@ -104,6 +104,40 @@ def _access_log() -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("pullman serve: %(message)s"))
         log.addHandler(handler)
+
+
+def _checked(
+    listen_text: str,
+    registry_host: str,
+    allow: tuple[str, ...],
+    pull_through: bool,
+    insecure: bool,
+) -> tuple[Listen, tuple[Network, ...]]:
+    """The flags that are wrong whatever the machine: UsageError (exit 2)."""
+    listen = parse_listen(listen_text)
+    if not valid_part("host", registry_host):
+        raise UsageError(
+            f"--registry {registry_host!r} is not a registry host", hint="e.g. registry.ollama.ai"
+        )
+    networks = parse_allow(allow) if allow else default_allow(listen)
+    if insecure and not pull_through:
+        raise UsageError("--insecure is for --pull-through", hint="add --pull-through")
+    return listen, networks
+
+
+def check_args(args: Sequence[str]) -> None:
+    """Refuse ``args`` as ``pullman serve ARGS`` would, before it starts (``service install
+    --serve``): unknown flags and values, bad addresses and networks. UsageError (exit 2)."""
+    try:
+        ctx = serve.make_context("serve", list(args))
+    except click.UsageError as exc:
+        raise UsageError(
+            f"`pullman serve {' '.join(args)}` would not start",
+            why=exc.format_message(),
+            hint="`pullman serve --help` lists its flags",
+        ) from None
+    p = ctx.params
+    _checked(p["listen_text"], p["registry_host"], p["allow"], p["pull_through"], p["insecure"])
 
 
 @cli.command()
@@ -199,17 +233,10 @@ def serve(
     (one download however many ask) and streamed to the clients as it lands.
     Stops on Ctrl-C or SIGTERM.
     """
-    listen = parse_listen(listen_text)
-    if not valid_part("host", registry_host):
-        raise UsageError(
-            f"--registry {registry_host!r} is not a registry host", hint="e.g. registry.ollama.ai"
-        )
-    networks = parse_allow(allow) if allow else default_allow(listen)
+    listen, networks = _checked(listen_text, registry_host, allow, pull_through, insecure)
     token = _token(token_file)
     hf_root = Path(cache_dir).expanduser().absolute() if cache_dir else hf_cache.cache_dir()
     local = LocalCatalog(models_dir(ollama_dir), hf_root, host=registry_host)
-    if insecure and not pull_through:
-        raise UsageError("--insecure is for --pull-through", hint="add --pull-through")
     catalog: Catalog = local
     alongside: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if pull_through:
