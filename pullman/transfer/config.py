@@ -21,10 +21,14 @@ class TransferConfig:
     """Largest range one request asks for; small pieces keep the verified prefix moving."""
     min_piece: int = 1 * MiB
     """Steals stop when the largest range in flight is under twice this."""
-    write_block: int = 1 * MiB
+    write_block: int = 4 * MiB
+    """Bytes a connection buffers before one positional write (fewer, larger writes: fewer
+    thread hand-offs per GiB)."""
     journal_interval: float = 1.0
     journal_bytes: int = 0
-    """Flush the journal after this many new bytes (0: 2 MiB per connection)."""
+    """Flush the journal after this many new bytes (0: 4 MiB per connection). Each flush is two
+    fsyncs (data, then journal): fewer, larger batches cost less CPU; a crash refetches at most
+    twice this (writers wait while the journal lags more)."""
     retry_attempts: int = 8
     retry_initial: float = 0.5
     retry_max: float = 30.0
@@ -50,7 +54,7 @@ class TransferConfig:
 
     @property
     def flush_bytes(self) -> int:
-        return self.journal_bytes or 2 * MiB * self.connections
+        return self.journal_bytes or 4 * MiB * self.connections
 
     @property
     def metadata_deadline(self) -> float:

@@ -279,7 +279,7 @@ class Worker:
         claim = sh.smap.claim_of(self.wid)
         assert claim is not None
         try:
-            written = await anyio.to_thread.run_sync(sh.staging.write, claim.pos, parts)
+            written = await anyio.to_thread.run_sync(self._write_and_hash, claim.pos, parts)
         except DiskFull:
             sh.smap.advance(self.wid, 0)
             raise self._disk_full() from None
@@ -287,3 +287,10 @@ class Worker:
         self._flusher.wrote(written)
         sh.meter.feed(sh.clock.now(), sh.fetched)
         self._hasher.advanced()
+
+    def _write_and_hash(self, offset: int, parts: list[bytes | memoryview]) -> int:
+        """In a worker thread: write, then hash from these very buffers when they continue the
+        digest (no read-back). Only bytes that reached the file are hashed."""
+        written = self.shared.staging.write(offset, parts)
+        self._hasher.feed(offset, parts, written)
+        return written
