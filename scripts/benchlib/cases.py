@@ -94,18 +94,23 @@ PROFILES: dict[str, Profile] = {
 # Contenders (see contenders.py for the exact commands).
 CONTENDERS = (
     "pullman",
+    "pullman-ref",
     "pullman-c16",
     "aria2c-x16",
     "aria2c-x16-nocheck",
+    "aria2c-k1m",
     "aria2c",
     "curl",
+    "curl-sync",
     "seed",
     "hf_hub_download",
     "curl-sha",
     "openssl",
 )
+"""``pullman-ref`` is pullman on the very same bytes from the same server, unthrottled (its
+"own unthrottled time", issue 17's goal 2); ``curl-sync`` is ``curl -o FILE && sync FILE``."""
 
-_URL_SET = ("pullman", "aria2c-x16", "aria2c", "curl", "seed")
+_URL_SET = ("pullman", "pullman-ref", "aria2c-x16", "aria2c", "curl", "seed")
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,10 @@ class Case:
     quick_size: int
     contenders: tuple[str, ...]
     title: str
+    traced: bool = False
+    """Sample every run's received bytes over time (for the throughput plot)."""
+    cap: int = 0
+    """An aggregate per-client cap in bytes/s (all connections together), if the profile has one."""
 
 
 CASES: dict[str, Case] = {
@@ -136,6 +145,7 @@ CASES: dict[str, Case] = {
                 "aria2c-x16-nocheck",
                 "aria2c",
                 "curl",
+                "curl-sync",
                 "seed",
                 "curl-sha",
                 "openssl",
@@ -150,6 +160,7 @@ CASES: dict[str, Case] = {
             48 * MiB,
             (
                 "pullman",
+                "pullman-ref",
                 "pullman-c16",
                 "aria2c-x16",
                 "aria2c-x16-nocheck",
@@ -174,8 +185,18 @@ CASES: dict[str, Case] = {
             "ollama",
             192 * MiB,
             8 * MiB,
-            ("pullman", "aria2c-x16-nocheck", "aria2c-x16", "aria2c", "curl", "seed"),
+            (
+                "pullman",
+                "pullman-ref",
+                "aria2c-k1m",
+                "aria2c-x16-nocheck",
+                "aria2c-x16",
+                "aria2c",
+                "curl",
+                "seed",
+            ),
             "a model through the Ollama registry simulator, blob bytes from nginx (crawl)",
+            traced=True,
         ),
         Case(
             "decay",

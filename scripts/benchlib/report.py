@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from benchlib.cases import CASES, PROFILES, GiB, MiB, human_size
@@ -221,6 +222,11 @@ def _md_head(doc: dict[str, Any]) -> list[str]:
     ]
     for t in doc["targets"]:
         out.append(f"- **{t['status']}** {t['target']}: {t['text']}")
+    out += ["", "## Goals (issue 17: performance to the limit)", ""]
+    for g in doc.get("goals", []):
+        out.append(f"- **{g['status']}** goal {g['goal']}, {g['target']}: {g['text']}")
+    for png in doc.get("plots", []):
+        out += ["", f"![{Path(png).stem}]({png})"]
     return out
 
 

@@ -67,6 +67,8 @@ def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
             lossy.append(f["name"])
         elif f["profile"] == "decay-sim":
             sim_file = sim.add_file(f["name"], data, throttle=decay_throttle())
+        elif f["profile"] == "full":  # unthrottled, fault-free: pullman-ref's reference
+            sim_file = sim.add_file(f["name"], data)
         else:
             raise ValueError(f"unknown simulator profile {f['profile']!r}")
         sim_file.__dict__["sha256"] = f["sha256"]  # a cached_property: skip hashing again
