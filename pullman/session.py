@@ -39,7 +39,7 @@ from pullman.sources.mirrored import resolve as mirrored_resolve
 from pullman.sources.routes import route
 from pullman.transfer.engine import Transfer
 from pullman.transfer.limiter import Limiter
-from pullman.transfer.slots import Slots
+from pullman.transfer.slots import Lanes, Slots
 from pullman.transfer.staging import Staging
 from pullman.transfer.stats import Outcome, TransferStats
 
@@ -100,6 +100,9 @@ class Session:
         self._token = token
         shared = anyio.CapacityLimiter(settings.transfer.connections)
         self._slots_for = slots_for or (lambda spec: shared)
+        self._lanes = Lanes()
+        """Small files (a template, a license) have a lane of their own: they never wait for a
+        big layer's connections."""
 
     def statistics(self) -> list[TransferStats]:
         return self.finished + [t.statistics() for t in self.live]
@@ -239,7 +242,7 @@ class Session:
             spec,
             plan.staging,
             self.settings.transfer,
-            slots=self._slots_for(spec),
+            slots=self._lanes.slots(spec.size, self._slots_for(spec)),
             limiter=self._limiter,
         )
         self.live.append(transfer)
