@@ -153,6 +153,8 @@ class Watch:
         self._slow_since: float | None = None
         self._bytes_at_slow: int = 0
         self._last_rate = 0.0
+        self.replaces: float | None = None
+        """The rate of the slow connection this one replaced (a recycle to be judged)."""
 
     def feed(self, now: float, nbytes: int) -> None:
         """Record ``nbytes`` that arrived at ``now``."""
@@ -212,6 +214,11 @@ class Watch:
         return self._last_rate >= max(1.0, self._config.min_rate)
 
     @property
+    def current_rate(self) -> float:
+        """The rate over the last window, as of the last verdict."""
+        return self._last_rate
+
+    @property
     def bytes_when_slowed(self) -> int:
         """Bytes the connection had moved when its current slow spell began."""
         return self.base + self._bytes_at_slow
@@ -250,6 +257,18 @@ class FleetStats(NamedTuple):
     recycles: int
     by_reason: dict[str, int]
     box: int
+    futile: bool = False
+    """Recycling slow connections stopped paying off: they are no longer recycled for speed."""
+
+
+FRUITFUL = 2.0
+"""A recycle paid off if the fresh connection's mean rate since it opened, once warmed up, was
+at least this many times its predecessor's last rate (a CDN's fresh burst is tens of times the
+crawl; under an aggregate cap a fresh connection only gets its share)."""
+FUTILE_IN_A_ROW = 3
+"""Recycles in a row that did not pay off before speed recycling stops for the download (an
+aggregate cap: every connection gets its share, old or new; a fresh one only costs a handshake,
+and a recycle storm costs the user's router)."""
 
 
 class Fleet:
@@ -260,9 +279,16 @@ class Fleet:
         self.learner = BurstLearner(config)
         self._watches: dict[Hashable, Watch] = {}
         self._recycles: dict[str, int] = {}
+        self._replaced: dict[Hashable, float] = {}
+        """Key -> the rate its connection crawled at when it was recycled for being slow."""
+        self._futile = 0
+        self.speed_recycling = True
+        """Whether slow connections are still recycled (False once it stopped paying off)."""
 
     def open(self, key: Hashable, now: float, base: int = 0) -> Watch:
         watch = Watch(self.config, now, base)
+        if base == 0:  # a fresh connection: if it replaces a slow one, judge that recycle
+            watch.replaces = self._replaced.pop(key, None)
         self._watches[key] = watch
         return watch
 
@@ -284,12 +310,14 @@ class Fleet:
         rates = {
             key: w.rate(now) for key, w in self._watches.items() if w.age(now) >= self.config.warmup
         }
+        self._judge_recycles(now)
+        judge_speed = judge_speed and self.speed_recycling
         doomed: list[tuple[Hashable, Reason]] = []
         for key, watch in list(self._watches.items()):
             siblings = [r for k, r in rates.items() if k != key]
             verdict = watch.verdict(now, siblings, self.learner.box, judge_speed=judge_speed)
             if verdict.recycle and verdict.reason is not None:
-                self._note(watch, verdict.reason)
+                self._note(key, watch, verdict.reason)
                 doomed.append((key, verdict.reason))
                 del self._watches[key]
         return doomed
@@ -300,10 +328,27 @@ class Fleet:
             recycles=sum(self._recycles.values()),
             by_reason=dict(self._recycles),
             box=self.learner.box,
+            futile=not self.speed_recycling,
         )
 
-    def _note(self, watch: Watch, reason: Reason) -> None:
+    def _judge_recycles(self, now: float) -> None:
+        """Did the fresh connections that replaced slow ones run faster than those did?"""
+        settled = self.config.warmup + self.config.rate_window
+        for watch in self._watches.values():
+            if watch.replaces is None or watch.age(now) < settled:
+                continue
+            if watch.bytes / watch.age(now) >= FRUITFUL * watch.replaces:  # mean since open
+                self._futile = 0
+            else:
+                self._futile += 1
+                if self._futile >= FUTILE_IN_A_ROW:
+                    self.speed_recycling = False
+            watch.replaces = None
+
+    def _note(self, key: Hashable, watch: Watch, reason: Reason) -> None:
         self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
+        if reason is Reason.SLOW:
+            self._replaced[key] = watch.current_rate
         if reason is Reason.SLOW and watch.crawling:
             # A crawl (still moving, just slowly) is the CDN's throttle: learn where it began.
             # A connection that went (nearly) silent is a stall, which says nothing about it.

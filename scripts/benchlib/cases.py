@@ -80,6 +80,13 @@ PROFILES: dict[str, Profile] = {
             sim="Throttle(burst=16 MiB, rate=4 MiB/s, per='connection', decay=10.0, floor=1 MiB/s)",
         ),
         Profile(
+            "aggregate",
+            "sim",
+            "all connections together capped at 8 MiB/s (an aggregate per-client cap, as some "
+            "CDNs and ISPs shape a subscriber; simulator)",
+            sim="Throttle(cap=ClientCap(rate=8 MiB/s)): one cap shared by every connection",
+        ),
+        Profile(
             "lossy",
             "sim",
             "full speed, but ~43 % of responses are cut by a TCP reset after 1, 4 or 16 MiB "
@@ -90,6 +97,9 @@ PROFILES: dict[str, Profile] = {
         ),
     ]
 }
+
+AGGREGATE_CAP = 8 * MiB
+"""The ``aggregate`` profile's cap, bytes/s for all connections together."""
 
 # Contenders (see contenders.py for the exact commands).
 CONTENDERS = (
@@ -215,6 +225,16 @@ CASES: dict[str, Case] = {
             24 * MiB,
             _URL_SET,
             "a URL on the simulator, continuous decay",
+        ),
+        Case(
+            "aggregate",
+            "aggregate",
+            "url",
+            192 * MiB,
+            32 * MiB,
+            ("pullman", "aria2c-x16", "curl"),
+            "a URL on the simulator, an aggregate per-client cap",
+            cap=AGGREGATE_CAP,
         ),
         Case(
             "lossy",

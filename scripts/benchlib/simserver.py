@@ -22,11 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pullman.testing.faults import Fault, Reset, Throttle
+from pullman.testing.faults import ClientCap, Fault, Reset, Throttle
 from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
 from pullman.testing.server import Request, send_simple
 from pullman.testing.simulator import Simulator
+
+from benchlib.cases import AGGREGATE_CAP
 
 MiB = 1 << 20
 
@@ -67,6 +69,10 @@ def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
             lossy.append(f["name"])
         elif f["profile"] == "decay-sim":
             sim_file = sim.add_file(f["name"], data, throttle=decay_throttle())
+        elif f["profile"] == "aggregate":
+            sim_file = sim.add_file(
+                f["name"], data, throttle=Throttle(cap=ClientCap(AGGREGATE_CAP))
+            )
         elif f["profile"] == "full":  # unthrottled, fault-free: pullman-ref's reference
             sim_file = sim.add_file(f["name"], data)
         else:
