@@ -283,3 +283,44 @@ def test_a_fresh_burst_keeps_recycling_worthwhile() -> None:
     assert fleet.speed_recycling and not fleet.statistics().futile
     assert fleet.statistics().by_reason.get("slow", 0) >= 20
     assert opened >= 28
+
+
+def _request(
+    fleet: Fleet, key: str, t: float, rate: float, seconds: float, *, reused: bool
+) -> float:
+    """One request on ``key`` at ``rate`` for ``seconds``, ticking the fleet; ends it (closed)
+    unless the fleet recycled it. Returns the time it ended."""
+    w = fleet.open(key, t, 0, reused=reused)
+    end = t + seconds
+    while t < end - 1e-9:
+        t = round(t + 0.05, 2)
+        w.feed(t, int(rate * 0.05))
+        if any(k == key for k, _r in fleet.tick(t)):
+            return t
+    fleet.close(key)
+    return t
+
+
+def test_a_kept_alive_request_with_a_fresh_burst_teaches_that_keepalive_resets_it() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    assert fleet.keepalive_resets is None and fleet.reuse_at_box  # not known: try it
+    t = _request(fleet, "a", 0.0, 40 * MiB, 0.5, reused=False)
+    t = _request(fleet, "a", t, 40 * MiB, 0.5, reused=True)  # as fast as the first
+    assert fleet.keepalive_resets is True and fleet.reuse_at_box
+    assert fleet.statistics().recycles == 0
+
+
+def test_a_kept_alive_request_without_a_new_burst_stops_reuse_and_teaches_no_burst_size() -> None:
+    """The throttle counts per connection: the connection's second request crawls from its
+    first byte. That is recycled, reuse stops, and the byte box is not shrunk by it."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    t = _request(fleet, "a", 0.0, 40 * MiB, 0.5, reused=False)
+    for key in ("a", "a", "a"):  # even three in a row teach the learner nothing
+        t = _request(fleet, key, t, 1 * MiB, 2.0, reused=True)
+        if fleet.keepalive_resets is False:
+            break
+    assert fleet.keepalive_resets is False and not fleet.reuse_at_box
+    assert fleet.statistics().by_reason == {"slow": 1}
+    assert fleet.learner.box == cfg.request_bytes

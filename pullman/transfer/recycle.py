@@ -155,6 +155,8 @@ class Watch:
         self._last_rate = 0.0
         self.replaces: float | None = None
         """The rate of the slow connection this one replaced (a recycle to be judged)."""
+        self.reused = False
+        """This request is not the first on its TCP connection (a keep-alive request)."""
 
     def feed(self, now: float, nbytes: int) -> None:
         """Record ``nbytes`` that arrived at ``now``."""
@@ -282,19 +284,38 @@ class Fleet:
         self._replaced: dict[Hashable, float] = {}
         """Key -> the rate its connection crawled at when it was recycled for being slow."""
         self._futile = 0
+        self._last_peak: dict[Hashable, float] = {}
+        """Key -> the peak rate its connection's requests reached (for kept-alive requests)."""
         self.speed_recycling = True
         """Whether slow connections are still recycled (False once it stopped paying off)."""
+        self.keepalive_resets: bool | None = None
+        """Whether a new request on a kept-alive connection gets a fresh burst (nginx's
+        ``limit_rate_after`` counts per request): then a connection that spent its byte box
+        carries the next request instead of being replaced. None: not known yet (tried)."""
 
-    def open(self, key: Hashable, now: float, base: int = 0) -> Watch:
+    def open(self, key: Hashable, now: float, base: int = 0, *, reused: bool = False) -> Watch:
         watch = Watch(self.config, now, base)
-        if base == 0:  # a fresh connection: if it replaces a slow one, judge that recycle
+        watch.reused = reused
+        if reused:  # judged against the burst its connection had: a kept-alive request that
+            watch.peak = self._last_peak.get(key, 0.0)  # runs far slower gets no new burst
+        if base == 0 and not reused:  # a fresh connection: if it replaced a slow one, judge that
             watch.replaces = self._replaced.pop(key, None)
         self._watches[key] = watch
         return watch
 
+    @property
+    def reuse_at_box(self) -> bool:
+        """Whether a connection that spent its byte box should carry the next request."""
+        return self.config.learn and self.keepalive_resets is not False
+
     def close(self, key: Hashable) -> None:
         """A request ended on its own."""
-        self._watches.pop(key, None)
+        watch = self._watches.pop(key, None)
+        if watch is None:
+            return
+        self._last_peak[key] = max(watch.peak, self._last_peak.get(key, 0.0) if watch.reused else 0)
+        if watch.reused and not watch.slowing and watch.bytes:
+            self.keepalive_resets = True  # a keep-alive request ran at full speed to its end
 
     def boundary(self, reached_box: bool, last_clean: bool) -> None:
         """A connection spent its byte box on whole requests (the engine recycles it between
@@ -349,7 +370,12 @@ class Fleet:
         self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
         if reason is Reason.SLOW:
             self._replaced[key] = watch.current_rate
-        if reason is Reason.SLOW and watch.crawling:
+        if reason is Reason.SLOW and watch.reused:
+            # Slow on a kept-alive connection: the throttle counts per connection, not per
+            # request. That says nothing about the burst size; stop reusing at the box.
+            if watch.bytes_when_slowed - watch.base < self.learner.box // 2:
+                self.keepalive_resets = False
+        elif reason is Reason.SLOW and watch.crawling:
             # A crawl (still moving, just slowly) is the CDN's throttle: learn where it began.
             # A connection that went (nearly) silent is a stall, which says nothing about it.
             self.learner.slowed_at(watch.bytes_when_slowed)

@@ -110,6 +110,8 @@ class Worker:
         """Whether its last request ran at full speed to the end (no slow spell began)."""
         self.taken = 0
         """Bytes the current response brought into the claim."""
+        self.reused = False
+        """The next request goes over a kept-alive connection that already spent a byte box."""
         self._flusher = flusher
         self._hasher = hasher
         self._disk_full = disk_full
@@ -141,9 +143,13 @@ class Worker:
             return sh.smap.claim(self.wid, max(1, sh.smap.size)) is not None
         box = sh.fleet.learner.box
         if cfg.recycle.learn and box - self.conn_bytes < cfg.min_piece and self.conn_bytes:
-            # The connection spent its byte box on whole requests: recycle between requests.
+            # The connection spent its byte box on whole requests: if a new request gets a new
+            # burst (or that is not known yet), it carries the next one; else recycle it.
             sh.fleet.boundary(reached_box=True, last_clean=self.clean)
-            self.pending = Reason.BYTE_BOX
+            if sh.fleet.reuse_at_box and self.clean:
+                self.reused = True
+            else:
+                self.pending = Reason.BYTE_BOX
             self.conn_bytes = 0
         room = box - self.conn_bytes if cfg.recycle.learn else cfg.piece_size
         seg = sh.smap.statistics()
@@ -156,6 +162,7 @@ class Worker:
         """Close the connection and give its slot back to the shared budget."""
         await self.conn.recycle()
         self.conn_bytes = 0
+        self.reused = False
         if self.holding:
             self.holding = False
             self.shared.slots.release()
@@ -209,7 +216,7 @@ class Worker:
         finished = False
         with anyio.CancelScope() as scope:
             self.scope = scope
-            watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes)
+            watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes, reused=self.reused)
             try:
                 async with self.conn.stream(target.url, headers) as response:
                     asked = Asked(
