@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 import anyio
 
 from pullman.config import Settings
+from pullman.core.hosts import HostMemory
 from pullman.core.jobs import ACTIVE, Job, JobOptions, JobState
 from pullman.core.units import format_rate, human, parse_rate
 from pullman.core.urls import shown_ref
@@ -41,6 +42,7 @@ from pullman.errors import (
     UsageError,
     collapse_groups,
 )
+from pullman.hostmemory import IndexHostMemory
 from pullman.index import Index
 from pullman.jobrecord import Counts, JobRecorder
 from pullman.procs import pid_alive
@@ -280,7 +282,10 @@ class Scheduler:
     async def _start(
         self, tg: anyio.abc.TaskGroup, job: Job, options: JobOptions, closes: datetime | None
     ) -> None:
-        session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
+        memory = IndexHostMemory(self.index)
+        session = job_session(
+            self.settings, options, self.budget, self.global_bucket, self._token, memory
+        )
         session.copies.lookup = self.index.verified_copies
         run = _Running(job, anyio.CancelScope(), session)
         self._running[job.id] = run
@@ -399,6 +404,7 @@ def job_session(
     budget: Budget,
     global_bucket: TokenBucket,
     token: str | None,
+    memory: HostMemory | None = None,
 ) -> Session:
     """The session one job runs in: its connections from the shared budget (per host), its
     bytes through its own bucket and the global one."""
@@ -411,6 +417,7 @@ def job_session(
         slots_for=lambda spec: budget.slots_for(spec.url, options.connections or 1),
         limiter=Limiters(job_bucket, global_bucket),
         token=token,
+        memory=memory,
     )
 
 

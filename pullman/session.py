@@ -18,6 +18,7 @@ import anyio
 
 from pullman.config import Settings
 from pullman.copies import Copies, Shared
+from pullman.core.hosts import HostMemory
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.units import human
@@ -89,6 +90,7 @@ class Session:
         limiter: Limiter | None = None,
         token: str | None = None,
         copies: Copies | None = None,
+        memory: HostMemory | None = None,
     ) -> None:
         """``token``: a Hub token given on the command line (never stored anywhere);
         ``copies``: where verified copies of files may already be (the index's, say)."""
@@ -100,6 +102,8 @@ class Session:
         self._token = token
         shared = anyio.CapacityLimiter(settings.transfer.connections)
         self._slots_for = slots_for or (lambda spec: shared)
+        self._memory = memory
+        """What hosts taught earlier downloads (their throttles), if the index is at hand."""
         self._lanes = Lanes()
         """Small files (a template, a license) have a lane of their own: they never wait for a
         big layer's connections."""
@@ -244,6 +248,7 @@ class Session:
             self.settings.transfer,
             slots=self._lanes.slots(spec.size, self._slots_for(spec)),
             limiter=self._limiter,
+            memory=self._memory,
         )
         self.live.append(transfer)
         try:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
+from pullman.core.hosts import HostLessons
+
 MiB = 1 << 20
 
 
@@ -124,7 +126,7 @@ class BurstLearner:
             return
         middle = stats.median(recent)
         if middle > 0 and all(abs(b - middle) <= self._spread * middle for b in recent):
-            self.box = self._clamp(int(self._safety * middle))
+            self.box = self.clamp(int(self._safety * middle))
 
     def box_reached(self) -> None:
         if not self._config.learn:
@@ -132,9 +134,9 @@ class BurstLearner:
         self._clean_streak += 1
         if self._clean_streak >= self._probe_after:
             self._clean_streak = 0
-            self.box = self._clamp(int(self.box * self._growth))
+            self.box = self.clamp(int(self.box * self._growth))
 
-    def _clamp(self, value: int) -> int:
+    def clamp(self, value: int) -> int:
         return max(self._config.min_request_bytes, min(self._config.request_bytes, value))
 
 
@@ -342,6 +344,22 @@ class Fleet:
                 doomed.append((key, verdict.reason))
                 del self._watches[key]
         return doomed
+
+    def teach(self, lessons: HostLessons) -> None:
+        """Start from what an earlier download from this host learned."""
+        if lessons.box is not None and self.config.learn:
+            self.learner.box = self.learner.clamp(lessons.box)
+        self.keepalive_resets = lessons.keepalive_resets
+        self.speed_recycling = not lessons.futile
+
+    def lessons(self) -> HostLessons:
+        """What this download learned (or was taught) about the host."""
+        box = self.learner.box
+        return HostLessons(
+            box=box if box < self.config.request_bytes else None,
+            keepalive_resets=self.keepalive_resets,
+            futile=not self.speed_recycling,
+        )
 
     def statistics(self) -> FleetStats:
         return FleetStats(

@@ -89,8 +89,8 @@ class Budget:
         return int(self.total.borrowed_tokens)
 
 
-SMALL_FILE = 1 << 20
-"""A file this small (or smaller) takes one request: it goes by the small-file lane."""
+SMALL_FILE = 256 << 10
+"""A file this small (or smaller: a template, a license, a config) goes by the small-file lane."""
 SMALL_LANE = 2
 """Connections reserved for small files, beside the budget big files share."""
 

@@ -126,17 +126,7 @@ def run_one(
         sim.get("/_bench/rearm")
         sim.get("/_bench/stats")
     nginx.mark()
-    tracer = (
-        trace.ByteTrace(target.data_ports) if target.case.traced and trace.available() else None
-    )
-    if tracer is not None:
-        tracer.start()
-    try:
-        m = procs.run_measured(
-            job.argv, run_dir=run_dir, env=job.env, timeout=timeout, ports=target.data_ports
-        )
-    finally:
-        points = tracer.stop() if tracer is not None else None
+    m, points = _measured(job.argv, job.env, target, run_dir, timeout)
     opened: int | None = None
     requests: int | None = None
     if on_sim and sim is not None:
@@ -177,6 +167,23 @@ def run_one(
     if points is not None:
         record["trace"] = points
     return record
+
+
+def _measured(
+    argv: list[str], env: dict[str, str], target: Target, run_dir: Path, timeout: float
+) -> tuple[procs.Measured, list[tuple[float, int]] | None]:
+    """The measured run, and its bytes over time when the case is traced."""
+    traced = target.case.traced and trace.available()
+    tracer = trace.ByteTrace(target.data_ports) if traced else None
+    if tracer is not None:
+        tracer.start()
+    try:
+        m = procs.run_measured(
+            argv, run_dir=run_dir, env=env, timeout=timeout, ports=target.data_ports
+        )
+    finally:
+        points = tracer.stop() if tracer is not None else None
+    return m, points
 
 
 def check_output(contender: str, path: Path | None, stdout: str, target: Target) -> tuple[str, str]:

@@ -57,12 +57,12 @@ class BenchSimulator(Simulator):
         return target if target is not None else super().signed_url(name, expires_in)
 
 
-def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
-    sim = BenchSimulator(spec.get("host", "127.0.0.1"))
-    seed = int(spec.get("seed", 1))
+def _add_files(
+    sim: BenchSimulator, files: list[dict[str, Any]], seed: int, out: dict[str, Any]
+) -> list[str]:
+    """The simulator profiles' files; returns the lossy ones' names (re-armed per run)."""
     lossy: list[str] = []
-    out: dict[str, Any] = {"files": {}}
-    for f in spec.get("files", []):
+    for f in files:
         data = Path(f["path"]).read_bytes()
         if f["profile"] == "lossy":
             sim_file = sim.add_file(f["name"], data, faults=lossy_faults(seed))
@@ -79,6 +79,14 @@ def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
             raise ValueError(f"unknown simulator profile {f['profile']!r}")
         sim_file.__dict__["sha256"] = f["sha256"]  # a cached_property: skip hashing again
         out["files"][f["name"]] = f["name"]
+    return lossy
+
+
+def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
+    sim = BenchSimulator(spec.get("host", "127.0.0.1"))
+    seed = int(spec.get("seed", 1))
+    out: dict[str, Any] = {"files": {}}
+    lossy = _add_files(sim, spec.get("files", []), seed, out)
 
     ollama = spec.get("ollama")
     if ollama is not None:
