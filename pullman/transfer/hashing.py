@@ -79,8 +79,12 @@ class PrefixHasher:
 
     def feed(self, offset: int, parts: Sequence[bytes | memoryview], nbytes: int) -> bool:
         """``nbytes`` of ``parts`` were just written at ``offset`` (in the writer's thread): hash
-        them from memory if they continue the digest exactly; else leave them to :meth:`run`."""
-        with self._lock:
+        them from memory if they continue the digest exactly; else leave them to :meth:`run`.
+        Never waits: while a read-back holds the digest, the bytes are left to it too (a writer
+        that waited here would stop its connection's reads)."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
             if offset != self.verified or nbytes <= 0 or self.verified >= self.size:
                 return False
             left = nbytes
@@ -93,6 +97,8 @@ class PrefixHasher:
             self.verified += nbytes
             self.fed += nbytes
             return True
+        finally:
+            self._lock.release()
 
     async def run(self, prefix: Callable[[], int]) -> None:
         while self.verified < self.size:
