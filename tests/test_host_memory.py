@@ -41,7 +41,7 @@ def test_a_fleet_starts_from_the_lessons_and_reports_them() -> None:
     assert fleet.lessons() == HostLessons()  # nothing learned: nothing to remember
     fleet.teach(HostLessons(box=5 * MiB, keepalive_resets=False, futile=True))
     assert fleet.learner.box == 5 * MiB
-    assert not fleet.reuse_at_box and not fleet.speed_recycling
+    assert not fleet.reuse_at_box(0) and not fleet.speed_recycling
     assert fleet.lessons() == HostLessons(box=5 * MiB, keepalive_resets=False, futile=True)
     fleet.teach(HostLessons(box=1))  # out of range (a hand-edited index): clamped
     assert fleet.learner.box == cfg.min_request_bytes

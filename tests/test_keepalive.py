@@ -41,6 +41,6 @@ def test_a_burst_per_connection_stops_reuse(sim: Simulator, tmp_path: Path) -> N
     f, transfer = _fetch(sim, tmp_path, "connection")
     fleet = transfer.shared.fleet
     assert fleet.keepalive_resets is False
-    assert not fleet.reuse_at_box
+    assert not fleet.reuse_at_box(0)
     # The crawling kept-alive requests were stopped early: little was fetched twice.
     assert f.bytes_sent <= SIZE + 4 * MiB

@@ -304,10 +304,10 @@ def _request(
 def test_a_kept_alive_request_with_a_fresh_burst_teaches_that_keepalive_resets_it() -> None:
     cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
     fleet = Fleet(cfg)
-    assert fleet.keepalive_resets is None and fleet.reuse_at_box  # not known: try it
+    assert fleet.keepalive_resets is None and fleet.reuse_at_box("a")  # not known: try it
     t = _request(fleet, "a", 0.0, 40 * MiB, 0.5, reused=False)
     t = _request(fleet, "a", t, 40 * MiB, 0.5, reused=True)  # as fast as the first
-    assert fleet.keepalive_resets is True and fleet.reuse_at_box
+    assert fleet.keepalive_resets is True and fleet.reuse_at_box("a") and fleet.reuse_at_box("b")
     assert fleet.statistics().recycles == 0
 
 
@@ -321,6 +321,19 @@ def test_a_kept_alive_request_without_a_new_burst_stops_reuse_and_teaches_no_bur
         t = _request(fleet, key, t, 1 * MiB, 2.0, reused=True)
         if fleet.keepalive_resets is False:
             break
-    assert fleet.keepalive_resets is False and not fleet.reuse_at_box
+    assert fleet.keepalive_resets is False and not fleet.reuse_at_box("a")
     assert fleet.statistics().by_reason == {"slow": 1}
     assert fleet.learner.box == cfg.request_bytes
+
+
+def test_while_unknown_one_connection_at_a_time_tries_keepalive() -> None:
+    fleet = Fleet(RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3))
+    assert fleet.reuse_at_box("a")
+    assert not fleet.reuse_at_box("b")  # "a" is trying: "b" is replaced as before
+    assert fleet.reuse_at_box("a")
+    w = fleet.open("a", 0.0, 0, reused=True)
+    w.feed(0.05, 0)  # nothing came: the try taught nothing, but it is over
+    fleet.close("a")
+    assert fleet.keepalive_resets is None
+    assert fleet.reuse_at_box("b")  # now "b" may try
+    assert not fleet.reuse_at_box("a")

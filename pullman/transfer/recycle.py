@@ -290,6 +290,8 @@ class Fleet:
         """Key -> the peak rate its connection's requests reached (for kept-alive requests)."""
         self.speed_recycling = True
         """Whether slow connections are still recycled (False once it stopped paying off)."""
+        self._probing: Hashable | None = None
+        """The connection trying a kept-alive request while ``keepalive_resets`` is unknown."""
         self.keepalive_resets: bool | None = None
         """Whether a new request on a kept-alive connection gets a fresh burst (nginx's
         ``limit_rate_after`` counts per request): then a connection that spent its byte box
@@ -305,10 +307,16 @@ class Fleet:
         self._watches[key] = watch
         return watch
 
-    @property
-    def reuse_at_box(self) -> bool:
-        """Whether a connection that spent its byte box should carry the next request."""
-        return self.config.learn and self.keepalive_resets is not False
+    def reuse_at_box(self, key: Hashable) -> bool:
+        """Whether ``key``'s connection, having spent its byte box, should carry the next
+        request. While that is not known, one connection at a time tries (finding out costs
+        one crawling request, not one per connection); the others are replaced as before."""
+        if not self.config.learn or self.keepalive_resets is False:
+            return False
+        if self.keepalive_resets or self._probing in (None, key):
+            self._probing = None if self.keepalive_resets else key
+            return True
+        return False
 
     def close(self, key: Hashable) -> None:
         """A request ended on its own."""
@@ -318,6 +326,8 @@ class Fleet:
         self._last_peak[key] = max(watch.peak, self._last_peak.get(key, 0.0) if watch.reused else 0)
         if watch.reused and not watch.slowing and watch.bytes:
             self.keepalive_resets = True  # a keep-alive request ran at full speed to its end
+        if watch.reused and self._probing == key:
+            self._probing = None  # its try is over, whatever it showed: another may try
 
     def boundary(self, reached_box: bool, last_clean: bool) -> None:
         """A connection spent its byte box on whole requests (the engine recycles it between
@@ -340,6 +350,8 @@ class Fleet:
             siblings = [r for k, r in rates.items() if k != key]
             verdict = watch.verdict(now, siblings, self.learner.box, judge_speed=judge_speed)
             if verdict.recycle and verdict.reason is not None:
+                if self._probing == key:
+                    self._probing = None
                 self._note(key, watch, verdict.reason)
                 doomed.append((key, verdict.reason))
                 del self._watches[key]

@@ -146,7 +146,7 @@ class Worker:
             # The connection spent its byte box on whole requests: if a new request gets a new
             # burst (or that is not known yet), it carries the next one; else recycle it.
             sh.fleet.boundary(reached_box=True, last_clean=self.clean)
-            if sh.fleet.reuse_at_box and self.clean:
+            if self.clean and sh.fleet.reuse_at_box(self.wid):
                 self.reused = True
             else:
                 self.pending = Reason.BYTE_BOX
