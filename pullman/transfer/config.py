@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from pullman.net.retry import RetryPolicy
 
 MiB = 1 << 20
+WRITE_BUFFERS = 24 * MiB
+"""Received bytes all connections of one file buffer, at most, before writing them."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,7 @@ class TransferConfig:
     """Steals stop when the largest range in flight is under twice this."""
     write_block: int = 4 * MiB
     """Bytes a connection buffers before one positional write (fewer, larger writes: fewer
-    thread hand-offs per GiB)."""
+    thread hand-offs per GiB), at most; see :attr:`block`."""
     journal_interval: float = 1.0
     journal_bytes: int = 0
     """Flush the journal after this many new bytes (0: 4 MiB per connection). Each flush is two
@@ -51,6 +53,14 @@ class TransferConfig:
             raise ValueError("need 1 <= min_piece <= piece_size")
         if self.retry_attempts < 1:
             raise ValueError("retry_attempts must be >= 1")
+
+    @property
+    def block(self) -> int:
+        """The write block each connection uses: ``write_block``, but all connections together
+        buffer at most :data:`WRITE_BUFFERS` (memory stays flat with more connections), and
+        never less than 1 MiB (or ``write_block`` if that is smaller)."""
+        floor = min(self.write_block, 1 * MiB)
+        return max(floor, min(self.write_block, WRITE_BUFFERS // self.connections))
 
     @property
     def flush_bytes(self) -> int:

@@ -259,7 +259,7 @@ class Worker:
             room = smap.end_of(self.wid) - claim.pos - buffer.size
             buffer.add(chunk if len(chunk) <= room else chunk[:room])
             self.taken += min(len(chunk), room)
-            if buffer.size >= cfg.write_block or len(buffer.parts) >= MAX_PARTS:
+            if buffer.size >= cfg.block or len(buffer.parts) >= MAX_PARTS:
                 await self.write(buffer)
             if sh.limiter is not None:
                 await sh.limiter.acquire(len(chunk))
