@@ -337,3 +337,27 @@ def test_while_unknown_one_connection_at_a_time_tries_keepalive() -> None:
     assert fleet.keepalive_resets is None
     assert fleet.reuse_at_box("b")  # now "b" may try
     assert not fleet.reuse_at_box("a")
+
+
+def test_a_throttle_that_sends_in_ticks_still_teaches_the_burst() -> None:
+    """nginx sends a throttled response once a second: right after the burst a connection's
+    last window can hold nothing at all. Slowing down at the same byte count on several
+    connections is still the throttle, and the box is learned from it."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    watches = {k: fleet.open(k, now=0.0) for k in range(4)}
+    moved = dict.fromkeys(watches, 0)
+    t = 0.0
+    while watches and t < 5.0:
+        t = round(t + 0.05, 2)
+        for k, w in watches.items():
+            if moved[k] < 4 * MiB:
+                n = int(40 * MiB * 0.05)
+            else:  # 512 KiB once a second, nothing in between
+                n = 512 * 1024 if abs(t - round(t)) < 1e-9 else 0
+            w.feed(t, n)
+            moved[k] += n
+        for key, _reason in fleet.tick(t):
+            watches.pop(int(str(key)))
+    assert fleet.statistics().by_reason.get("slow", 0) >= 3
+    assert 3 * MiB <= fleet.learner.box < 4 * MiB + 512 * 1024

@@ -213,11 +213,6 @@ class Watch:
         return self._slow_since is not None
 
     @property
-    def crawling(self) -> bool:
-        """Whether the connection still moved at least ``min_rate`` in its last window."""
-        return self._last_rate >= max(1.0, self._config.min_rate)
-
-    @property
     def current_rate(self) -> float:
         """The rate over the last window, as of the last verdict."""
         return self._last_rate
@@ -405,9 +400,12 @@ class Fleet:
             # request. That says nothing about the burst size; stop reusing at the box.
             if watch.bytes_when_slowed - watch.base < self.learner.box // 2:
                 self.keepalive_resets = False
-        elif reason is Reason.SLOW and watch.crawling:
-            # A crawl (still moving, just slowly) is the CDN's throttle: learn where it began.
-            # A connection that went (nearly) silent is a stall, which says nothing about it.
+        elif reason is Reason.SLOW:
+            # Where the slow-down began. Crawling or silent for the moment alike: nginx sends
+            # a throttled response in one-second ticks, so a 0.3 s window after the burst often
+            # holds nothing. Several connections slowing at the same byte count is the
+            # throttle; a stall or congestion strikes at random points, which the learner's
+            # quorum does not take for a burst size.
             self.learner.slowed_at(watch.bytes_when_slowed)
         elif reason is Reason.BYTE_BOX and not watch.slowing:
             # A box reached at full speed is a clean run (one reached during a slow spell that
