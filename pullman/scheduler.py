@@ -28,6 +28,7 @@ from typing import NamedTuple
 import anyio
 
 from pullman.config import Settings
+from pullman.core.hosts import HostMemory
 from pullman.core.jobs import ACTIVE, Job, JobOptions, JobState
 from pullman.core.units import format_rate, parse_rate
 from pullman.core.urls import shown_ref
@@ -42,6 +43,7 @@ from pullman.errors import (
     collapse_groups,
 )
 from pullman.hooks import Ending, Hooks
+from pullman.hostmemory import IndexHostMemory
 from pullman.index import Index
 from pullman.jobrun import JobReporter, JobResult, Running
 from pullman.procs import pid_alive
@@ -262,7 +264,10 @@ class Scheduler:
     async def _start(
         self, tg: anyio.abc.TaskGroup, job: Job, options: JobOptions, closes: datetime | None
     ) -> None:
-        session = job_session(self.settings, options, self.budget, self.global_bucket, self._token)
+        memory = IndexHostMemory(self.index)
+        session = job_session(
+            self.settings, options, self.budget, self.global_bucket, self._token, memory
+        )
         session.landings = self._landings
         session.copies.lookup = self.index.verified_copies
         session.fit.headers = self.index
@@ -350,6 +355,7 @@ def job_session(
     budget: Budget,
     global_bucket: TokenBucket,
     token: str | None,
+    memory: HostMemory | None = None,
 ) -> Session:
     """The session one job runs in: its connections from the shared budget (per host), its
     bytes through its own bucket and the global one."""
@@ -362,6 +368,7 @@ def job_session(
         slots_for=lambda spec: budget.slots_for(spec.url, options.connections or 1),
         limiter=Limiters(job_bucket, global_bucket),
         token=token,
+        memory=memory,
     )
 
 

@@ -18,6 +18,7 @@ import anyio
 
 from pullman.config import Settings
 from pullman.copies import Copies, Shared
+from pullman.core.hosts import HostMemory
 from pullman.core.jobs import GetOptions
 from pullman.core.plan import FileSpec, Plan, Store
 from pullman.core.units import human
@@ -42,7 +43,7 @@ from pullman.sources.routes import route
 from pullman.transfer.engine import Transfer
 from pullman.transfer.landing import Landings
 from pullman.transfer.limiter import Limiter
-from pullman.transfer.slots import Slots
+from pullman.transfer.slots import Lanes, Slots
 from pullman.transfer.staging import Staging
 from pullman.transfer.stats import Outcome, TransferStats
 
@@ -102,6 +103,7 @@ class Session:
         token: str | None = None,
         copies: Copies | None = None,
         landings: Landings | None = None,
+        memory: HostMemory | None = None,
     ) -> None:
         """``token``: a Hub token given on the command line (never stored anywhere);
         ``copies``: where verified copies of files may already be (the index's, say)."""
@@ -116,6 +118,11 @@ class Session:
         self.landings = landings
         shared = anyio.CapacityLimiter(settings.transfer.connections)
         self._slots_for = slots_for or (lambda spec: shared)
+        self._memory = memory
+        """What hosts taught earlier downloads (their throttles), if the index is at hand."""
+        self._lanes = Lanes()
+        """Small files (a template, a license) have a lane of their own: they never wait for a
+        big layer's connections."""
 
     def statistics(self) -> list[TransferStats]:
         return self.finished + [t.statistics() for t in self.live]
@@ -269,9 +276,10 @@ class Session:
             spec,
             plan.staging,
             self.settings.transfer,
-            slots=self._slots_for(spec),
+            slots=self._lanes.slots(spec.size, self._slots_for(spec)),
             limiter=self._limiter,
             landing=self.landings.landing_for(spec) if self.landings is not None else None,
+            memory=self._memory,
         )
         self.live.append(transfer)
         try:

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "pullman.layouts": 1,
     "pullman.index": 1,
     "pullman.copies": 1,
+    "pullman.hostmemory": 1,
     "pullman.transfer": 2,
     "pullman.config": 2,
     "pullman.session": 2,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from pullman.transfer.recycle import (
@@ -218,3 +220,144 @@ def test_under_a_bandwidth_cap_speed_is_not_judged_but_stalls_are() -> None:
     assert fleet.tick(t, judge_speed=False) == []
     t += 3.5  # then nothing at all: that is still a stall
     assert fleet.tick(t, judge_speed=False) == [("capped", Reason.STALL)]
+
+
+def run_capped(fleet: Fleet, seconds: float, count: int = 8, fresh_burst: bool = False) -> int:
+    """``count`` connections opened 0.1 s apart share one 64 MiB/s aggregate cap; a recycled
+    one reopens at once. Their shares are uneven and change every second (seeded: congestion
+    on the capped link), so some look slow now and then, fresh or old. With ``fresh_burst`` a
+    fresh connection instead bursts 8 MiB at 64 MiB/s of its own, then crawls at 256 KiB/s (a
+    per-connection throttle). Returns how many connections were opened."""
+    rng = random.Random(17)
+    cap, step = 64 * MiB, 0.05
+    watches: dict[int, Watch] = {}
+    moved: dict[int, int] = {}
+    weight: dict[int, float] = {}
+    opened = 0
+    t = 0.0
+    while t < seconds:
+        t = round(t + step, 2)
+        if abs(t - round(t)) < 1e-9:
+            weight = {k: rng.uniform(0.1, 1.0) for k in range(count)}
+        for k in range(count):
+            if k not in watches and t >= k * 0.1:
+                watches[k], moved[k] = fleet.open(k, now=t), 0
+                opened += 1
+        total = sum(weight.get(k, 1.0) for k in watches)
+        for k, w in watches.items():
+            if fresh_burst:
+                rate = 64 * MiB if moved[k] < 8 * MiB else 256 * 1024
+            else:
+                rate = cap * weight.get(k, 1.0) / total
+            n = int(rate * step)
+            w.feed(t, n)
+            moved[k] += n
+        for key, _reason in fleet.tick(t):
+            watches.pop(int(str(key)))
+    return opened
+
+
+def test_under_an_aggregate_cap_recycling_stops_once_it_does_not_pay_off() -> None:
+    """Every connection gets a share of the cap, fresh or old: some look slow now and then,
+    but their replacements are no faster, so after a few recycles the fleet stops recycling
+    for speed (no storm) and the connections it has keep going."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    opened = run_capped(fleet, 60.0)
+    assert not fleet.speed_recycling and fleet.statistics().futile
+    assert opened <= 8 + 8  # over a minute of download
+
+    unguarded = Fleet(cfg)
+    unguarded.speed_recycling = True
+    with pytest.MonkeyPatch.context() as mp:  # what the same minute costs without the guard
+        mp.setattr("pullman.transfer.recycle.FUTILE_IN_A_ROW", 10**9)
+        storm = run_capped(unguarded, 60.0)
+    assert storm > 2 * opened
+
+
+def test_a_fresh_burst_keeps_recycling_worthwhile() -> None:
+    """A per-connection throttle: every replacement bursts again, so recycling goes on."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, learn=False)
+    fleet = Fleet(cfg)
+    opened = run_capped(fleet, 10.0, fresh_burst=True)
+    assert fleet.speed_recycling and not fleet.statistics().futile
+    assert fleet.statistics().by_reason.get("slow", 0) >= 20
+    assert opened >= 28
+
+
+def _request(
+    fleet: Fleet, key: str, t: float, rate: float, seconds: float, *, reused: bool
+) -> float:
+    """One request on ``key`` at ``rate`` for ``seconds``, ticking the fleet; ends it (closed)
+    unless the fleet recycled it. Returns the time it ended."""
+    w = fleet.open(key, t, 0, reused=reused)
+    end = t + seconds
+    while t < end - 1e-9:
+        t = round(t + 0.05, 2)
+        w.feed(t, int(rate * 0.05))
+        if any(k == key for k, _r in fleet.tick(t)):
+            return t
+    fleet.close(key)
+    return t
+
+
+def test_a_kept_alive_request_with_a_fresh_burst_teaches_that_keepalive_resets_it() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    assert fleet.keepalive_resets is None and fleet.reuse_at_box("a")  # not known: try it
+    t = _request(fleet, "a", 0.0, 40 * MiB, 0.5, reused=False)
+    t = _request(fleet, "a", t, 40 * MiB, 0.5, reused=True)  # as fast as the first
+    assert fleet.keepalive_resets is True and fleet.reuse_at_box("a") and fleet.reuse_at_box("b")
+    assert fleet.statistics().recycles == 0
+
+
+def test_a_kept_alive_request_without_a_new_burst_stops_reuse_and_teaches_no_burst_size() -> None:
+    """The throttle counts per connection: the connection's second request crawls from its
+    first byte. That is recycled, reuse stops, and the byte box is not shrunk by it."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    t = _request(fleet, "a", 0.0, 40 * MiB, 0.5, reused=False)
+    for key in ("a", "a", "a"):  # even three in a row teach the learner nothing
+        t = _request(fleet, key, t, 1 * MiB, 2.0, reused=True)
+        if fleet.keepalive_resets is False:
+            break
+    assert fleet.keepalive_resets is False and not fleet.reuse_at_box("a")
+    assert fleet.statistics().by_reason == {"slow": 1}
+    assert fleet.learner.box == cfg.request_bytes
+
+
+def test_while_unknown_one_connection_at_a_time_tries_keepalive() -> None:
+    fleet = Fleet(RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3))
+    assert fleet.reuse_at_box("a")
+    assert not fleet.reuse_at_box("b")  # "a" is trying: "b" is replaced as before
+    assert fleet.reuse_at_box("a")
+    w = fleet.open("a", 0.0, 0, reused=True)
+    w.feed(0.05, 0)  # nothing came: the try taught nothing, but it is over
+    fleet.close("a")
+    assert fleet.keepalive_resets is None
+    assert fleet.reuse_at_box("b")  # now "b" may try
+    assert not fleet.reuse_at_box("a")
+
+
+def test_a_throttle_that_sends_in_ticks_still_teaches_the_burst() -> None:
+    """nginx sends a throttled response once a second: right after the burst a connection's
+    last window can hold nothing at all. Slowing down at the same byte count on several
+    connections is still the throttle, and the box is learned from it."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3)
+    fleet = Fleet(cfg)
+    watches = {k: fleet.open(k, now=0.0) for k in range(4)}
+    moved = dict.fromkeys(watches, 0)
+    t = 0.0
+    while watches and t < 5.0:
+        t = round(t + 0.05, 2)
+        for k, w in watches.items():
+            if moved[k] < 4 * MiB:
+                n = int(40 * MiB * 0.05)
+            else:  # 512 KiB once a second, nothing in between
+                n = 512 * 1024 if abs(t - round(t)) < 1e-9 else 0
+            w.feed(t, n)
+            moved[k] += n
+        for key, _reason in fleet.tick(t):
+            watches.pop(int(str(key)))
+    assert fleet.statistics().by_reason.get("slow", 0) >= 3
+    assert 3 * MiB <= fleet.learner.box < 4 * MiB + 512 * 1024

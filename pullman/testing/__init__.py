@@ -4,6 +4,7 @@ Real sockets on loopback, scripted faults, per-connection throttling. See :class
 """
 
 from pullman.testing.faults import (
+    ClientCap,
     Drip,
     Fault,
     FlipByte,
@@ -19,6 +20,7 @@ from pullman.testing.files import SimFile, Sparse, make_data
 from pullman.testing.simulator import Simulator
 
 __all__ = [
+    "ClientCap",
     "Drip",
     "Fault",
     "FlipByte",

@@ -9,6 +9,8 @@ so a failing run is reproducible). The first fault that applies to a request win
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -102,6 +104,35 @@ class FlipByte(Fault):
         return start <= self.offset < end
 
 
+class ClientCap:
+    """An aggregate cap on everything one client receives, all its connections together (as
+    some CDNs and ISPs shape a subscriber): ``rate`` bytes/s shared by every connection whose
+    throttle names this cap. Time slots are handed out in order, so no connection, fresh or
+    old, gets more than its share: opening more connections cannot beat it.
+    """
+
+    def __init__(self, rate: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate < 1:
+            raise ValueError("rate must be >= 1 byte/s")
+        self.rate = rate
+        self._clock = clock
+        self._free_at = 0.0
+        self.sent = 0
+
+    def reserve(self, nbytes: int) -> float:
+        """Book the link for ``nbytes``: seconds to wait until they have gone out at the cap."""
+        now = self._clock()
+        start = max(now, self._free_at)
+        self._free_at = start + nbytes / self.rate
+        self.sent += nbytes
+        return self._free_at - now
+
+    @property
+    def chunk(self) -> int:
+        """Bytes per send: 1/50 s at the cap, so every connection gets turns."""
+        return max(1, self.rate // 50)
+
+
 @dataclass
 class Throttle:
     """Per-connection shaping, as CDNs do: ``burst`` bytes at full speed, then ``rate`` bytes/s.
@@ -119,6 +150,9 @@ class Throttle:
     floor: int = 16 << 10
     peak: int | None = None
     """Bytes/s during the burst (None: as fast as the socket goes), like a real link."""
+    cap: ClientCap | None = None
+    """An aggregate cap shared with every connection under the same cap; when set, it alone
+    shapes the connection (``burst``, ``rate`` and ``decay`` are not applied)."""
 
     def rate_at(self, age: float) -> float:
         if self.decay is None:

@@ -77,6 +77,10 @@ class ConnState:
             if throttle is None:
                 n = min(SEND_CHUNK, total - offset)
                 await self.send(data[offset : offset + n])
+            elif throttle.cap is not None:  # the client's aggregate cap first
+                n = min(SEND_CHUNK, total - offset, throttle.cap.chunk)
+                await asyncio.sleep(throttle.cap.reserve(n))
+                await self.send(data[offset : offset + n])
             else:
                 used = self.body_sent if throttle.per == "connection" else request_sent
                 if used < throttle.burst:

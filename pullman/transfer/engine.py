@@ -20,6 +20,7 @@ from pathlib import Path
 import anyio
 
 from pullman.core.clock import SYSTEM_CLOCK, Clock, Sleep
+from pullman.core.hosts import HostMemory
 from pullman.core.plan import FileSpec
 from pullman.core.units import human
 from pullman.core.urls import redact
@@ -66,8 +67,11 @@ class Transfer:
         limiter: Limiter | None = None,
         slots: Slots | None = None,
         landing: Landing | None = None,
+        memory: HostMemory | None = None,
     ) -> None:
+        """``memory``: what earlier downloads learned about each host (the index's)."""
         self.spec = spec
+        self._memory = memory
         self.config = cfg = config or TransferConfig()
         self._state = "starting"
         self._resumed = 0
@@ -125,11 +129,14 @@ class Transfer:
                 if self._committed_meanwhile():
                     return self._reused(started)
                 target = await self._resolve()
+                await recall(self._memory, self.shared.fleet, target.url)
                 self._prepare(target, self._expected_size(target))
                 await self._until_verified()
                 self._state = "committing"
                 await anyio.to_thread.run_sync(staging.commit, self.spec.dest)
                 self._state = "done"
+                if self.shared.ranged:
+                    await remember(self._memory, self.shared.fleet, self.shared.current_target.url)
                 return self._outcome(started)
         finally:
             if self._state != "done":
@@ -347,6 +354,19 @@ class Transfer:
     def _save_journal(self, journal: Journal) -> None:
         if self.shared.ranged:  # without ranges a partial file cannot be resumed anyway
             self.shared.staging.save_journal(journal)
+
+
+async def recall(memory: HostMemory | None, fleet: Fleet, url: str) -> None:
+    """Start tuned: the byte box, keep-alive and recycling lessons of the data's host."""
+    if memory is not None:
+        lessons = await anyio.to_thread.run_sync(memory.recall, url)
+        if lessons is not None:
+            fleet.teach(lessons)
+
+
+async def remember(memory: HostMemory | None, fleet: Fleet, url: str) -> None:
+    if memory is not None:
+        await anyio.to_thread.run_sync(memory.learn, url, fleet.lessons())
 
 
 def expected_size(spec: FileSpec, target: Target) -> int:

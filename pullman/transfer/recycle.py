@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple
 
+from pullman.core.hosts import HostLessons
+
 MiB = 1 << 20
 
 
@@ -124,7 +126,7 @@ class BurstLearner:
             return
         middle = stats.median(recent)
         if middle > 0 and all(abs(b - middle) <= self._spread * middle for b in recent):
-            self.box = self._clamp(int(self._safety * middle))
+            self.box = self.clamp(int(self._safety * middle))
 
     def box_reached(self) -> None:
         if not self._config.learn:
@@ -132,9 +134,9 @@ class BurstLearner:
         self._clean_streak += 1
         if self._clean_streak >= self._probe_after:
             self._clean_streak = 0
-            self.box = self._clamp(int(self.box * self._growth))
+            self.box = self.clamp(int(self.box * self._growth))
 
-    def _clamp(self, value: int) -> int:
+    def clamp(self, value: int) -> int:
         return max(self._config.min_request_bytes, min(self._config.request_bytes, value))
 
 
@@ -153,6 +155,10 @@ class Watch:
         self._slow_since: float | None = None
         self._bytes_at_slow: int = 0
         self._last_rate = 0.0
+        self.replaces: float | None = None
+        """The rate of the slow connection this one replaced (a recycle to be judged)."""
+        self.reused = False
+        """This request is not the first on its TCP connection (a keep-alive request)."""
 
     def feed(self, now: float, nbytes: int) -> None:
         """Record ``nbytes`` that arrived at ``now``."""
@@ -207,9 +213,9 @@ class Watch:
         return self._slow_since is not None
 
     @property
-    def crawling(self) -> bool:
-        """Whether the connection still moved at least ``min_rate`` in its last window."""
-        return self._last_rate >= max(1.0, self._config.min_rate)
+    def current_rate(self) -> float:
+        """The rate over the last window, as of the last verdict."""
+        return self._last_rate
 
     @property
     def bytes_when_slowed(self) -> int:
@@ -250,6 +256,18 @@ class FleetStats(NamedTuple):
     recycles: int
     by_reason: dict[str, int]
     box: int
+    futile: bool = False
+    """Recycling slow connections stopped paying off: they are no longer recycled for speed."""
+
+
+FRUITFUL = 2.0
+"""A recycle paid off if the fresh connection's mean rate since it opened, once warmed up, was
+at least this many times its predecessor's last rate (a CDN's fresh burst is tens of times the
+crawl; under an aggregate cap a fresh connection only gets its share)."""
+FUTILE_IN_A_ROW = 3
+"""Recycles in a row that did not pay off before speed recycling stops for the download (an
+aggregate cap: every connection gets its share, old or new; a fresh one only costs a handshake,
+and a recycle storm costs the user's router)."""
 
 
 class Fleet:
@@ -260,15 +278,51 @@ class Fleet:
         self.learner = BurstLearner(config)
         self._watches: dict[Hashable, Watch] = {}
         self._recycles: dict[str, int] = {}
+        self._replaced: dict[Hashable, float] = {}
+        """Key -> the rate its connection crawled at when it was recycled for being slow."""
+        self._futile = 0
+        self._last_peak: dict[Hashable, float] = {}
+        """Key -> the peak rate its connection's requests reached (for kept-alive requests)."""
+        self.speed_recycling = True
+        """Whether slow connections are still recycled (False once it stopped paying off)."""
+        self._probing: Hashable | None = None
+        """The connection trying a kept-alive request while ``keepalive_resets`` is unknown."""
+        self.keepalive_resets: bool | None = None
+        """Whether a new request on a kept-alive connection gets a fresh burst (nginx's
+        ``limit_rate_after`` counts per request): then a connection that spent its byte box
+        carries the next request instead of being replaced. None: not known yet (tried)."""
 
-    def open(self, key: Hashable, now: float, base: int = 0) -> Watch:
+    def open(self, key: Hashable, now: float, base: int = 0, *, reused: bool = False) -> Watch:
         watch = Watch(self.config, now, base)
+        watch.reused = reused
+        if reused:  # judged against the burst its connection had: a kept-alive request that
+            watch.peak = self._last_peak.get(key, 0.0)  # runs far slower gets no new burst
+        if base == 0 and not reused:  # a fresh connection: if it replaced a slow one, judge that
+            watch.replaces = self._replaced.pop(key, None)
         self._watches[key] = watch
         return watch
 
+    def reuse_at_box(self, key: Hashable) -> bool:
+        """Whether ``key``'s connection, having spent its byte box, should carry the next
+        request. While that is not known, one connection at a time tries (finding out costs
+        one crawling request, not one per connection); the others are replaced as before."""
+        if not self.config.learn or self.keepalive_resets is False:
+            return False
+        if self.keepalive_resets or self._probing in (None, key):
+            self._probing = None if self.keepalive_resets else key
+            return True
+        return False
+
     def close(self, key: Hashable) -> None:
         """A request ended on its own."""
-        self._watches.pop(key, None)
+        watch = self._watches.pop(key, None)
+        if watch is None:
+            return
+        self._last_peak[key] = max(watch.peak, self._last_peak.get(key, 0.0) if watch.reused else 0)
+        if watch.reused and not watch.slowing and watch.bytes:
+            self.keepalive_resets = True  # a keep-alive request ran at full speed to its end
+        if watch.reused and self._probing == key:
+            self._probing = None  # its try is over, whatever it showed: another may try
 
     def boundary(self, reached_box: bool, last_clean: bool) -> None:
         """A connection spent its byte box on whole requests (the engine recycles it between
@@ -284,15 +338,35 @@ class Fleet:
         rates = {
             key: w.rate(now) for key, w in self._watches.items() if w.age(now) >= self.config.warmup
         }
+        self._judge_recycles(now)
+        judge_speed = judge_speed and self.speed_recycling
         doomed: list[tuple[Hashable, Reason]] = []
         for key, watch in list(self._watches.items()):
             siblings = [r for k, r in rates.items() if k != key]
             verdict = watch.verdict(now, siblings, self.learner.box, judge_speed=judge_speed)
             if verdict.recycle and verdict.reason is not None:
-                self._note(watch, verdict.reason)
+                if self._probing == key:
+                    self._probing = None
+                self._note(key, watch, verdict.reason)
                 doomed.append((key, verdict.reason))
                 del self._watches[key]
         return doomed
+
+    def teach(self, lessons: HostLessons) -> None:
+        """Start from what an earlier download from this host learned."""
+        if lessons.box is not None and self.config.learn:
+            self.learner.box = self.learner.clamp(lessons.box)
+        self.keepalive_resets = lessons.keepalive_resets
+        self.speed_recycling = not lessons.futile
+
+    def lessons(self) -> HostLessons:
+        """What this download learned (or was taught) about the host."""
+        box = self.learner.box
+        return HostLessons(
+            box=box if box < self.config.request_bytes else None,
+            keepalive_resets=self.keepalive_resets,
+            futile=not self.speed_recycling,
+        )
 
     def statistics(self) -> FleetStats:
         return FleetStats(
@@ -300,13 +374,38 @@ class Fleet:
             recycles=sum(self._recycles.values()),
             by_reason=dict(self._recycles),
             box=self.learner.box,
+            futile=not self.speed_recycling,
         )
 
-    def _note(self, watch: Watch, reason: Reason) -> None:
+    def _judge_recycles(self, now: float) -> None:
+        """Did the fresh connections that replaced slow ones run faster than those did?"""
+        settled = self.config.warmup + self.config.rate_window
+        for watch in self._watches.values():
+            if watch.replaces is None or watch.age(now) < settled:
+                continue
+            if watch.bytes / watch.age(now) >= FRUITFUL * watch.replaces:  # mean since open
+                self._futile = 0
+            else:
+                self._futile += 1
+                if self._futile >= FUTILE_IN_A_ROW:
+                    self.speed_recycling = False
+            watch.replaces = None
+
+    def _note(self, key: Hashable, watch: Watch, reason: Reason) -> None:
         self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
-        if reason is Reason.SLOW and watch.crawling:
-            # A crawl (still moving, just slowly) is the CDN's throttle: learn where it began.
-            # A connection that went (nearly) silent is a stall, which says nothing about it.
+        if reason is Reason.SLOW:
+            self._replaced[key] = watch.current_rate
+        if reason is Reason.SLOW and watch.reused:
+            # Slow on a kept-alive connection: the throttle counts per connection, not per
+            # request. That says nothing about the burst size; stop reusing at the box.
+            if watch.bytes_when_slowed - watch.base < self.learner.box // 2:
+                self.keepalive_resets = False
+        elif reason is Reason.SLOW:
+            # Where the slow-down began. Crawling or silent for the moment alike: nginx sends
+            # a throttled response in one-second ticks, so a 0.3 s window after the burst often
+            # holds nothing. Several connections slowing at the same byte count is the
+            # throttle; a stall or congestion strikes at random points, which the learner's
+            # quorum does not take for a burst size.
             self.learner.slowed_at(watch.bytes_when_slowed)
         elif reason is Reason.BYTE_BOX and not watch.slowing:
             # A box reached at full speed is a clean run (one reached during a slow spell that

@@ -87,3 +87,31 @@ class Budget:
 
     def in_use(self) -> int:
         return int(self.total.borrowed_tokens)
+
+
+SMALL_FILE = 256 << 10
+"""A file this small (or smaller: a template, a license, a config) goes by the small-file lane."""
+SMALL_LANE = 2
+"""Connections reserved for small files, beside the budget big files share."""
+
+
+class Lanes:
+    """Small files never wait behind a big one: they draw from a lane of their own.
+
+    A big file's workers hold their connection slots for as long as they have pieces to fetch,
+    so a 27-byte template queued behind a 30 GiB layer would wait for the layer's connections
+    to wind down. Files of at most :data:`SMALL_FILE` bytes (known size) take a slot of the
+    small lane instead (:data:`SMALL_LANE` connections), so at most that many connections are
+    open beyond the budget, and only while small files are being fetched.
+    """
+
+    def __init__(self, small_lane: int = SMALL_LANE, small_file: int = SMALL_FILE) -> None:
+        self.small_file = small_file
+        self.small = anyio.CapacityLimiter(small_lane)
+
+    def is_small(self, size: int | None) -> bool:
+        return size is not None and size <= self.small_file
+
+    def slots(self, size: int | None, big: Slots) -> Slots:
+        """The budget a file of ``size`` bytes draws from; ``big`` for files that are not small."""
+        return self.small if self.is_small(size) else big

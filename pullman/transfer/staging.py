@@ -15,6 +15,7 @@ import fcntl
 import os
 import re
 import struct
+import threading
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +45,9 @@ class Staging:
         self._journal_fd: int | None = None
         self._slot_size = _SLOT
         self._seq = 0
+        self._write_lock = threading.Lock()
+        """One write at a time: concurrent writes to one file only fight over its inode lock
+        (the kernel spins on it, burning CPU, and the page-cache copy is no faster)."""
 
     # -------------------------------------------------------------- journal
     #
@@ -187,7 +191,7 @@ class Staging:
         assert self.fd is not None
         total = sum(len(b) for b in buffers)
         written = 0
-        with disk_errors(self.part, needed=total):
+        with disk_errors(self.part, needed=total), self._write_lock:
             views = [memoryview(b) for b in buffers]
             while views:
                 n = FS.pwritev(self.fd, views[:512], offset + written)

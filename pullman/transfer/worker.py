@@ -110,6 +110,8 @@ class Worker:
         """Whether its last request ran at full speed to the end (no slow spell began)."""
         self.taken = 0
         """Bytes the current response brought into the claim."""
+        self.reused = False
+        """The next request goes over a kept-alive connection that already spent a byte box."""
         self._flusher = flusher
         self._hasher = hasher
         self._disk_full = disk_full
@@ -141,9 +143,13 @@ class Worker:
             return sh.smap.claim(self.wid, max(1, sh.smap.size)) is not None
         box = sh.fleet.learner.box
         if cfg.recycle.learn and box - self.conn_bytes < cfg.min_piece and self.conn_bytes:
-            # The connection spent its byte box on whole requests: recycle between requests.
+            # The connection spent its byte box on whole requests: if a new request gets a new
+            # burst (or that is not known yet), it carries the next one; else recycle it.
             sh.fleet.boundary(reached_box=True, last_clean=self.clean)
-            self.pending = Reason.BYTE_BOX
+            if self.clean and sh.fleet.reuse_at_box(self.wid):
+                self.reused = True
+            else:
+                self.pending = Reason.BYTE_BOX
             self.conn_bytes = 0
         room = box - self.conn_bytes if cfg.recycle.learn else cfg.piece_size
         seg = sh.smap.statistics()
@@ -157,6 +163,7 @@ class Worker:
         """Close the connection and give its slot back to the shared budget."""
         await self.conn.recycle()
         self.conn_bytes = 0
+        self.reused = False
         if self.holding:
             self.holding = False
             self.shared.slots.release()
@@ -210,7 +217,7 @@ class Worker:
         finished = False
         with anyio.CancelScope() as scope:
             self.scope = scope
-            watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes)
+            watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes, reused=self.reused)
             try:
                 async with self.conn.stream(target.url, headers) as response:
                     asked = Asked(
@@ -253,7 +260,7 @@ class Worker:
             room = smap.end_of(self.wid) - claim.pos - buffer.size
             buffer.add(chunk if len(chunk) <= room else chunk[:room])
             self.taken += min(len(chunk), room)
-            if buffer.size >= cfg.write_block or len(buffer.parts) >= MAX_PARTS:
+            if buffer.size >= cfg.block or len(buffer.parts) >= MAX_PARTS:
                 await self.write(buffer)
             if sh.limiter is not None:
                 await sh.limiter.acquire(len(chunk))
@@ -280,7 +287,7 @@ class Worker:
         claim = sh.smap.claim_of(self.wid)
         assert claim is not None
         try:
-            written = await anyio.to_thread.run_sync(sh.staging.write, claim.pos, parts)
+            written = await anyio.to_thread.run_sync(self._write_and_hash, claim.pos, parts)
         except DiskFull:
             sh.smap.advance(self.wid, 0)
             raise self._disk_full() from None
@@ -290,3 +297,10 @@ class Worker:
         self._flusher.wrote(written)
         sh.meter.feed(sh.clock.now(), sh.fetched)
         self._hasher.advanced()
+
+    def _write_and_hash(self, offset: int, parts: list[bytes | memoryview]) -> int:
+        """In a worker thread: write, then hash from these very buffers when they continue the
+        digest (no read-back). Only bytes that reached the file are hashed."""
+        written = self.shared.staging.write(offset, parts)
+        self._hasher.feed(offset, parts, written)
+        return written

@@ -80,6 +80,13 @@ PROFILES: dict[str, Profile] = {
             sim="Throttle(burst=16 MiB, rate=4 MiB/s, per='connection', decay=10.0, floor=1 MiB/s)",
         ),
         Profile(
+            "aggregate",
+            "sim",
+            "all connections together capped at 8 MiB/s (an aggregate per-client cap, as some "
+            "CDNs and ISPs shape a subscriber; simulator)",
+            sim="Throttle(cap=ClientCap(rate=8 MiB/s)): one cap shared by every connection",
+        ),
+        Profile(
             "lossy",
             "sim",
             "full speed, but ~43 % of responses are cut by a TCP reset after 1, 4 or 16 MiB "
@@ -91,21 +98,29 @@ PROFILES: dict[str, Profile] = {
     ]
 }
 
+AGGREGATE_CAP = 8 * MiB
+"""The ``aggregate`` profile's cap, bytes/s for all connections together."""
+
 # Contenders (see contenders.py for the exact commands).
 CONTENDERS = (
     "pullman",
+    "pullman-ref",
     "pullman-c16",
     "aria2c-x16",
     "aria2c-x16-nocheck",
+    "aria2c-k1m",
     "aria2c",
     "curl",
+    "curl-sync",
     "seed",
     "hf_hub_download",
     "curl-sha",
     "openssl",
 )
+"""``pullman-ref`` is pullman on the very same bytes from the same server, unthrottled (its
+"own unthrottled time", issue 17's goal 2); ``curl-sync`` is ``curl -o FILE && sync FILE``."""
 
-_URL_SET = ("pullman", "aria2c-x16", "aria2c", "curl", "seed")
+_URL_SET = ("pullman", "pullman-ref", "aria2c-x16", "aria2c", "curl", "seed")
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,10 @@ class Case:
     quick_size: int
     contenders: tuple[str, ...]
     title: str
+    traced: bool = False
+    """Sample every run's received bytes over time (for the throughput plot)."""
+    cap: int = 0
+    """An aggregate per-client cap in bytes/s (all connections together), if the profile has one."""
 
 
 CASES: dict[str, Case] = {
@@ -136,6 +155,7 @@ CASES: dict[str, Case] = {
                 "aria2c-x16-nocheck",
                 "aria2c",
                 "curl",
+                "curl-sync",
                 "seed",
                 "curl-sha",
                 "openssl",
@@ -150,6 +170,7 @@ CASES: dict[str, Case] = {
             48 * MiB,
             (
                 "pullman",
+                "pullman-ref",
                 "pullman-c16",
                 "aria2c-x16",
                 "aria2c-x16-nocheck",
@@ -174,8 +195,18 @@ CASES: dict[str, Case] = {
             "ollama",
             192 * MiB,
             8 * MiB,
-            ("pullman", "aria2c-x16-nocheck", "aria2c-x16", "aria2c", "curl", "seed"),
+            (
+                "pullman",
+                "pullman-ref",
+                "aria2c-k1m",
+                "aria2c-x16-nocheck",
+                "aria2c-x16",
+                "aria2c",
+                "curl",
+                "seed",
+            ),
             "a model through the Ollama registry simulator, blob bytes from nginx (crawl)",
+            traced=True,
         ),
         Case(
             "decay",
@@ -194,6 +225,16 @@ CASES: dict[str, Case] = {
             24 * MiB,
             _URL_SET,
             "a URL on the simulator, continuous decay",
+        ),
+        Case(
+            "aggregate",
+            "aggregate",
+            "url",
+            192 * MiB,
+            32 * MiB,
+            ("pullman", "aria2c-x16", "curl"),
+            "a URL on the simulator, an aggregate per-client cap",
+            cap=AGGREGATE_CAP,
         ),
         Case(
             "lossy",

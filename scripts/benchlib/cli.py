@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from benchlib import procs, report
+from benchlib import plots, procs, report
 from benchlib.cases import human_size
 from benchlib.options import BenchError, check_tools, log, make_plan, parse_args
 from benchlib.runner import Bench
@@ -57,7 +57,25 @@ def main(argv: list[str] | None = None) -> int:
             log(f"==> kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    _plots(doc, args.plots or (str(Path(args.out).parent) if args.out else None), args.out)
     return _report(doc, args.quick, args.out, args.json, strict=args.strict)
+
+
+def _plots(doc: dict[str, Any], directory: str | None, out: str | None) -> None:
+    """Make the PNGs; ``doc["plots"]`` names them relative to the Markdown report."""
+    doc["plots"] = []
+    if directory is None:
+        return
+    if not plots.available():
+        log("==> no plots: matplotlib is not installed (pip install 'pullman[bench]')")
+        return
+    base = Path(out).parent if out else Path(directory)
+    for path in plots.make_plots(doc, Path(directory)):
+        log(f"==> wrote {path}")
+        try:
+            doc["plots"].append(str(path.resolve().relative_to(base.resolve())))
+        except ValueError:
+            doc["plots"].append(str(path.resolve()))
 
 
 def _report(
@@ -73,6 +91,9 @@ def _report(
     show("\n## targets (issue 6)" + ("  [QUICK RUN: indicative only]" if quick else ""))
     for t in doc["targets"]:
         show(f"{t['status']}: {t['target']}: {t['text']}")
+    show("\n## goals (issue 17)" + ("  [QUICK RUN: indicative only]" if quick else ""))
+    for g in doc["goals"]:
+        show(f"{g['status']}: goal {g['goal']}: {g['target']}: {g['text']}")
     if out:
         path = Path(out)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +111,7 @@ def _report(
     if pullman_broken:
         log("==> some pullman runs did not produce a verified file (see above)")
         return 1
-    if strict and any(t["status"] == "FAIL" for t in doc["targets"]):
+    if strict and any(t["status"] == "FAIL" for t in [*doc["targets"], *doc["goals"]]):
         return 1
     return 0
 

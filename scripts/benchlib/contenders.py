@@ -55,6 +55,8 @@ class Target:
     hf_endpoint: str | None = None
     hf_repo: str | None = None
     hf_filename: str | None = None
+    ref_url: str | None = None
+    """The same bytes from the same server, unthrottled (for ``pullman-ref``)."""
 
 
 @dataclass
@@ -126,6 +128,8 @@ def build_job(contender: str, t: Target, tools: Tools, run_dir: Path) -> Job:
     env = dict(tools.base_env)
     if contender in ("pullman", "pullman-c16"):
         return _pullman_job(contender, t, tools, run_dir, env)
+    if contender == "pullman-ref":
+        return _pullman_ref_job(t, tools, run_dir, env)
     if contender == "hf_hub_download":
         return _hf_job(t, tools, run_dir, env)
     if contender.startswith("aria2c"):
@@ -133,6 +137,10 @@ def build_job(contender: str, t: Target, tools: Tools, run_dir: Path) -> Job:
     if contender == "curl":
         argv = [tools.curl, "-sS", "-f", "-o", str(out_file), t.data_url]
         return Job(argv, env, "curl -sS -f -o FILE URL", "no", lambda _s: out_file)
+    if contender == "curl-sync":
+        script = '"$1" -sS -f -o "$2" "$3" && sync "$2"'
+        argv = ["bash", "-c", script, "curl-sync", tools.curl, str(out_file), t.data_url]
+        return Job(argv, env, "curl -sS -f -o FILE URL && sync FILE", "no", lambda _s: out_file)
     if contender == "seed":
         return _seed_job(t, tools, out_file, env)
     if contender == "curl-sha":
@@ -192,6 +200,16 @@ def _pullman_job(
     )
 
 
+def _pullman_ref_job(t: Target, tools: Tools, run_dir: Path, env: dict[str, str]) -> Job:
+    """pullman on the same bytes, unthrottled: its own reference time (issue 17, goal 2)."""
+    assert t.ref_url is not None
+    env["PULLMAN_HOME"] = str(run_dir / "pullman-home")
+    env["OLLAMA_HOST"] = "http://127.0.0.1:9"
+    argv = [tools.pullman, "get", t.ref_url, "--sha256", t.sha256, "-o", f"{run_dir}/out/"]
+    shown = "pullman get URL --sha256 HEX -o DIR/ --json, URL = the same bytes unthrottled"
+    return Job([*argv, "--json"], env, shown, "yes", _pullman_output, _pullman_extra)
+
+
 def _hf_output(stdout: str) -> Path | None:
     lines = stdout.strip().splitlines()
     return Path(lines[-1]) if lines else None
@@ -215,11 +233,14 @@ def _aria2c_job(
 ) -> Job:
     argv = [tools.aria2c, "--no-conf"]
     shown = "aria2c"
-    if contender in ("aria2c-x16", "aria2c-x16-nocheck"):
+    if contender in ("aria2c-x16", "aria2c-x16-nocheck", "aria2c-k1m"):
         argv += ["-x16", "-s16"]
         shown += " -x16 -s16"
+    if contender == "aria2c-k1m":  # issue 17: every advantage (1 MiB pieces, no checksum)
+        argv.append("-k1M")
+        shown += " -k1M"
     verifies = "no"
-    if contender != "aria2c-x16-nocheck":
+    if contender not in ("aria2c-x16-nocheck", "aria2c-k1m"):
         argv.append(f"--checksum=sha-256={t.sha256}")
         shown += " --checksum=sha-256=HEX"
         verifies = "yes"

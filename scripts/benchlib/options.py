@@ -105,6 +105,12 @@ def _where_results_go(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir", metavar="DIR", help="where the temp dir goes (default: $TMPDIR)"
     )
+    parser.add_argument(
+        "--plots",
+        metavar="DIR",
+        help="write the PNG plots here (default: beside --out; none without either); needs "
+        "matplotlib (pip install 'pullman[bench]')",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (files, logs)")
     parser.add_argument(
         "--strict", action="store_true", help="exit 1 if a target FAILs (not only on errors)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from benchlib.cases import CASES, PROFILES, GiB, MiB, human_size
@@ -221,6 +222,11 @@ def _md_head(doc: dict[str, Any]) -> list[str]:
     ]
     for t in doc["targets"]:
         out.append(f"- **{t['status']}** {t['target']}: {t['text']}")
+    out += ["", "## Goals (issue 17: performance to the limit)", ""]
+    for g in doc.get("goals", []):
+        out.append(f"- **{g['status']}** goal {g['goal']}, {g['target']}: {g['text']}")
+    for png in doc.get("plots", []):
+        out += ["", f"![{Path(png).stem}]({png})"]
     return out
 
 
@@ -382,11 +388,16 @@ HOW_TO_RUN = [
     "",
     "`scripts/bench` makes sure the venv exists (like `scripts/demo`), then runs "
     "`scripts/bench.py` (the harness is in `scripts/benchlib/`). Cases (`--profiles`): "
-    "`unthrottled`, `burst`, `burst-hub`, `crawl-ollama`, `decay`, `decay-sim`, `lossy`; "
-    "contenders (`--contenders`): `pullman`, `pullman-c16`, `aria2c-x16`, "
-    "`aria2c-x16-nocheck`, `aria2c`, `curl`, `seed`, `hf_hub_download`, `curl-sha`, "
+    "`unthrottled`, `burst`, `burst-hub`, `crawl-ollama`, `decay`, `decay-sim`, `aggregate`, "
+    "`lossy`; contenders (`--contenders`): `pullman`, `pullman-ref` (pullman on the same "
+    "bytes from the same server, unthrottled: its own reference time), `pullman-c16`, "
+    "`aria2c-x16`, `aria2c-x16-nocheck`, `aria2c-k1m` (`-x16 -s16 -k1M`), `aria2c`, `curl`, "
+    "`curl-sync` (`curl -o f && sync f`), `seed`, `hf_hub_download`, `curl-sha`, "
     "`openssl`. Full-run sizes: 1 GiB (unthrottled, burst), 64 MiB (burst-hub), "
-    "192 MiB (crawl-ollama), 256 MiB (decay, decay-sim, lossy); 3 rounds; a run is killed "
+    "192 MiB (crawl-ollama, aggregate), 256 MiB (decay, decay-sim, lossy); 3 rounds; the "
+    "crawl case also records every run's received bytes over time (`ss -tin`, every 0.1 s) "
+    "for the throughput plot; with `--out` (or `--plots DIR`) the PNG plots are written "
+    "beside the report (needs matplotlib: `pip install 'pullman[bench]'`); a run is killed "
     "after `--timeout` (600 s) and a "
     "contender whose first run took over `--once-over` (120 s) runs only once, so the "
     "single-stream contenders on the throttled profiles (minutes each) do not triple the "

@@ -15,9 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine, procs, report
+from benchlib import machine, procs, report, trace
 from benchlib.cases import CASES, PROFILES, Case, MiB, human_size
 from benchlib.contenders import HF_SCRIPT, SEED_SCRIPT, Target, Tools, build_job
+from benchlib.goals import issue17_goals
 from benchlib.nginx import Nginx
 from benchlib.options import BenchError, Plan, log
 from benchlib.targets import targets
@@ -125,9 +126,7 @@ def run_one(
         sim.get("/_bench/rearm")
         sim.get("/_bench/stats")
     nginx.mark()
-    m = procs.run_measured(
-        job.argv, run_dir=run_dir, env=job.env, timeout=timeout, ports=target.data_ports
-    )
+    m, points = _measured(job.argv, job.env, target, run_dir, timeout)
     opened: int | None = None
     requests: int | None = None
     if on_sim and sim is not None:
@@ -165,7 +164,26 @@ def run_one(
         "extra": extra,
         "argv": m.argv,
     }
+    if points is not None:
+        record["trace"] = points
     return record
+
+
+def _measured(
+    argv: list[str], env: dict[str, str], target: Target, run_dir: Path, timeout: float
+) -> tuple[procs.Measured, list[tuple[float, int]] | None]:
+    """The measured run, and its bytes over time when the case is traced."""
+    traced = target.case.traced and trace.available()
+    tracer = trace.ByteTrace(target.data_ports) if traced else None
+    if tracer is not None:
+        tracer.start()
+    try:
+        m = procs.run_measured(
+            argv, run_dir=run_dir, env=env, timeout=timeout, ports=target.data_ports
+        )
+    finally:
+        points = tracer.stop() if tracer is not None else None
+    return m, points
 
 
 def check_output(contender: str, path: Path | None, stdout: str, target: Target) -> tuple[str, str]:
@@ -208,6 +226,11 @@ def target_for(
         url = nginx.file_url(case.profile, name)
         ports = [nginx.port]
     t = Target(case, name, size, digest, www / name, url, ports)
+    t.ref_url = (
+        f"{sim.info['origin']}/files/full-{name}"
+        if on_sim and sim is not None
+        else nginx.file_url("unthrottled", name)
+    )
     if case.via == "ollama":
         assert sim is not None
         t.ollama_model = sim.info["ollama"]["model"]
@@ -268,6 +291,9 @@ class Bench:
                 spec["files"].append(
                     {"name": f"{case.profile}-{name}", "profile": case.profile, **entry}
                 )
+                full = {"name": f"full-{name}", "profile": "full", **entry}
+                if full not in spec["files"]:  # the same bytes unthrottled, for pullman-ref
+                    spec["files"].append(full)
             redirect = nginx.file_url(case.profile, name)
             if case.via == "ollama":
                 spec["ollama"] = {"repo": "bench/crawl", "redirect": redirect, **entry}
@@ -344,6 +370,7 @@ class Bench:
         plan, runs = self.plan, self.runs
         summaries = {c: report.summarize(runs, c, plan.sizes[c], plan.timeout) for c in plan.cases}
         goals = targets(summaries, plan.sizes, runs)
+        perf_goals = issue17_goals(summaries, plan.sizes, runs)
         shown: dict[str, str] = {}
         for r in runs:
             shown.setdefault(r["contender"], r["shown"])
@@ -366,6 +393,7 @@ class Bench:
                 {"name": c, "size": plan.sizes[c], "summary": summaries[c]} for c in plan.cases
             ],
             "targets": goals,
+            "goals": perf_goals,
             "runs": runs,
         }
 

@@ -22,11 +22,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pullman.testing.faults import Fault, Reset, Throttle
+from pullman.testing.faults import ClientCap, Fault, Reset, Throttle
 from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
 from pullman.testing.server import Request, send_simple
 from pullman.testing.simulator import Simulator
+
+from benchlib.cases import AGGREGATE_CAP
 
 MiB = 1 << 20
 
@@ -55,22 +57,36 @@ class BenchSimulator(Simulator):
         return target if target is not None else super().signed_url(name, expires_in)
 
 
-def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
-    sim = BenchSimulator(spec.get("host", "127.0.0.1"))
-    seed = int(spec.get("seed", 1))
+def _add_files(
+    sim: BenchSimulator, files: list[dict[str, Any]], seed: int, out: dict[str, Any]
+) -> list[str]:
+    """The simulator profiles' files; returns the lossy ones' names (re-armed per run)."""
     lossy: list[str] = []
-    out: dict[str, Any] = {"files": {}}
-    for f in spec.get("files", []):
+    for f in files:
         data = Path(f["path"]).read_bytes()
         if f["profile"] == "lossy":
             sim_file = sim.add_file(f["name"], data, faults=lossy_faults(seed))
             lossy.append(f["name"])
         elif f["profile"] == "decay-sim":
             sim_file = sim.add_file(f["name"], data, throttle=decay_throttle())
+        elif f["profile"] == "aggregate":
+            sim_file = sim.add_file(
+                f["name"], data, throttle=Throttle(cap=ClientCap(AGGREGATE_CAP))
+            )
+        elif f["profile"] == "full":  # unthrottled, fault-free: pullman-ref's reference
+            sim_file = sim.add_file(f["name"], data)
         else:
             raise ValueError(f"unknown simulator profile {f['profile']!r}")
         sim_file.__dict__["sha256"] = f["sha256"]  # a cached_property: skip hashing again
         out["files"][f["name"]] = f["name"]
+    return lossy
+
+
+def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
+    sim = BenchSimulator(spec.get("host", "127.0.0.1"))
+    seed = int(spec.get("seed", 1))
+    out: dict[str, Any] = {"files": {}}
+    lossy = _add_files(sim, spec.get("files", []), seed, out)
 
     ollama = spec.get("ollama")
     if ollama is not None:
