@@ -197,36 +197,13 @@ class Transfer:
 
     def _committed_meanwhile(self) -> bool:
         """Whether another process committed this content-addressed file while we waited."""
-        spec = self.spec
-        if self._state != "waiting" or not spec.content_addressed or spec.size is None:
-            return False
-        for place in spec.places:
-            try:
-                if place.stat().st_size == spec.size:
-                    return True
-            except OSError:
-                continue
-        return False
+        return self._state == "waiting" and committed_elsewhere(self.spec)
 
     def _reused(self, started: float) -> Outcome:
         self._state = "done"
         size = self.spec.size or 0
-        digest = self.spec.digest
         self.shared.smap = SegmentMap(size, [(0, size)])
-        return Outcome(
-            dest=self.spec.dest,
-            size=size,
-            sha256=digest.hex if digest and digest.algorithm == "sha256" else None,
-            digest=str(digest),
-            verified=True,
-            fetched=0,
-            resumed=0,
-            elapsed=self.shared.clock.now() - started,
-            tail=0.0,
-            recycles=0,
-            retries=0,
-            reused=True,
-        )
+        return reused_outcome(self.spec, self.shared.clock.now() - started)
 
     def _expected_size(self, target: Target) -> int:
         return expected_size(self.spec, target)
@@ -354,6 +331,38 @@ class Transfer:
     def _save_journal(self, journal: Journal) -> None:
         if self.shared.ranged:  # without ranges a partial file cannot be resumed anyway
             self.shared.staging.save_journal(journal)
+
+
+def committed_elsewhere(spec: FileSpec) -> bool:
+    """Whether a content-addressed file is already in one of its places, whole."""
+    if not spec.content_addressed or spec.size is None:
+        return False
+    for place in spec.places:
+        try:
+            if place.stat().st_size == spec.size:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def reused_outcome(spec: FileSpec, elapsed: float) -> Outcome:
+    """The outcome of a file another process committed while this one waited for it."""
+    digest = spec.digest
+    return Outcome(
+        dest=spec.dest,
+        size=spec.size or 0,
+        sha256=digest.hex if digest and digest.algorithm == "sha256" else None,
+        digest=str(digest),
+        verified=True,
+        fetched=0,
+        resumed=0,
+        elapsed=elapsed,
+        tail=0.0,
+        recycles=0,
+        retries=0,
+        reused=True,
+    )
 
 
 async def recall(memory: HostMemory | None, fleet: Fleet, url: str) -> None:
