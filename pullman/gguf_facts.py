@@ -305,6 +305,14 @@ def _facts(cur: _Cursor, version: int, tensors: _Tensors) -> GgufFacts:
 
 def parse_header(buf: mmap.mmap | bytes) -> GgufFacts:
     """The facts in a whole file's bytes (mapped or not); raises ``_Malformed``."""
+    cur, version = _opened(buf)
+    tensor_count, kv_count = cur.u64(), cur.u64()
+    _read_kv(cur, kv_count)
+    return _facts(cur, version, _read_tensors(cur, tensor_count))
+
+
+def _opened(buf: mmap.mmap | bytes) -> tuple[_Cursor, int]:
+    """A cursor past the magic and the version (2 or 3, little-endian); ``_Malformed`` else."""
     cur = _Cursor(buf, len(buf))
     if bytes(buf[:4]) != MAGIC:
         raise _Malformed("it does not start with the GGUF magic bytes")
@@ -315,9 +323,7 @@ def parse_header(buf: mmap.mmap | bytes) -> GgufFacts:
         if swapped in VERSIONS:
             raise _Malformed("it is a big-endian GGUF file")
         raise _Malformed(f"it is GGUF version {version}; pullman reads versions 2 and 3")
-    tensor_count, kv_count = cur.u64(), cur.u64()
-    _read_kv(cur, kv_count)
-    return _facts(cur, version, _read_tensors(cur, tensor_count))
+    return cur, version
 
 
 def _bad(path: Path, problem: _Malformed) -> BadModelFile:
@@ -426,13 +432,7 @@ def _fit_header(cur: _Cursor, tensors: _Tensors, known: bool, file_size: int) ->
 def parse_fit_header(buf: bytes, file_size: int) -> FitHeader:
     """The fit-relevant header of a file of ``file_size`` bytes from its first bytes ``buf``;
     raises ``_Malformed`` (``short`` when ``buf`` ends before the header does)."""
-    cur = _Cursor(buf, len(buf))
-    if bytes(buf[:4]) != MAGIC:
-        raise _Malformed("it does not start with the GGUF magic bytes")
-    cur.pos = len(MAGIC)
-    version = cur.u32()
-    if version not in VERSIONS:
-        raise _Malformed(f"it is GGUF version {version}; pullman reads versions 2 and 3")
+    cur, _version = _opened(buf)
     tensor_count, kv_count = cur.u64(), cur.u64()
     if tensor_count > file_size // 24 or kv_count > file_size // 12:
         raise _Malformed(f"it claims {tensor_count} tensors and {kv_count} keys")

@@ -10,10 +10,12 @@ Hub's ``tree`` / ``paths-info`` / ``revision`` answers carry and huggingface_hub
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import parse_qs
 
 from pullman.core.names import is_commit
 
@@ -123,3 +125,21 @@ def in_tree(path: str, under: str, recursive: bool) -> bool:
     if not path.startswith(prefix) or path == under:
         return False
     return recursive or "/" not in path[len(prefix) :]
+
+
+def body_paths(text: str, content_type: str) -> list[str] | None:
+    """``paths`` of a ``paths-info`` request body: a form (what huggingface_hub sends) or JSON;
+    None when a JSON body does not hold a list of strings."""
+    if content_type.lower().startswith("application/json"):
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        paths = doc.get("paths") if isinstance(doc, dict) else None
+        if isinstance(paths, str):
+            return [paths]
+        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+            return paths
+        return None
+    form = parse_qs(text, keep_blank_values=True)
+    return form.get("paths", []) + form.get("paths[]", [])

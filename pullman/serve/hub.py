@@ -17,9 +17,8 @@ as public is answered as not found unless ``serve_private``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -235,16 +234,4 @@ class Hub:
 async def _body_paths(request: web.Request) -> list[str] | None:
     """``paths`` from a form (what huggingface_hub sends) or a JSON body."""
     text = (await request.read()).decode("utf-8", "replace")
-    if request.content_type == "application/json":
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
-        paths = doc.get("paths") if isinstance(doc, dict) else None
-        if isinstance(paths, str):
-            return [paths]
-        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
-            return paths
-        return None
-    form = parse_qs(text, keep_blank_values=True)
-    return form.get("paths", []) + form.get("paths[]", [])
+    return hub.body_paths(text, request.content_type)

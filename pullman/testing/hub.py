@@ -33,8 +33,9 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
+from pullman.core.hub_entries import body_paths
 from pullman.testing.faults import Fault, Status, Throttle
 from pullman.testing.files import (
     Data,
@@ -690,21 +691,8 @@ def _decode_cursor(cursor: str) -> int:
 
 def _body_paths(request: Request) -> list[str] | None:
     """``paths`` from a form (what huggingface_hub sends) or a JSON body."""
-    content_type = (request.header("content-type") or "").lower()
     text = request.body.decode("utf-8", "replace")
-    if content_type.startswith("application/json"):
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            return None
-        paths = doc.get("paths") if isinstance(doc, dict) else None
-        if isinstance(paths, str):
-            return [paths]
-        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
-            return paths
-        return None
-    form = parse_qs(text, keep_blank_values=True)
-    return form.get("paths", []) + form.get("paths[]", [])
+    return body_paths(text, request.header("content-type") or "")
 
 
 def _raw_sibling(entry: dict[str, Any], blobs: bool) -> dict[str, Any]:
