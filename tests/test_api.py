@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,20 +26,6 @@ from daemon_api import ApiDaemon, SseReader, state_change, wait_for
 from helpers import KiB, MiB, cli_env, pullman
 
 SIZE = 4 * MiB
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return cli_env(tmp_path / "home", OLLAMA_HOST="http://127.0.0.1:9")
-
-
-@pytest.fixture
-def daemon(env: dict[str, str], tmp_path: Path) -> Iterator[ApiDaemon]:
-    d = ApiDaemon(env, tmp_path / "daemon.log")
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop(signal.SIGKILL)
 
 
 def slow_file(sim: Simulator, name: str = "slow.bin", rate: int = 256 * KiB) -> str:

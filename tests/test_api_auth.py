@@ -4,10 +4,8 @@ Against a real daemon on loopback; the pure checks also on their own."""
 
 from __future__ import annotations
 
-import signal
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx2
@@ -19,20 +17,6 @@ from pullman.errors import UsageError
 
 from daemon_api import ApiDaemon
 from helpers import cli_env, pullman
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return cli_env(tmp_path / "home", OLLAMA_HOST="http://127.0.0.1:9")
-
-
-@pytest.fixture
-def daemon(env: dict[str, str], tmp_path: Path) -> Iterator[ApiDaemon]:
-    d = ApiDaemon(env, tmp_path / "daemon.log")
-    d.start()
-    yield d
-    if d.proc is not None:
-        d.stop(signal.SIGKILL)
 
 
 def queue_one(daemon: ApiDaemon, tmp_path: Path) -> int:
