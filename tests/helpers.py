@@ -17,6 +17,7 @@ import anyio
 
 from pullman.core.digests import sha256
 from pullman.core.plan import FileSpec
+from pullman.testing.hub import HubSimulator
 from pullman.testing.settings import KiB, MiB, fast_config, fast_env
 from pullman.transfer.config import TransferConfig
 from pullman.transfer.engine import Transfer
@@ -219,3 +220,21 @@ def make_test_ca(directory: Path, address: str) -> tuple[Path, Path, Path]:
     for step in steps:
         subprocess.run(["openssl", *map(str, step)], check=True, capture_output=True)
     return ca, cert, key
+
+
+def hub_env(tmp_path: Path, hub: HubSimulator, **extra: str) -> dict[str, str]:
+    """The ``pullman`` command's environment against a Hub simulator: no token, no offline
+    mode, the HF home and cache in ``tmp_path``, no Ollama server to find."""
+    env = cli_env(tmp_path / "home")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
+        env.pop(name, None)
+    env.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_HOME=str(tmp_path / "hf-home"),
+        HF_HUB_CACHE=str(tmp_path / "cache"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_XET="1",
+        OLLAMA_HOST="http://127.0.0.1:9",
+    )
+    env.update(extra)
+    return env

@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import pytest
 
 from pullman.testing import Simulator, Throttle, make_data
 
+from daemon_api import wait_for
 from helpers import KiB, MiB, cli_env, free_port, pullman
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -35,17 +36,6 @@ CHROMEDRIVER = shutil.which("chromedriver") or (
 SCREENSHOT = os.environ.get("PULLMAN_SCREENSHOT")
 
 pytestmark = pytest.mark.slow
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------- the daemon

@@ -26,7 +26,7 @@ from pullman.testing.hub import HubSimulator
 from pullman.testing.registry import OllamaRegistry
 
 from fit_models import LLAMA_8B, TINY, Written, gguf_model, nbytes, tensors
-from helpers import MiB, cli_env, no_traceback, pullman
+from helpers import MiB, cli_env, hub_env, no_traceback, pullman
 
 GiB = 1 << 30
 REPO = "org/Llama-8B-GGUF"
@@ -52,23 +52,8 @@ def hub(sim: Simulator, models: dict[str, Written]) -> HubSimulator:
     return hub
 
 
-def env_for(tmp_path: Path, hub: HubSimulator, **extra: str) -> dict[str, str]:
-    env = cli_env(tmp_path / "home")
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
-        env.pop(name, None)
-    env.update(
-        HF_ENDPOINT=hub.endpoint,
-        HF_HOME=str(tmp_path / "hf-home"),
-        HF_HUB_CACHE=str(tmp_path / "cache"),
-        HF_HUB_DISABLE_XET="1",
-        OLLAMA_HOST="http://127.0.0.1:9",
-    )
-    env.update(extra)
-    return env
-
-
 def run(tmp_path: Path, hub: HubSimulator, *args: str, **env: str):  # type: ignore[no-untyped-def]
-    return pullman(*args, home=tmp_path, env=env_for(tmp_path, hub, **env))
+    return pullman(*args, home=tmp_path, env=hub_env(tmp_path, hub, **env))
 
 
 def fit_json(tmp_path: Path, hub: HubSimulator, ref: str, *args: str) -> dict:  # type: ignore[type-arg]
@@ -522,7 +507,7 @@ def test_a_queued_job_fails_the_same_way_in_the_daemon(hub: HubSimulator, tmp_pa
     from pullman import config
     from pullman.daemon import daemon_pid
 
-    env = env_for(tmp_path, hub)
+    env = hub_env(tmp_path, hub)
     paths = config.Paths.from_env(env)
     with (tmp_path / "daemon.log").open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "pullman", "daemon"], env=env, stdout=log,

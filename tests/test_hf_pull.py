@@ -18,7 +18,7 @@ import pytest
 from pullman.testing import Simulator, make_data
 from pullman.testing.hub import HubSimulator
 
-from helpers import KiB, MiB, cli_env, pullman
+from helpers import KiB, MiB, hub_env, pullman
 
 REPO = "org/tiny-model"
 FILES = {
@@ -36,31 +36,15 @@ def hub(sim: Simulator) -> HubSimulator:
     return HubSimulator(sim)
 
 
-def env_for(tmp_path: Path, hub: HubSimulator, **extra: str) -> dict[str, str]:
-    env = cli_env(tmp_path / "home")
-    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
-        env.pop(name, None)
-    env.update(
-        HF_ENDPOINT=hub.endpoint,
-        HF_HOME=str(tmp_path / "hf-home"),
-        HF_HUB_CACHE=str(tmp_path / "cache"),
-        HF_HUB_DISABLE_TELEMETRY="1",
-        HF_HUB_DISABLE_XET="1",
-        OLLAMA_HOST="http://127.0.0.1:9",
-    )
-    env.update(extra)
-    return env
-
-
 def get(tmp_path: Path, hub: HubSimulator, *args: str, **env: str):  # type: ignore[no-untyped-def]
-    return pullman("get", *args, home=tmp_path, env=env_for(tmp_path, hub, **env))
+    return pullman("get", *args, home=tmp_path, env=hub_env(tmp_path, hub, **env))
 
 
 def hf_python(tmp_path: Path, hub: HubSimulator, code: str, **env: str) -> str:
     """Run huggingface_hub itself in a fresh process; returns its stdout."""
     r = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
-        env=env_for(tmp_path, hub, **env),
+        env=hub_env(tmp_path, hub, **env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -246,7 +230,7 @@ def test_local_dir_writes_plain_files(hub: HubSimulator, tmp_path: Path) -> None
 def test_ls_and_rm_cover_the_hf_cache(hub: HubSimulator, tmp_path: Path) -> None:
     hub.add_repo(REPO, FILES)
     assert get(tmp_path, hub, f"hf://{REPO}").returncode == 0
-    env = env_for(tmp_path, hub)
+    env = hub_env(tmp_path, hub)
     r = pullman("ls", "--json", "--ollama-dir", str(tmp_path / "none"), home=tmp_path, env=env)
     [doc] = json.loads(r.stdout)
     assert doc["name"] == f"hf://{REPO}" and doc["state"] == "complete"

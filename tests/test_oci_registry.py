@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,9 +16,9 @@ import pytest
 
 from pullman.testing import make_data
 
-from helpers import KiB, cli_env, free_port, pullman
+from distribution import start_distribution
+from helpers import KiB, cli_env, pullman
 
-REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 
 
@@ -69,35 +66,8 @@ class Registry:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Iterator[Registry]:
-    if not Path(REGISTRY).exists():
-        pytest.skip("needs Debian's docker-registry (scripts/test installs it)")
-    port = free_port()
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: info\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {tmp_path / 'registry-data'}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    log = tmp_path / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=out, stderr=out)
-    host = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{host}/v2/", timeout=1):
-                break
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-    try:
-        yield Registry(host, log)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    for started in start_distribution(tmp_path):
+        yield Registry(started.host, started.log)
 
 
 def test_a_model_from_a_real_registry_lands_byte_for_byte(

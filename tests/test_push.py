@@ -39,9 +39,9 @@ from pullman.errors import ProtocolViolation, UsageError
 from pullman.testing import Simulator, make_data
 from pullman.testing.registry import OllamaRegistry
 
-from helpers import KiB, MiB, cli_env, free_port, pullman, spawn
+from distribution import start_distribution
+from helpers import KiB, MiB, cli_env, pullman, spawn
 
-REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 MODEL = make_data(3 * MiB + 123, 31)
 LAYERS = [("model", MODEL), ("template", b"{{ .Prompt }}"), ("license", b"MIT or so")]
 
@@ -154,38 +154,8 @@ class Registry:
 
 
 def start_registry(tmp_path: Path, extra: str = "", storage: str = "") -> Iterator[Registry]:
-    if not Path(REGISTRY).exists():
-        pytest.skip("needs Debian's docker-registry (scripts/test installs it)")
-    port = free_port()
-    data = tmp_path / "registry-data"
-    config = tmp_path / "registry.yml"
-    config.write_text(
-        "version: 0.1\n"
-        "log:\n  level: info\n  accesslog:\n    disabled: false\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {data}\n{storage}"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: pullman-test-secret\n{extra}"
-    )
-    log = tmp_path / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([REGISTRY, "serve", str(config)], stdout=out, stderr=out)
-    host = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://{host}/v2/", timeout=1):
-                break
-        except urllib.error.HTTPError:
-            break  # 401: up, and wants auth
-        except (urllib.error.URLError, ConnectionError):
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail(f"docker-registry did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
-    try:
-        yield Registry(host, log, data)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    for started in start_distribution(tmp_path, extra, storage):
+        yield Registry(started.host, started.log, started.data)
 
 
 @pytest.fixture
