@@ -193,8 +193,16 @@ def test_the_daemon_survives_a_disk_that_fills_mid_download(
         assert r.returncode == 0, r.stderr
         wait_for("some progress", lambda: f.bytes_sent > 2 * MiB)
         filler = fill(small_fs)  # another program takes every free byte
-        wait_for("the job to wait for space", lambda: job(env, home)["state"] == "waiting")
-        reason = str(job(env, home)["wait_reason"])
+        # One read of the row: with a 0.3 s retry the job may be trying again (running, no
+        # reason) by the time of a second read.
+        seen: list[dict[str, object]] = []
+
+        def waiting() -> bool:
+            seen.append(job(env, home))
+            return seen[-1]["state"] == "waiting"
+
+        wait_for("the job to wait for space", waiting)
+        reason = str(seen[-1]["wait_reason"])
         assert "free space" in reason and "is free" in reason, reason
         kept = staged_bytes(staging)
         print(f"wait reason: {reason}; journal claims {kept} bytes")
