@@ -26,7 +26,6 @@ from pullman.core.headers import parse_content_range
 from pullman.core.proxies import Proxies
 from pullman.core.urls import redact
 from pullman.errors import BadModelFile, ProtocolViolation, PullmanError, RemoteError
-from pullman.gguf_facts import fit_header
 from pullman.net.client import DIRECT, fetch
 from pullman.net.errors import error_for_status
 from pullman.net.retry import RetryPolicy, retrying
@@ -108,6 +107,14 @@ def _check_range(value: str | None, start: int, url: str) -> None:
         )
 
 
+def _fit_header(buf: bytes, size: int, name: str) -> FitHeader | None:
+    # Imported here: the gguf reader pulls in numpy (about 0.15 s), which every command that
+    # imports this module (``pullman get`` does) would otherwise pay at startup.
+    from pullman.gguf_facts import fit_header
+
+    return fit_header(buf, size, name)
+
+
 async def _grow(f: GgufFile, size: int, how: Asking) -> HeaderRead:
     buf, fetched, length = b"", 0, FIRST_READ
     while True:
@@ -117,7 +124,7 @@ async def _grow(f: GgufFile, size: int, how: Asking) -> HeaderRead:
         buf = body if status == 200 else buf + body
         if len(buf) < end:
             raise RemoteError(f"the server sent {len(buf)} of the {end} bytes asked for")
-        header = fit_header(buf, size, f.name)
+        header = _fit_header(buf, size, f.name)
         if header is not None:
             return HeaderRead(header, fetched)
         if end >= min(size, MAX_HEADER):
@@ -152,7 +159,7 @@ def read_local(path: Path) -> HeaderRead:
 
 
 def _parsed(buf: mmap.mmap, size: int, name: str) -> FitHeader:
-    header = fit_header(bytes(buf[: min(size, MAX_HEADER)]), size, name)
+    header = _fit_header(bytes(buf[: min(size, MAX_HEADER)]), size, name)
     if header is None:
         raise BadModelFile(name, why=f"its header is longer than {MAX_HEADER >> 20} MiB")
     return header

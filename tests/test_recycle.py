@@ -110,7 +110,80 @@ def test_learner_sets_box_below_observed_slowdowns_and_probes_upward() -> None:
     box = learner.box
     for _ in range(3):
         learner.box_reached()
+    # One connection tries the larger box; the others keep the box until it ran clean.
+    assert learner.box_for("prober") == int(box * 1.25)
+    assert learner.box_for("other") == box
+    assert learner.current_box("prober") == int(box * 1.25)
+    learner.box_reached("other")
+    assert learner.box == box
+    learner.box_reached("prober")
     assert learner.box == int(box * 1.25)
+    assert learner.box_for("other") == learner.box
+
+
+def test_a_trial_that_slows_down_keeps_the_box_and_a_gone_prober_hands_it_on() -> None:
+    cfg = RecycleConfig(request_bytes=512 * MiB, min_request_bytes=MiB)
+    learner = BurstLearner(cfg, probe_after=2, growth=1.5)
+    for _ in range(3):
+        learner.slowed_at(8 * MiB)
+    box = learner.box
+    learner.box_reached()
+    learner.box_reached()
+    assert learner.box_for("a") == int(box * 1.5)
+    learner.slowed_at(8 * MiB, "a")  # past the box, before the trial's end: too large
+    assert learner.box == box and learner.box_for("a") == box
+    learner.box_reached()
+    learner.box_reached()
+    assert learner.box_for("b") == int(box * 1.5)
+    learner.left("b")
+    assert learner.box_for("c") == int(box * 1.5)  # "b" went away: "c" tries instead
+
+
+def test_a_prober_that_falls_off_the_cliff_just_past_the_box_is_recycled_at_once() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, cliff_window=0.1)
+    fleet = Fleet(cfg)
+    fleet.learner.box = 4 * MiB
+    fleet.learner.trial = 5 * MiB
+    assert fleet.learner.box_for("p") == 5 * MiB
+    w = fleet.open("p", 0.0)
+    t, moved, recycled = 0.0, 0, []
+    while not recycled and t < 3.0:
+        t = round(t + 0.05, 2)
+        n = int(40 * MiB * 0.05) if moved < 4 * MiB else 0  # the burst ends at 4 MiB
+        w.feed(t, n)
+        moved += n
+        recycled = fleet.tick(t)
+    assert recycled == [("p", Reason.SLOW)]
+    assert t <= 0.35  # a tick or two after the cliff, not the 0.6 s of window and grace
+    assert fleet.learner.box == 4 * MiB and fleet.learner.trial is None
+
+
+def test_connections_falling_off_a_cliff_together_are_recycled_without_the_grace() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, cliff_window=0.1)
+    fleet = Fleet(cfg)
+    watches = {k: fleet.open(k, 0.0) for k in range(4)}
+    t, moved = 0.0, dict.fromkeys(watches, 0)
+    recycled: list[tuple[object, Reason]] = []
+    while len(recycled) < 4 and t < 3.0:
+        t = round(t + 0.05, 2)
+        for k, w in watches.items():
+            n = int(40 * MiB * 0.05) if moved[k] < 4 * MiB else 0
+            w.feed(t, n)
+            moved[k] += n
+        recycled += fleet.tick(t)
+    assert sorted(k for k, _ in recycled) == [0, 1, 2, 3] and t <= 0.35
+    assert 3 * MiB <= fleet.learner.box < 4 * MiB
+
+
+def test_one_connection_falling_silent_is_not_a_cliff_quorum() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, cliff_window=0.1)
+    fleet = Fleet(cfg)
+    watches = {k: fleet.open(k, 0.0) for k in range(4)}
+    for step in range(1, 7):  # 0.3 s
+        t = step * 0.05
+        for k, w in watches.items():
+            w.feed(t, 0 if (k == 0 and t > 0.15) else int(40 * MiB * 0.05))
+        assert fleet.tick(t) == []
 
 
 def test_learner_never_goes_below_the_minimum() -> None:

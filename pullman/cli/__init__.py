@@ -1,17 +1,18 @@
-"""The command line: a thin click shell over the library, one module per group of commands."""
+"""The command line: a thin click shell over the library, one module per group of commands.
 
-from pullman.cli import (  # noqa: F401 - importing registers commands
-    admin,
-    bundle,
-    fit_cmd,
-    get_cmd,
-    jobs,
-    link_cmd,
-    push_cmd,
-    serve_cmd,
-    store,
-    web,
-)
-from pullman.cli.app import cli, main, run_async
+The modules are imported when their command is asked for (:class:`pullman.cli.app.LazyGroup`);
+:func:`load_all` imports every one (for tools that walk the whole command tree).
+"""
 
-__all__ = ["cli", "main", "run_async"]
+import importlib
+
+from pullman.cli.app import COMMANDS, cli, main, run_async
+
+
+def load_all() -> None:
+    """Import every command module, so ``cli.commands`` holds every command."""
+    for module in sorted(set(COMMANDS.values())):
+        importlib.import_module(f"pullman.cli.{module}")
+
+
+__all__ = ["cli", "load_all", "main", "run_async"]

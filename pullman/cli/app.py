@@ -9,6 +9,7 @@ else is a bug: exit 70, no traceback unless ``--debug``.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import signal
@@ -22,7 +23,7 @@ import click
 
 from pullman import __version__, config
 from pullman.errors import EXIT_CODES, EXIT_SOFTWARE, Interrupted, PullmanError, collapse_groups
-from pullman.tuning import tune_process
+from pullman.tuning import freeze_startup, tune_process
 
 if TYPE_CHECKING:
     from pullman.index import Index
@@ -65,8 +66,51 @@ class Context:
 
 pass_context = click.make_pass_decorator(Context)
 
+COMMANDS: dict[str, str] = {
+    "cancel": "jobs",
+    "daemon": "admin",
+    "doctor": "store",
+    "export": "bundle",
+    "fit": "fit_cmd",
+    "gc": "store",
+    "get": "get_cmd",
+    "import": "bundle",
+    "limit": "jobs",
+    "link": "link_cmd",
+    "ls": "store",
+    "pause": "jobs",
+    "priority": "jobs",
+    "push": "push_cmd",
+    "resume": "jobs",
+    "rm": "store",
+    "serve": "serve_cmd",
+    "service": "admin",
+    "status": "jobs",
+    "verify": "store",
+    "web": "web",
+}
+"""Each command and the module of :mod:`pullman.cli` that defines it (and registers it on
+import). ``tests/test_cli_lazy.py`` checks this table against what the modules register."""
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG)
+
+class LazyGroup(click.Group):
+    """Imports a command's module when that command is asked for: ``pullman get`` starts
+    without paying for the HTTP server behind ``serve``, the bundle tools or the GGUF reader
+    (together more than half a second of imports)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is not None and cmd_name not in self.commands:
+            importlib.import_module(f"pullman.cli.{module}")
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, epilog=_EPILOG
+)
 @click.version_option(__version__, prog_name="pullman")
 @click.option("-v", "--verbose", count=True, help="More log lines (repeat for debug).")
 @click.option("--debug", is_flag=True, help="Show tracebacks for internal errors.")
@@ -141,6 +185,7 @@ def run_async(fn: Callable[[], Awaitable[T]]) -> T:
             tg.start_soon(watch_signals)
             tg.start_soon(work)
 
+    freeze_startup()
     return anyio.run(main)
 
 

@@ -10,7 +10,12 @@ So every connection is watched, and stopped ("recycled") and reopened after a sh
   connections slow down after about the same number of bytes, later ones are recycled just before
   that point, so they never enter the crawl (see :class:`BurstLearner`);
 - **slow**: its rate over ``rate_window`` stayed below ``burst_floor`` x its own peak, or below
-  ``sibling_floor`` x the median of its siblings, for ``slow_grace`` seconds.
+  ``sibling_floor`` x the median of its siblings, for ``slow_grace`` seconds;
+- **cliff** (slow, at once): several connections fell off a cliff together (their rate over the
+  last ``cliff_window`` below ``cliff_floor`` x their peak) after the same number of bytes.
+  That is a throttle's burst running out, not congestion (which strikes at random byte counts),
+  so they are recycled without the grace, and the burst is learned from them: the first wave of
+  a download from a host nobody has taught us about crawls for a tick, not for the grace.
 
 A recycle is not a failure: it does not spend the retry budget. Nothing here sleeps or reads a
 clock: callers feed ``(now, bytes)`` samples and ask for verdicts. The engine owns the timing.
@@ -53,16 +58,26 @@ class RecycleConfig:
     """...or below this share of the median rate of its siblings..."""
     slow_grace: float = 0.3
     """...for this many seconds."""
+    cliff_window: float = 0.1
+    """Seconds over which a fall off a cliff is measured..."""
+    cliff_floor: float = 0.1
+    """...to below this share of the connection's peak rate."""
     pause: float = 0.05
     """Seconds to sleep between stopping a connection and opening the next one."""
     learn: bool = True
     """Learn the CDN's burst size and recycle connections just before it."""
 
     def __post_init__(self) -> None:
-        for name in ("stall_timeout", "request_seconds", "rate_window", "slow_grace"):
+        for name in (
+            "stall_timeout",
+            "request_seconds",
+            "rate_window",
+            "slow_grace",
+            "cliff_window",
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        for name in ("min_rate", "warmup", "burst_floor", "sibling_floor", "pause"):
+        for name in ("min_rate", "warmup", "burst_floor", "sibling_floor", "pause", "cliff_floor"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
         if not 1 <= self.min_request_bytes <= self.request_bytes:
@@ -91,8 +106,10 @@ class BurstLearner:
     the last ``quorum`` observations agree within ``spread`` of it: a throttle slows every
     connection at the same byte count, while congestion (a busy link, a busy CPU) slows them at
     random points, which must not shrink the box. After ``probe_after`` connections in a row
-    reached the box without slowing down, the box grows by ``growth``, so a CDN that relaxes is
-    noticed.
+    reached the box without slowing down, *one* connection (the prober) tries a box ``growth``
+    times larger: if it reaches it at full speed, that is the box; if it slows down, the box
+    stays. So a CDN that relaxes is noticed, and a box that already sits just under the burst
+    costs one connection's crawl to re-check, not every connection's.
     """
 
     def __init__(
@@ -115,10 +132,39 @@ class BurstLearner:
         self._spread = spread
         self._clean_streak = 0
         self.box = config.request_bytes
+        """The box every connection uses (the prober excepted)."""
+        self.trial: int | None = None
+        """A larger box to try, once a prober takes it."""
+        self.prober: Hashable | None = None
 
-    def slowed_at(self, nbytes: int) -> None:
+    def forget(self) -> None:
+        """Back to no box at all (recycling does not pay off: there is no burst to learn)."""
+        self.box = self._config.request_bytes
+        self.trial = self.prober = None
+        self._observed.clear()
+
+    def box_for(self, key: Hashable) -> int:
+        """The box for ``key``'s next request: the trial box if ``key`` is (or becomes) the
+        prober, else :attr:`box`."""
+        if self.trial is not None and self.prober in (None, key):
+            self.prober = key
+            return self.trial
+        return self.box
+
+    def current_box(self, key: Hashable) -> int:
+        """The box ``key`` is held to now (no side effect)."""
+        return self.trial if self.trial is not None and self.prober == key else self.box
+
+    def left(self, key: Hashable) -> None:
+        """``key``'s connection closed before its trial said anything: another may try."""
+        if self.prober == key:
+            self.prober = None
+
+    def slowed_at(self, nbytes: int, key: Hashable | None = None) -> None:
         if not self._config.learn:
             return
+        if key is not None and key == self.prober:
+            self.trial = self.prober = None  # the larger box is too large: keep the box
         self._observed.append(nbytes)
         self._clean_streak = 0
         recent = list(self._observed)[-self._quorum :]
@@ -128,13 +174,27 @@ class BurstLearner:
         if middle > 0 and all(abs(b - middle) <= self._spread * middle for b in recent):
             self.box = self.clamp(int(self._safety * middle))
 
-    def box_reached(self) -> None:
+    def agreeing(self, points: dict[Hashable, int]) -> dict[Hashable, int]:
+        """The largest set of ``points`` within ``spread`` of their median, if it makes a quorum
+        (several connections slowing at one byte count), else nothing."""
+        if len(points) < self._quorum:
+            return {}
+        middle = stats.median(points.values())
+        near = {k: b for k, b in points.items() if abs(b - middle) <= self._spread * middle}
+        return near if middle > 0 and len(near) >= self._quorum else {}
+
+    def box_reached(self, key: Hashable | None = None) -> None:
         if not self._config.learn:
             return
-        self._clean_streak += 1
-        if self._clean_streak >= self._probe_after:
+        if key is not None and key == self.prober and self.trial is not None:
+            self.box, self.trial, self.prober = self.trial, None, None  # the trial ran clean
             self._clean_streak = 0
-            self.box = self.clamp(int(self.box * self._growth))
+            return
+        self._clean_streak += 1
+        if self._clean_streak >= self._probe_after and self.trial is None:
+            self._clean_streak = 0
+            grown = self.clamp(int(self.box * self._growth))
+            self.trial = grown if grown > self.box else None
 
     def clamp(self, value: int) -> int:
         return max(self._config.min_request_bytes, min(self._config.request_bytes, value))
@@ -195,7 +255,7 @@ class Watch:
                 return Verdict(True, Reason.STALL)
         if age >= cfg.request_seconds:
             return Verdict(True, Reason.TIME_BOX)
-        if cfg.learn and self.base + self.bytes >= box:
+        if cfg.learn and self.base + self.bytes > box:  # a request sized to the box ends there
             return Verdict(True, Reason.BYTE_BOX)
         if judge_speed and self._is_slow(now, age, list(siblings)):
             if self._slow_since is None:
@@ -206,6 +266,23 @@ class Watch:
         else:
             self._slow_since = None
         return CONTINUE
+
+    def cliff_point(self, now: float) -> int | None:
+        """If the connection just fell off a cliff (see the module's docstring), the bytes it
+        had moved when it last ran at burst speed; else None."""
+        cfg = self._config
+        window = cfg.cliff_window
+        if self.peak <= 0 or now - self.opened < 2 * window:
+            return None
+        if self.rate(now, window) >= cfg.cliff_floor * self.peak:
+            return None
+        point = self._last_fast_point(now)
+        return self.base + point if self.base + point >= cfg.min_request_bytes else None
+
+    def fell(self, now: float, point: int) -> None:
+        """Take the cliff at ``point`` bytes as the start of this connection's slow spell."""
+        self._slow_since = now
+        self._bytes_at_slow = point - self.base
 
     @property
     def slowing(self) -> bool:
@@ -259,6 +336,9 @@ class FleetStats(NamedTuple):
     futile: bool = False
     """Recycling slow connections stopped paying off: they are no longer recycled for speed."""
 
+
+CLIFF_NEAR_BOX = 0.9
+"""A prober's lone cliff counts (no quorum needed) if it came past this share of the box."""
 
 FRUITFUL = 2.0
 """A recycle paid off if the fresh connection's mean rate since it opened, once warmed up, was
@@ -324,11 +404,19 @@ class Fleet:
         if watch.reused and self._probing == key:
             self._probing = None  # its try is over, whatever it showed: another may try
 
-    def boundary(self, reached_box: bool, last_clean: bool) -> None:
-        """A connection spent its byte box on whole requests (the engine recycles it between
-        requests): a clean run lets the learner probe a larger box."""
-        if reached_box and last_clean:
-            self.learner.box_reached()
+    def at_box(self, key: Hashable, *, clean: bool) -> bool:
+        """``key``'s connection spent its byte box on whole requests: whether it carries the
+        next request (see :meth:`reuse_at_box`); if not, it is recycled (and counted so). A
+        clean run lets the learner try a larger box."""
+        if clean:
+            self.learner.box_reached(key)
+        else:
+            self.learner.left(key)
+        if clean and self.reuse_at_box(key):
+            return True
+        reason = Reason.BYTE_BOX.value
+        self._recycles[reason] = self._recycles.get(reason, 0) + 1
+        return False
 
     def tick(self, now: float, *, judge_speed: bool = True) -> list[tuple[Hashable, Reason]]:
         """Judge every connection; return those to recycle now, with why.
@@ -340,10 +428,16 @@ class Fleet:
         }
         self._judge_recycles(now)
         judge_speed = judge_speed and self.speed_recycling
+        cliffs = self._cliffs(now) if judge_speed else {}
         doomed: list[tuple[Hashable, Reason]] = []
         for key, watch in list(self._watches.items()):
-            siblings = [r for k, r in rates.items() if k != key]
-            verdict = watch.verdict(now, siblings, self.learner.box, judge_speed=judge_speed)
+            if key in cliffs:
+                watch.fell(now, cliffs[key])
+                verdict = Verdict(True, Reason.SLOW)
+            else:
+                siblings = [r for k, r in rates.items() if k != key]
+                box = self.learner.current_box(key)
+                verdict = watch.verdict(now, siblings, box, judge_speed=judge_speed)
             if verdict.recycle and verdict.reason is not None:
                 if self._probing == key:
                     self._probing = None
@@ -351,6 +445,23 @@ class Fleet:
                 doomed.append((key, verdict.reason))
                 del self._watches[key]
         return doomed
+
+    def _cliffs(self, now: float) -> dict[Hashable, int]:
+        """Connections that fell off a cliff together, at one byte count: key -> that count."""
+        # The quorum counts first requests on fresh connections only: a burst is counted from a
+        # connection's first byte, and later requests (small pieces, kept-alive connections)
+        # start part-way into whatever their connection was allowed.
+        found = {
+            k: w.cliff_point(now)
+            for k, w in self._watches.items()
+            if (w.base == 0 and not w.reused) or k == self.learner.prober
+        }
+        points = {k: p for k, p in found.items() if p is not None}
+        prober = self.learner.prober
+        cliffs = dict(self.learner.agreeing({k: p for k, p in points.items() if k != prober}))
+        if prober in points and points[prober] >= CLIFF_NEAR_BOX * self.learner.box:
+            cliffs[prober] = points[prober]  # trying a larger box, it fell just past the box
+        return cliffs
 
     def teach(self, lessons: HostLessons) -> None:
         """Start from what an earlier download from this host learned."""
@@ -389,6 +500,7 @@ class Fleet:
                 self._futile += 1
                 if self._futile >= FUTILE_IN_A_ROW:
                     self.speed_recycling = False
+                    self.learner.forget()  # what looked like a burst was a share of a cap
             watch.replaces = None
 
     def _note(self, key: Hashable, watch: Watch, reason: Reason) -> None:
@@ -406,8 +518,9 @@ class Fleet:
             # holds nothing. Several connections slowing at the same byte count is the
             # throttle; a stall or congestion strikes at random points, which the learner's
             # quorum does not take for a burst size.
-            self.learner.slowed_at(watch.bytes_when_slowed)
+            self.learner.slowed_at(watch.bytes_when_slowed, key)
         elif reason is Reason.BYTE_BOX and not watch.slowing:
             # A box reached at full speed is a clean run (one reached during a slow spell that
             # was not yet confirmed teaches nothing either way).
-            self.learner.box_reached()
+            self.learner.box_reached(key)
+        self.learner.left(key)  # a trial ends with its connection, whatever it showed

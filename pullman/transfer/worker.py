@@ -134,6 +134,7 @@ class Worker:
                 smap.release(self.wid)
         finally:
             smap.release(self.wid)
+            self.shared.fleet.learner.left(self.wid)
             with anyio.CancelScope(shield=True):
                 await self.drop_connection()
 
@@ -141,23 +142,30 @@ class Worker:
         sh, cfg = self.shared, self.shared.config
         if not sh.ranged:
             return sh.smap.claim(self.wid, max(1, sh.smap.size)) is not None
-        box = sh.fleet.learner.box
-        if cfg.recycle.learn and box - self.conn_bytes < cfg.min_piece and self.conn_bytes:
-            # The connection spent its byte box on whole requests: if a new request gets a new
-            # burst (or that is not known yet), it carries the next one; else recycle it.
-            sh.fleet.boundary(reached_box=True, last_clean=self.clean)
-            if self.clean and sh.fleet.reuse_at_box(self.wid):
-                self.reused = True
-            else:
-                self.pending = Reason.BYTE_BOX
-            self.conn_bytes = 0
-        room = box - self.conn_bytes if cfg.recycle.learn else cfg.piece_size
+        room = self._room()
         seg = sh.smap.statistics()
         # Spread what is left over every connection, so none sits idle waiting to steal.
         fair = -(-(seg.size - seg.done - seg.in_flight) // cfg.connections)
         max_len = max(cfg.min_piece, min(cfg.piece_size, room, fair))
         wanted = sh.landing.wanted() if sh.landing is not None else ()
         return sh.smap.claim(self.wid, max_len, wanted=wanted) is not None
+
+    def _room(self) -> int:
+        """Bytes the next request on this connection may ask for: the rest of its byte box.
+        A connection that spent its box on whole requests carries the next one if a new request
+        gets a new burst (or that is not known yet); else it is recycled first."""
+        sh, cfg = self.shared, self.shared.config
+        if not cfg.recycle.learn:
+            return cfg.piece_size
+        box = sh.fleet.learner.box_for(self.wid)
+        if box - self.conn_bytes < cfg.min_piece and self.conn_bytes:
+            if sh.fleet.at_box(self.wid, clean=self.clean):
+                self.reused = True
+            else:
+                self.pending = Reason.BYTE_BOX
+            self.conn_bytes = 0
+            box = sh.fleet.learner.box_for(self.wid)
+        return box - self.conn_bytes
 
     async def drop_connection(self) -> None:
         """Close the connection and give its slot back to the shared budget."""
@@ -171,6 +179,10 @@ class Worker:
     async def _request(self) -> None:
         """One GET for the rest of this worker's claim. Raises only if no byte arrived."""
         sh = self.shared
+        # A claim can outgrow the byte box (a recycle mid-claim, a box learned since): each
+        # request asks for no more than the box's rest, so it ends before the burst does and its
+        # connection can carry the next request.
+        room = self._room() if sh.ranged else 0
         if self.pending is not None:
             await self.drop_connection()
             self.pending = None
@@ -181,11 +193,13 @@ class Worker:
         if not sh.ranged and claim.pos > 0:
             raise StartOver("the connection broke and the server cannot resume", single_stream=True)
         start, end = claim.pos, claim.end
+        if sh.ranged:
+            end = min(end, start + max(room, sh.config.min_piece))
         headers = target.request_headers(start, end) if sh.ranged else target.request_headers()
         if not self.holding:
             await sh.slots.acquire()
             self.holding = True
-        outcome = await self._stream(target, headers, claim)
+        outcome = await self._stream(target, headers, claim, end)
         if not outcome.finished:
             await self.drop_connection()  # a half-read body cannot be reused
         self._judge(outcome, target, end - start, claim)
@@ -208,8 +222,10 @@ class Worker:
         if outcome.error is None and not outcome.recycled and outcome.got == 0 and claim.remaining:
             raise NetworkError(f"{redact(target.url)} sent no data")
 
-    async def _stream(self, target: Target, headers: dict[str, str], claim: Claim) -> StreamOutcome:
-        """Stream one response into the claim."""
+    async def _stream(
+        self, target: Target, headers: dict[str, str], claim: Claim, end: int
+    ) -> StreamOutcome:
+        """Stream one response (for the claim's bytes up to ``end``) into the claim."""
         sh = self.shared
         buffer = Buffer()
         self.taken = 0
@@ -222,14 +238,14 @@ class Worker:
                 async with self.conn.stream(target.url, headers) as response:
                     asked = Asked(
                         claim.pos,
-                        claim.end,
+                        end,
                         sh.smap.size,
                         sh.ranged,
                         target.etag,
                         target.redirected,
                     )
                     check_response(response.status, response.headers, response.url, asked)
-                    finished = await self._read_body(response, buffer, claim, watch.feed)
+                    finished = await self._read_body(response, buffer, claim, end, watch.feed)
             except LinkExpired as exc:
                 error = exc
                 await sh.resolver.refresh(target)
@@ -244,12 +260,17 @@ class Worker:
         return StreamOutcome(self.taken, error, finished, scope.cancelled_caught)
 
     async def _read_body(
-        self, response: Response, buffer: Buffer, claim: Claim, feed: Callable[[float, int], None]
+        self,
+        response: Response,
+        buffer: Buffer,
+        claim: Claim,
+        end: int,
+        feed: Callable[[float, int], None],
     ) -> bool:
         """Read into ``buffer``, writing it out in blocks; whether the body was read to its end.
         :attr:`taken` counts the bytes taken into the claim, also when reading fails."""
         sh, cfg = self.shared, self.shared.config
-        smap, end = sh.smap, claim.end
+        smap = sh.smap
         async for chunk in response.chunks():
             now = sh.clock.now()
             feed(now, len(chunk))
