@@ -50,3 +50,15 @@ def redact(url: str) -> str:
 def shown_ref(ref: str) -> str:
     """A model reference fit for logs: a URL :func:`redact`-ed, a model name as it is."""
     return redact(ref) if ref.lower().startswith(("http://", "https://")) else ref
+
+
+def request_target(url: str) -> str:
+    """The request line's target for ``url``: its path and query (``/`` when it has none)."""
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def host_header(url: str) -> str:
+    """The ``Host`` header for ``url``: its host (bracketed if IPv6) and any explicit port,
+    never its credentials."""
+    return urlsplit(url).netloc.rpartition("@")[2]

@@ -10,7 +10,7 @@ environment); the transport is :mod:`pullman.net.transport`, TLS :mod:`pullman.n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -28,6 +28,7 @@ from pullman.core.redirects import (
 )
 from pullman.core.urls import Origin, origin, redact, same_origin
 from pullman.errors import PullmanError, RemoteError
+from pullman.net.bulk import BulkConnection, Head
 from pullman.net.errors import deadline_error, translated
 from pullman.net.reach import REACH
 from pullman.net.tls import context_for
@@ -44,20 +45,27 @@ Headers = Mapping[str, str]
 # ---------------------------------------------------------------------------- responses
 
 
-@dataclass
+OnBytes = Callable[[int], None]
+"""``on_bytes(n)``: ``n`` more bytes of a body landed in the caller's block."""
+
+
 class Response:
-    """What pullman needs of a streamed response; the client's own type never leaks out."""
+    """What pullman needs of a streamed response; the clients' own types never leak out."""
 
-    status: int
-    headers: Headers
-    url: str
-    _raw: httpx2.Response
+    def __init__(self, status: int, headers: Headers, url: str) -> None:
+        self.status = status
+        self.headers = headers
+        self.url = url
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
         """The body as it arrives, untouched (no decoding), with errors translated."""
-        with translated(self.url):
-            async for chunk in self._raw.aiter_raw():
-                yield chunk
+        raise NotImplementedError
+
+    async def fill(self, sink: memoryview, on_bytes: OnBytes) -> int:
+        """Put body bytes into ``sink`` until it is full or the body ends, calling
+        ``on_bytes(n)`` as they land (so a fill that is cancelled part-way still told what it
+        put there); the bytes put there, 0 once the body has ended."""
+        raise NotImplementedError
 
     async def read(self, limit: int, *, truncate: bool = False) -> bytes:
         """The whole body, refusing more than ``limit`` bytes (``truncate``: its first
@@ -74,6 +82,59 @@ class Response:
                     hint="check the server address; this looks like a broken or hostile server",
                 )
         return bytes(body)
+
+
+class _HttpxResponse(Response):
+    def __init__(self, raw: httpx2.Response, url: str) -> None:
+        super().__init__(raw.status_code, raw.headers, url)
+        self._raw = raw
+        self._stream: AsyncIterator[bytes] | None = None
+        self._left = memoryview(b"")
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        with translated(self.url):
+            async for chunk in self._raw.aiter_raw():
+                yield chunk
+
+    async def fill(self, sink: memoryview, on_bytes: OnBytes) -> int:
+        if self._stream is None:
+            self._stream = self.chunks()
+        if not len(sink):  # read to the body's end, so the connection can be kept
+            if not self._left and (chunk := await anext(self._stream, None)) is not None:
+                self._left = memoryview(chunk)
+            return 0
+        n = 0
+        while n < len(sink):
+            if not self._left:
+                chunk = await anext(self._stream, None)
+                if chunk is None:
+                    break
+                self._left = memoryview(chunk)
+            k = min(len(sink) - n, len(self._left))
+            sink[n : n + k] = self._left[:k]
+            self._left = self._left[k:]
+            n += k
+            on_bytes(k)
+        return n
+
+
+class _BulkResponse(Response):
+    def __init__(self, head: Head, url: str, conn: BulkConnection, timeout: float) -> None:
+        super().__init__(head.status, head.headers, url)
+        self._conn = conn
+        self._timeout = timeout
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        block = bytearray(256 << 10)
+        while n := await self.fill(memoryview(block), _ignore):
+            yield bytes(block[:n])
+
+    async def fill(self, sink: memoryview, on_bytes: OnBytes) -> int:
+        return await self._conn.fill(sink, on_bytes, self._timeout)
+
+
+def _ignore(_: int) -> None:
+    pass
 
 
 def _timeouts(read_timeout: float) -> httpx2.Timeout:
@@ -96,12 +157,22 @@ class Connection:
         self._read_timeout = read_timeout
         self._proxies = proxies
         self._client: httpx2.AsyncClient | None = None
+        self._bulk: BulkConnection | None = None
         self._origin: Origin | None = None
         self.opened = 0
 
     @asynccontextmanager
-    async def stream(self, url: str, headers: Headers) -> AsyncIterator[Response]:
-        """GET ``url`` without following redirects; the body is read by the caller."""
+    async def stream(
+        self, url: str, headers: Headers, *, bulk: bool = False
+    ) -> AsyncIterator[Response]:
+        """GET ``url`` without following redirects; the body is read by the caller.
+
+        ``bulk``: a piece of a download, read with :meth:`Response.fill`; on a direct
+        connection it goes through :mod:`pullman.net.bulk` (no copies in Python)."""
+        if bulk and self._proxies.for_url(url) is None and url.startswith(("http:", "https:")):
+            async with self._bulk_stream(url, headers) as response:
+                yield response
+            return
         client = await self._client_for(url)
         request = client.build_request("GET", url, headers=_with_defaults(headers))
         try:
@@ -112,13 +183,37 @@ class Connection:
             raise
         REACH.mark(url)
         try:
-            yield Response(raw.status_code, raw.headers, url, raw)
+            yield _HttpxResponse(raw, url)
         finally:
             await raw.aclose()
+
+    @asynccontextmanager
+    async def _bulk_stream(self, url: str, headers: Headers) -> AsyncIterator[Response]:
+        wanted = origin(url)
+        if self._bulk is not None and (self._origin != wanted or not self._bulk.reusable):
+            await self.recycle()
+        if self._client is not None:
+            await self.recycle()
+        if self._bulk is None:
+            scheme, host, port = wanted
+            tls = context_for(url, self._insecure) if scheme == "https" else None
+            self._bulk, self._origin = BulkConnection(url, host, port, tls), wanted
+            self.opened += 1
+        conn = self._bulk
+        try:
+            head = await conn.get(url, _with_defaults(headers), self._read_timeout)
+            REACH.mark(url)
+            yield _BulkResponse(head, url, conn, self._read_timeout)
+        finally:
+            if not conn.reusable:
+                await self.recycle()
 
     async def recycle(self) -> None:
         """Drop the TCP connection; the next request opens a new one."""
         client, self._client, self._origin = self._client, None, None
+        bulk, self._bulk = self._bulk, None
+        if bulk is not None:
+            bulk.close()
         if client is not None:
             await client.aclose()
 
@@ -215,7 +310,7 @@ async def _fetch(
             raw = await client.send(request, stream=True, follow_redirects=False)
         REACH.mark(url)
         try:
-            response = Response(raw.status_code, raw.headers, url, raw)
+            response = _HttpxResponse(raw, url)
             most, truncate = limit
             body = b"" if method == "HEAD" else await response.read(most, truncate=truncate)
             return Document(raw.status_code, raw.headers, body, url)

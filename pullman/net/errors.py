@@ -159,12 +159,7 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Pullman
     if proxy is not None and kinds & {"ConnectError", "ConnectTimeout", "ProxyError"}:
         return _proxy_error(exc, cause, proxy, url)
     if isinstance(cause, ssl.SSLError):
-        return TLSFailure(
-            f"TLS failure talking to {host}",
-            why=str(cause),
-            hint="check the system clock and CA certificates; use --insecure only for a host "
-            "you trust",
-        )
+        return _tls_failure(host, cause)
     why = str(exc) or type(exc).__name__
     if kinds & {"ConnectError", "ConnectTimeout"}:
         return _connect_error(why, cause, url)
@@ -180,6 +175,30 @@ def translate(exc: BaseException, url: str, proxy: str | None = None) -> Pullman
     if "TransportError" in kinds:
         return NetworkError(f"{redact(url)}: network error", why=why)
     return RemoteError(f"{redact(url)}: HTTP error", why=why)
+
+
+def translate_socket(exc: OSError, url: str, *, connecting: bool) -> PullmanError:
+    """A socket, TLS or timeout error on a connection of :mod:`pullman.net.bulk` (which talks
+    to sockets itself, not through an HTTP client) in our tree."""
+    host = host_of(url)
+    if isinstance(exc, ssl.SSLError):
+        return _tls_failure(host, exc)
+    if isinstance(exc, TimeoutError):
+        doing = "connecting to" if connecting else "waiting for data from"
+        return NetworkError(f"timed out {doing} {host}", why="no answer within the timeout")
+    why = str(exc) or type(exc).__name__
+    if connecting:
+        return _connect_error(why, exc, url)
+    return NetworkError(f"{redact(url)}: network error", why=why)
+
+
+def _tls_failure(host: str, cause: ssl.SSLError) -> TLSFailure:
+    return TLSFailure(
+        f"TLS failure talking to {host}",
+        why=str(cause),
+        hint="check the system clock and CA certificates; use --insecure only for a host "
+        "you trust",
+    )
 
 
 def _connect_error(why: str, cause: BaseException, url: str) -> Unreachable:

@@ -33,8 +33,6 @@ T = TypeVar("T")
 
 MEANINGFUL = 64 * 1024
 """Bytes a failed or recycled request must bring to count as progress."""
-MAX_PARTS = 256
-"""Chunks buffered before a write, whatever their size."""
 
 
 @dataclass(frozen=True)
@@ -51,31 +49,30 @@ class StreamOutcome:
     """The watchdog stopped it (a recycle, not an error)."""
 
 
-class Buffer:
-    """Chunks received but not yet written."""
+LIMITED_STEP = 64 * 1024
+"""Bytes read at a time while a bandwidth cap is in force (the cap is paid per read)."""
 
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
+
+class Block:
+    """One connection's write block: the body lands here (from the socket, when the connection
+    allows it) and is written and hashed from here, so it is never copied in Python."""
+
+    def __init__(self, capacity: int) -> None:
+        self.data = bytearray(capacity)
         self.size = 0
 
-    def add(self, chunk: bytes) -> None:
-        self.parts.append(chunk)
-        self.size += len(chunk)
+    @property
+    def free(self) -> int:
+        return len(self.data) - self.size
+
+    def spare(self, most: int) -> memoryview:
+        """The next ``most`` free bytes (fewer if the block has fewer)."""
+        return memoryview(self.data)[self.size : self.size + most]
 
     def take(self, n: int) -> list[bytes | memoryview]:
-        """The first ``n`` bytes; the rest (past a moved end) is dropped."""
-        out: list[bytes | memoryview] = []
-        need = n
-        for part in self.parts:
-            if need <= 0:
-                break
-            if len(part) <= need:
-                out.append(part)
-                need -= len(part)
-            else:
-                out.append(memoryview(part)[:need])
-                need = 0
-        self.parts = []
+        """The first ``n`` bytes (the rest, past a moved end, is dropped); the block is empty
+        again once they are written (the caller writes before it reads more)."""
+        out: list[bytes | memoryview] = [memoryview(self.data)[:n]] if n > 0 else []
         self.size = 0
         return out
 
@@ -115,6 +112,7 @@ class Worker:
         self._flusher = flusher
         self._hasher = hasher
         self._disk_full = disk_full
+        self._block = Block(cfg.block)
 
     def recycle(self, reason: Reason) -> None:
         """Stop the request in flight (if any); the next one opens a fresh connection."""
@@ -227,25 +225,31 @@ class Worker:
     ) -> StreamOutcome:
         """Stream one response (for the claim's bytes up to ``end``) into the claim."""
         sh = self.shared
-        buffer = Buffer()
+        block = self._block
         self.taken = 0
         error: PullmanError | None = None
         finished = False
         with anyio.CancelScope() as scope:
             self.scope = scope
             watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes, reused=self.reused)
+
+            def landed(n: int) -> None:
+                now = sh.clock.now()
+                watch.feed(now, n)
+                block.size += n
+                self.taken += n
+                self.conn_bytes += n
+                sh.fetched += n
+                sh.last_byte_at = now
+                sh.note = ""
+
             try:
-                async with self.conn.stream(target.url, headers) as response:
+                async with self.conn.stream(target.url, headers, bulk=sh.ranged) as response:
                     asked = Asked(
-                        claim.pos,
-                        end,
-                        sh.smap.size,
-                        sh.ranged,
-                        target.etag,
-                        target.redirected,
+                        claim.pos, end, sh.smap.size, sh.ranged, target.etag, target.redirected
                     )
                     check_response(response.status, response.headers, response.url, asked)
-                    finished = await self._read_body(response, buffer, claim, end, watch.feed)
+                    finished = await self._read_body(response, claim, end, landed)
             except LinkExpired as exc:
                 error = exc
                 await sh.resolver.refresh(target)
@@ -256,44 +260,36 @@ class Worker:
                 sh.fleet.close(self.wid)
                 self.scope = None
                 with anyio.CancelScope(shield=True):
-                    await self.write(buffer, wait=False)
+                    await self.write(block, wait=False)
         return StreamOutcome(self.taken, error, finished, scope.cancelled_caught)
 
     async def _read_body(
-        self,
-        response: Response,
-        buffer: Buffer,
-        claim: Claim,
-        end: int,
-        feed: Callable[[float, int], None],
+        self, response: Response, claim: Claim, end: int, landed: Callable[[int], None]
     ) -> bool:
-        """Read into ``buffer``, writing it out in blocks; whether the body was read to its end.
-        :attr:`taken` counts the bytes taken into the claim, also when reading fails."""
-        sh, cfg = self.shared, self.shared.config
-        smap = sh.smap
-        async for chunk in response.chunks():
-            now = sh.clock.now()
-            feed(now, len(chunk))
-            self.conn_bytes += len(chunk)
-            sh.fetched += len(chunk)
-            sh.last_byte_at = now
-            sh.note = ""
-            room = smap.end_of(self.wid) - claim.pos - buffer.size
-            buffer.add(chunk if len(chunk) <= room else chunk[:room])
-            self.taken += min(len(chunk), room)
-            if buffer.size >= cfg.block or len(buffer.parts) >= MAX_PARTS:
-                await self.write(buffer)
+        """Read into the block, writing it out whenever it is full; whether the body was read
+        to its end. ``landed`` counts the bytes as they arrive (also when reading fails)."""
+        sh, block = self.shared, self._block
+        step = LIMITED_STEP if sh.limiter is not None else len(block.data)
+        while True:
+            claim_end = sh.smap.end_of(self.wid)
+            room = claim_end - claim.pos - block.size
+            if room <= 0:
+                # All we want. If a steal moved our end, stop now; if the body ends here too,
+                # finish reading it (an empty read), so the connection can carry the next one.
+                return claim_end >= end and await response.fill(block.spare(0), landed) == 0
+            if not block.free:
+                await self.write(block)
+                continue
+            got = await response.fill(block.spare(min(room, step)), landed)
+            if got == 0:
+                return True
+            if not block.free:
+                await self.write(block)
             if sh.limiter is not None:
-                await sh.limiter.acquire(len(chunk))
-            # All we want? Read on to the body's end when it ends here (the connection can then
-            # be reused); stop now if a steal moved our end or the server sends more than asked.
-            full = claim.pos + buffer.size >= smap.end_of(self.wid)
-            if full and (smap.end_of(self.wid) < end or room < len(chunk)):
-                return False
-        return True
+                await sh.limiter.acquire(got)
 
-    async def write(self, buffer: Buffer, *, wait: bool = True) -> None:
-        """Write what the buffer holds at the claim's position and advance the claim."""
+    async def write(self, buffer: Block, *, wait: bool = True) -> None:
+        """Write what the block holds at the claim's position and advance the claim."""
         if not buffer.size:
             return
         sh = self.shared
