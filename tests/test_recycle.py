@@ -434,3 +434,39 @@ def test_a_throttle_that_sends_in_ticks_still_teaches_the_burst() -> None:
             watches.pop(int(str(key)))
     assert fleet.statistics().by_reason.get("slow", 0) >= 3
     assert 3 * MiB <= fleet.learner.box < 4 * MiB + 512 * 1024
+
+
+def test_a_later_request_without_a_burst_means_a_fresh_connection_for_every_request() -> None:
+    """nginx's decaying profile: only a connection's first request gets a burst. A later
+    request crawling from its first byte is recycled within a few ticks, and from then on no
+    connection carries a second request."""
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, cliff_window=0.1)
+    fleet = Fleet(cfg)
+    first = fleet.open("a", 0.0)
+    for step in range(1, 5):
+        first.feed(step * 0.05, int(40 * MiB * 0.05))
+        assert fleet.tick(step * 0.05) == []
+    fleet.close("a")  # 8 MiB at 40 MiB/s: its claim was done
+    later = fleet.open("a", 0.2, base=8 * MiB)
+    t, recycled = 0.2, []
+    while not recycled and t < 2.0:
+        t = round(t + 0.05, 2)
+        later.feed(t, int(2 * MiB * 0.05))  # 2 MiB/s from its first byte
+        recycled = fleet.tick(t)
+    assert recycled == [("a", Reason.SLOW)] and t <= 0.5
+    assert fleet.fresh_each_request and fleet.keepalive_resets is False
+    assert fleet.learner.box == cfg.request_bytes  # no burst size was learned from it
+
+
+def test_a_later_request_with_its_own_burst_is_left_alone() -> None:
+    cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, cliff_window=0.1)
+    fleet = Fleet(cfg)
+    first = fleet.open("a", 0.0)
+    first.feed(0.1, 4 * MiB)
+    fleet.tick(0.1)
+    fleet.close("a")
+    later = fleet.open("a", 0.1, base=4 * MiB)
+    for step in range(3, 12):
+        later.feed(step * 0.05, 2 * MiB)
+        assert fleet.tick(step * 0.05) == []
+    assert not fleet.fresh_each_request

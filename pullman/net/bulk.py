@@ -333,4 +333,3 @@ class BulkConnection:
         proto, self._proto, self.reusable = self._proto, None, False
         if proto is not None and proto.transport is not None:
             proto.transport.abort()
-

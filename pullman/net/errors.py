@@ -196,8 +196,7 @@ def _tls_failure(host: str, cause: ssl.SSLError) -> TLSFailure:
     return TLSFailure(
         f"TLS failure talking to {host}",
         why=str(cause),
-        hint="check the system clock and CA certificates; use --insecure only for a host "
-        "you trust",
+        hint="check the system clock and CA certificates; use --insecure only for a host you trust",
     )
 
 

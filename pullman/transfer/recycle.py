@@ -60,7 +60,7 @@ class RecycleConfig:
     """...for this many seconds."""
     cliff_window: float = 0.1
     """Seconds over which a fall off a cliff is measured..."""
-    cliff_floor: float = 0.1
+    cliff_floor: float = 0.25
     """...to below this share of the connection's peak rate."""
     pause: float = 0.05
     """Seconds to sleep between stopping a connection and opening the next one."""
@@ -219,6 +219,8 @@ class Watch:
         """The rate of the slow connection this one replaced (a recycle to be judged)."""
         self.reused = False
         """This request is not the first on its TCP connection (a keep-alive request)."""
+        self.inherited = 0.0
+        """For a later request on a connection: the peak rate of its earlier requests."""
 
     def feed(self, now: float, nbytes: int) -> None:
         """Record ``nbytes`` that arrived at ``now``."""
@@ -278,6 +280,19 @@ class Watch:
             return None
         point = self._last_fast_point(now)
         return self.base + point if self.base + point >= cfg.min_request_bytes else None
+
+    def no_burst(self, now: float) -> bool:
+        """A later request on its connection that has run far below the connection's earlier
+        peak since its first byte (``cliff_floor`` of it, over at least two cliff windows):
+        the server gives this request no burst. Timed from the first byte, not from the
+        request, so a long round trip is not taken for slowness."""
+        if self.inherited <= 0 or len(self._times) < 2:
+            return False
+        first = self._times[1]
+        span = now - first
+        if span < 2 * self._config.cliff_window:
+            return False
+        return (self.bytes - self._totals[1]) / span < self._config.cliff_floor * self.inherited
 
     def fell(self, now: float, point: int) -> None:
         """Take the cliff at ``point`` bytes as the start of this connection's slow spell."""
@@ -367,6 +382,10 @@ class Fleet:
         """Whether slow connections are still recycled (False once it stopped paying off)."""
         self._probing: Hashable | None = None
         """The connection trying a kept-alive request while ``keepalive_resets`` is unknown."""
+        self.fresh_each_request = False
+        """Whether only a connection's first request gets a burst (nginx's
+        ``limit_rate_after`` keyed on ``$connection_requests``): then no connection carries a
+        second request."""
         self.keepalive_resets: bool | None = None
         """Whether a new request on a kept-alive connection gets a fresh burst (nginx's
         ``limit_rate_after`` counts per request): then a connection that spent its byte box
@@ -375,8 +394,9 @@ class Fleet:
     def open(self, key: Hashable, now: float, base: int = 0, *, reused: bool = False) -> Watch:
         watch = Watch(self.config, now, base)
         watch.reused = reused
-        if reused:  # judged against the burst its connection had: a kept-alive request that
-            watch.peak = self._last_peak.get(key, 0.0)  # runs far slower gets no new burst
+        if reused or base > 0:  # judged against the burst its connection had: a later
+            watch.peak = watch.inherited = self._last_peak.get(key, 0.0)  # request that runs
+            # far slower got no new burst
         if base == 0 and not reused:  # a fresh connection: if it replaced a slow one, judge that
             watch.replaces = self._replaced.pop(key, None)
         self._watches[key] = watch
@@ -398,7 +418,8 @@ class Fleet:
         watch = self._watches.pop(key, None)
         if watch is None:
             return
-        self._last_peak[key] = max(watch.peak, self._last_peak.get(key, 0.0) if watch.reused else 0)
+        later = watch.reused or watch.base > 0
+        self._last_peak[key] = max(watch.peak, self._last_peak.get(key, 0.0) if later else 0)
         if watch.reused and not watch.slowing and watch.bytes:
             self.keepalive_resets = True  # a keep-alive request ran at full speed to its end
         if watch.reused and self._probing == key:
@@ -428,23 +449,32 @@ class Fleet:
         }
         self._judge_recycles(now)
         judge_speed = judge_speed and self.speed_recycling
-        cliffs = self._cliffs(now) if judge_speed else {}
         doomed: list[tuple[Hashable, Reason]] = []
+        # Cliffs first: the burst they teach holds the others to the new box in this tick.
+        for key, point in (self._cliffs(now) if judge_speed else {}).items():
+            self._watches[key].fell(now, point)
+            self._doom(key, Reason.SLOW, doomed)
         for key, watch in list(self._watches.items()):
-            if key in cliffs:
-                watch.fell(now, cliffs[key])
-                verdict = Verdict(True, Reason.SLOW)
-            else:
-                siblings = [r for k, r in rates.items() if k != key]
-                box = self.learner.current_box(key)
-                verdict = watch.verdict(now, siblings, box, judge_speed=judge_speed)
+            if judge_speed and watch.no_burst(now):
+                watch.fell(now, watch.base)
+                self._doom(key, Reason.SLOW, doomed)
+        for key, watch in list(self._watches.items()):
+            siblings = [r for k, r in rates.items() if k != key]
+            box = self.learner.current_box(key)
+            verdict = watch.verdict(now, siblings, box, judge_speed=judge_speed)
             if verdict.recycle and verdict.reason is not None:
-                if self._probing == key:
-                    self._probing = None
-                self._note(key, watch, verdict.reason)
-                doomed.append((key, verdict.reason))
-                del self._watches[key]
+                self._doom(key, verdict.reason, doomed)
         return doomed
+
+    def _doom(self, key: Hashable, reason: Reason, doomed: list[tuple[Hashable, Reason]]) -> None:
+        if self._probing == key:
+            self._probing = None
+        self._note(key, self._watches.pop(key), reason)
+        doomed.append((key, reason))
+
+    def count(self, reason: Reason) -> None:
+        """A recycle the engine did between requests (at a box, or one request per connection)."""
+        self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
 
     def _cliffs(self, now: float) -> dict[Hashable, int]:
         """Connections that fell off a cliff together, at one byte count: key -> that count."""
@@ -503,11 +533,21 @@ class Fleet:
                     self.learner.forget()  # what looked like a burst was a share of a cap
             watch.replaces = None
 
+    def _no_burst_after_first(self, watch: Watch) -> bool:
+        early = watch.bytes_when_slowed - watch.base < self.config.min_request_bytes
+        return early and watch.base > 0 and not watch.reused and watch.base < self.learner.box
+
     def _note(self, key: Hashable, watch: Watch, reason: Reason) -> None:
         self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
         if reason is Reason.SLOW:
             self._replaced[key] = watch.current_rate
-        if reason is Reason.SLOW and watch.reused:
+        if reason is Reason.SLOW and self._no_burst_after_first(watch):
+            # A later request on a connection that had not spent its box crawled from its first
+            # bytes: only a connection's first request gets a burst here. Every request then
+            # goes on a fresh connection (and this teaches nothing about the burst's size).
+            self.fresh_each_request = True
+            self.keepalive_resets = False
+        elif reason is Reason.SLOW and watch.reused:
             # Slow on a kept-alive connection: the throttle counts per connection, not per
             # request. That says nothing about the burst size; stop reusing at the box.
             if watch.bytes_when_slowed - watch.base < self.learner.box // 2:

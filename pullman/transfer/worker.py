@@ -155,9 +155,12 @@ class Worker:
         sh, cfg = self.shared, self.shared.config
         if not cfg.recycle.learn:
             return cfg.piece_size
+        if sh.fleet.fresh_each_request and self.conn_bytes and self.pending is None:
+            sh.fleet.count(Reason.BYTE_BOX)
+            self.pending, self.conn_bytes = Reason.BYTE_BOX, 0
         box = sh.fleet.learner.box_for(self.wid)
         if box - self.conn_bytes < cfg.min_piece and self.conn_bytes:
-            if sh.fleet.at_box(self.wid, clean=self.clean):
+            if sh.fleet.at_box(self.wid, clean=self.clean):  # counts a recycle if not
                 self.reused = True
             else:
                 self.pending = Reason.BYTE_BOX
