@@ -24,8 +24,11 @@ def test_lessons_round_trip_and_junk_is_ignored() -> None:
     lessons = HostLessons(box=3 * MiB, keepalive_resets=True, futile=False)
     assert HostLessons.from_json(lessons.to_json()) == lessons
     assert HostLessons().empty and not lessons.empty
+    first_only = HostLessons(keepalive_resets=False, first_only=True)
+    assert HostLessons.from_json(first_only.to_json()) == first_only and not first_only.empty
+    assert HostLessons.from_json('{"box": null}') == HostLessons()  # an older index's row
     for junk in ("", "[]", '{"box": "big"}', '{"box": 1}', '{"box": true}',
-                 '{"keepalive_resets": "yes"}', '{"futile": 1}'):  # fmt: skip
+                 '{"keepalive_resets": "yes"}', '{"futile": 1}', '{"first_only": 0}'):  # fmt: skip
         assert HostLessons.from_json(junk) is None
 
 
@@ -43,6 +46,8 @@ def test_a_fleet_starts_from_the_lessons_and_reports_them() -> None:
     assert fleet.learner.box == 5 * MiB
     assert not fleet.reuse_at_box(0) and not fleet.speed_recycling
     assert fleet.lessons() == HostLessons(box=5 * MiB, keepalive_resets=False, futile=True)
+    fleet.teach(HostLessons(first_only=True))
+    assert fleet.fresh_each_request and fleet.lessons().first_only
     fleet.teach(HostLessons(box=1))  # out of range (a hand-edited index): clamped
     assert fleet.learner.box == cfg.min_request_bytes
 

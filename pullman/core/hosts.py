@@ -23,16 +23,17 @@ class HostLessons:
     """A new request on a kept-alive connection gets a fresh burst (None: not known)."""
     futile: bool = False
     """Recycling slow connections did not pay off (an aggregate cap)."""
+    first_only: bool = False
+    """Only a connection's first request gets a burst: one request per connection."""
 
     @property
     def empty(self) -> bool:
-        return self.box is None and self.keepalive_resets is None and not self.futile
+        nothing = self.box is None and self.keepalive_resets is None
+        return nothing and not self.futile and not self.first_only
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"box": self.box, "keepalive_resets": self.keepalive_resets, "futile": self.futile},
-            sort_keys=True,
-        )
+        doc = {"box": self.box, "keepalive_resets": self.keepalive_resets, "futile": self.futile}
+        return json.dumps({**doc, "first_only": self.first_only}, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> HostLessons | None:
@@ -48,9 +49,10 @@ class HostLessons:
             return None
         if keep is not None and not isinstance(keep, bool):
             return None
-        if not isinstance(futile, bool):
+        first_only = doc.get("first_only", False)
+        if not isinstance(futile, bool) or not isinstance(first_only, bool):
             return None
-        return cls(box, keep, futile)
+        return cls(box, keep, futile, first_only)
 
 
 def host_key(url: str) -> str:

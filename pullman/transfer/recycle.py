@@ -499,6 +499,7 @@ class Fleet:
             self.learner.box = self.learner.clamp(lessons.box)
         self.keepalive_resets = lessons.keepalive_resets
         self.speed_recycling = not lessons.futile
+        self.fresh_each_request = lessons.first_only
 
     def lessons(self) -> HostLessons:
         """What this download learned (or was taught) about the host."""
@@ -507,6 +508,7 @@ class Fleet:
             box=box if box < self.config.request_bytes else None,
             keepalive_resets=self.keepalive_resets,
             futile=not self.speed_recycling,
+            first_only=self.fresh_each_request,
         )
 
     def statistics(self) -> FleetStats:
