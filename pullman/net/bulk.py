@@ -114,7 +114,8 @@ class _Protocol(asyncio.BufferedProtocol):
         self.remaining = 0
         """Body bytes still to come from the socket."""
         self.spill = bytearray(SPILL)
-        self.spilled = 0
+        self.spill_start = self.spill_end = 0
+        """What the spill holds: ``spill[spill_start:spill_end]``."""
         self.on_bytes: OnBytes | None = None
         self.closed = False
         self.error: BaseException | None = None
@@ -135,7 +136,7 @@ class _Protocol(asyncio.BufferedProtocol):
         self._into_sink = self.sink is not None and self.filled < len(self.sink)
         if self.sink is not None and self._into_sink:
             return self.sink[self.filled : self.filled + self.remaining]
-        return memoryview(self.spill)[self.spilled : self.spilled + self.remaining]
+        return memoryview(self.spill)[self.spill_end : self.spill_end + self.remaining]
 
     def buffer_updated(self, nbytes: int) -> None:
         if not self.in_body:
@@ -149,8 +150,8 @@ class _Protocol(asyncio.BufferedProtocol):
             if self.filled >= len(self.sink) or self.remaining <= 0:
                 self._wake()
         else:
-            self.spilled += nbytes
-            if self.spilled >= len(self.spill):
+            self.spill_end += nbytes
+            if self.spill_end >= len(self.spill):
                 self.pause()
         if self.remaining <= 0:
             self.pause()
@@ -184,7 +185,8 @@ class _Protocol(asyncio.BufferedProtocol):
         the socket."""
         early = bytes(self._head[self.head_end : self._head_len])
         self._head_len, self.head_end = 0, -1
-        self.in_body, self.remaining, self.spilled = True, length - len(early), 0
+        self.in_body, self.remaining = True, length - len(early)
+        self.spill_start = self.spill_end = 0
         return early
 
     def head(self) -> bytes:
@@ -193,13 +195,19 @@ class _Protocol(asyncio.BufferedProtocol):
     def end_body(self) -> None:
         self.in_body, self.sink, self.on_bytes = False, None, None
 
+    @property
+    def spilled(self) -> int:
+        return self.spill_end - self.spill_start
+
     def unspill(self, sink: memoryview) -> int:
         """Move what the spill holds (as much as fits) into ``sink``."""
-        n = min(len(sink), self.spilled)
+        start = self.spill_start
+        n = min(len(sink), self.spill_end - start)
         if n:
-            sink[:n] = self.spill[:n]
-            self.spill[: self.spilled - n] = self.spill[n : self.spilled]
-            self.spilled -= n
+            sink[:n] = memoryview(self.spill)[start : start + n]
+            self.spill_start = start + n
+            if self.spill_start == self.spill_end:
+                self.spill_start = self.spill_end = 0
         return n
 
     def pause(self) -> None:
@@ -300,12 +308,13 @@ class BulkConnection:
             self.reusable = self._done(proto, head)
             return n
         proto.sink, proto.filled, proto.on_bytes = block[n:], 0, on_bytes
-        try:
-            with self._errors(connecting=False):
-                proto.resume()
-                while proto.filled < len(proto.sink) and proto.remaining > 0:
-                    self._check(proto)
-                    await proto.wait(timeout)
+        try:  # (not a context manager: this runs once per block)
+            proto.resume()
+            while proto.filled < len(proto.sink) and proto.remaining > 0:
+                self._check(proto)
+                await proto.wait(timeout)
+        except OSError as exc:
+            raise translate_socket(exc, self._url, connecting=False) from exc
         finally:
             got, proto.sink, proto.on_bytes = proto.filled, None, None
         self.reusable = self._done(proto, head)

@@ -272,8 +272,9 @@ class Worker:
         """Read into the block, writing it out whenever it is full; whether the body was read
         to its end. ``landed`` counts the bytes as they arrive (also when reading fails)."""
         sh, block = self.shared, self._block
-        step = LIMITED_STEP if sh.limiter is not None else len(block.data)
         while True:
+            limited = sh.limiter is not None and sh.limiter.limited  # a cap can come at any time
+            step = LIMITED_STEP if limited else len(block.data)
             claim_end = sh.smap.end_of(self.wid)
             room = claim_end - claim.pos - block.size
             if room <= 0:
@@ -288,7 +289,7 @@ class Worker:
                 return True
             if not block.free:
                 await self.write(block)
-            if sh.limiter is not None:
+            if limited and sh.limiter is not None:
                 await sh.limiter.acquire(got)
 
     async def write(self, buffer: Block, *, wait: bool = True) -> None:
