@@ -23,7 +23,6 @@ where it does not apply (another event loop, another C library).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 import logging
 import platform
@@ -67,7 +66,9 @@ def _keep_buffers_in_the_heap() -> None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        # glibc's soname; ctypes.util.find_library would run ldconfig (a subprocess, tens of
+        # milliseconds at every start) to find the same name.
+        libc = ctypes.CDLL("libc.so.6")
         ok = libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
         ok &= libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     except (OSError, AttributeError):

@@ -13,4 +13,8 @@ ensure_venv() {
     "$VENV/bin/python" -m pip install --quiet -e ".${extras:+[$extras]}"
     touch "$stamp"
   fi
+  # An editable install runs pullman from its sources: compile them once, as pip does for an
+  # installed package (with PYTHONDONTWRITEBYTECODE set, every run would compile ~100 modules
+  # again, about 0.15 s of each command's start). Only files that changed are compiled.
+  "$VENV/bin/python" -m compileall -q "$here/pullman" >/dev/null || true
 }
