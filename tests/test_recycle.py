@@ -470,3 +470,41 @@ def test_a_later_request_with_its_own_burst_is_left_alone() -> None:
         later.feed(step * 0.05, 2 * MiB)
         assert fleet.tick(step * 0.05) == []
     assert not fleet.fresh_each_request
+
+
+def test_connections_held_back_by_our_own_disk_are_not_judged_for_speed() -> None:
+    """A slow disk (an fsync the writers wait for) stalls every connection at once: pullman
+    did not read, so the server's rate is unknown. No cliff, no slow verdict, no lesson; the
+    same stall with the connections being read is a cliff."""
+
+    def run(held: bool) -> tuple[list[tuple[object, Reason]], Fleet]:
+        cfg = RecycleConfig(warmup=0.3, rate_window=0.3, slow_grace=0.3, cliff_window=0.1)
+        fleet = Fleet(cfg)
+        watches = {k: fleet.open(k, 0.0) for k in range(4)}
+        recycled: list[tuple[object, Reason]] = []
+        t = 0.0
+        for _ in range(40):  # 1 s at 40 MiB/s each, then 1 s of nothing
+            t = round(t + 0.05, 2)
+            for w in watches.values():
+                if t <= 1.0:
+                    w.feed(t, int(40 * MiB * 0.05))
+                elif held:
+                    w.hold(1.0)  # from its last byte: it stopped reading
+            recycled += fleet.tick(t)
+        return recycled, fleet
+
+    recycled, fleet = run(held=True)
+    assert recycled == [] and fleet.learner.box == fleet.config.request_bytes
+    assert fleet.statistics().recycles == 0
+    recycled, _ = run(held=False)
+    assert sorted(k for k, _ in recycled) == [0, 1, 2, 3]
+
+
+def test_a_hold_counts_only_within_the_window() -> None:
+    w = Watch(RecycleConfig(rate_window=0.3), now=0.0)
+    w.hold(1.0)
+    w.release(1.2)
+    assert w.held(1.3, 1.0) == pytest.approx(0.2) and w.busy(1.3)
+    assert w.held(2.0, 1.7) == 0.0 and not w.busy(2.0)
+    w.hold(2.0)
+    assert w.held(2.1, 1.8) == pytest.approx(0.1)  # an ongoing hold counts up to now

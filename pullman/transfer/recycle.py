@@ -221,6 +221,39 @@ class Watch:
         """This request is not the first on its TCP connection (a keep-alive request)."""
         self.inherited = 0.0
         """For a later request on a connection: the peak rate of its earlier requests."""
+        self._holds: list[tuple[float, float]] = []
+        """Spans when pullman itself did not read (its disk or its journal kept it waiting)."""
+        self._held_from: float | None = None
+
+    def hold(self, now: float) -> None:
+        """pullman stops reading this connection for a while (see :meth:`busy`)."""
+        if self._held_from is None:
+            self._held_from = now
+
+    def release(self, now: float) -> None:
+        if self._held_from is not None:
+            self._holds.append((self._held_from, now))
+            self._held_from = None
+            if len(self._holds) > 256:
+                del self._holds[:128]
+
+    def held(self, now: float, since: float) -> float:
+        """Seconds between ``since`` and ``now`` that pullman held this connection."""
+        total = now - max(since, self._held_from) if self._held_from is not None else 0.0
+        for start, end in reversed(self._holds):
+            if end <= since:
+                break
+            total += min(end, now) - max(start, since)
+        return max(0.0, total)
+
+    def busy(self, now: float) -> bool:
+        """Whether pullman itself held this connection back for a good share of the last rate
+        window (a slow disk, an fsync the writers wait for): its rate then says nothing about
+        the server, and it is not judged for speed. A throttle slows a connection that is
+        being read; a slow disk stalls every connection at once, and recycling them only costs
+        handshakes and, misread as a throttle, teaches the wrong lesson."""
+        window = self._config.rate_window
+        return self.held(now, now - window) >= HELD_SHARE * window
 
     def feed(self, now: float, nbytes: int) -> None:
         """Record ``nbytes`` that arrived at ``now``."""
@@ -290,7 +323,7 @@ class Watch:
             return False
         first = self._times[1]
         span = now - first
-        if span < 2 * self._config.cliff_window:
+        if span < 2 * self._config.cliff_window or self.held(now, first) >= HELD_SHARE * span:
             return False
         return (self.bytes - self._totals[1]) / span < self._config.cliff_floor * self.inherited
 
@@ -359,6 +392,9 @@ FRUITFUL = 2.0
 """A recycle paid off if the fresh connection's mean rate since it opened, once warmed up, was
 at least this many times its predecessor's last rate (a CDN's fresh burst is tens of times the
 crawl; under an aggregate cap a fresh connection only gets its share)."""
+HELD_SHARE = 0.2
+"""A connection that pullman held (did not read) for this share of a window is not judged for
+speed over it (see :meth:`Watch.busy`)."""
 FUTILE_IN_A_ROW = 3
 """Recycles in a row that did not pay off before speed recycling stops for the download (an
 aggregate cap: every connection gets its share, old or new; a fresh one only costs a handshake,
@@ -449,19 +485,20 @@ class Fleet:
         }
         self._judge_recycles(now)
         judge_speed = judge_speed and self.speed_recycling
+        busy = {key for key, w in self._watches.items() if w.busy(now)}
         doomed: list[tuple[Hashable, Reason]] = []
         # Cliffs first: the burst they teach holds the others to the new box in this tick.
-        for key, point in (self._cliffs(now) if judge_speed else {}).items():
+        for key, point in (self._cliffs(now, busy) if judge_speed else {}).items():
             self._watches[key].fell(now, point)
             self._doom(key, Reason.SLOW, doomed)
         for key, watch in list(self._watches.items()):
-            if judge_speed and watch.no_burst(now):
+            if judge_speed and key not in busy and watch.no_burst(now):
                 watch.fell(now, watch.base)
                 self._doom(key, Reason.SLOW, doomed)
         for key, watch in list(self._watches.items()):
             siblings = [r for k, r in rates.items() if k != key]
             box = self.learner.current_box(key)
-            verdict = watch.verdict(now, siblings, box, judge_speed=judge_speed)
+            verdict = watch.verdict(now, siblings, box, judge_speed=judge_speed and key not in busy)
             if verdict.recycle and verdict.reason is not None:
                 self._doom(key, verdict.reason, doomed)
         return doomed
@@ -476,7 +513,7 @@ class Fleet:
         """A recycle the engine did between requests (at a box, or one request per connection)."""
         self._recycles[reason.value] = self._recycles.get(reason.value, 0) + 1
 
-    def _cliffs(self, now: float) -> dict[Hashable, int]:
+    def _cliffs(self, now: float, busy: set[Hashable]) -> dict[Hashable, int]:
         """Connections that fell off a cliff together, at one byte count: key -> that count."""
         # The quorum counts first requests on fresh connections only: a burst is counted from a
         # connection's first byte, and later requests (small pieces, kept-alive connections)
@@ -484,7 +521,7 @@ class Fleet:
         found = {
             k: w.cliff_point(now)
             for k, w in self._watches.items()
-            if (w.base == 0 and not w.reused) or k == self.learner.prober
+            if ((w.base == 0 and not w.reused) or k == self.learner.prober) and k not in busy
         }
         points = {k: p for k, p in found.items() if p is not None}
         prober = self.learner.prober

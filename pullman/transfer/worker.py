@@ -23,7 +23,7 @@ from pullman.net.client import Connection, Response
 from pullman.transfer.check import Asked, StartOver, check_response
 from pullman.transfer.flusher import JournalFlusher
 from pullman.transfer.hashing import PrefixHasher
-from pullman.transfer.recycle import Reason
+from pullman.transfer.recycle import Reason, Watch
 from pullman.transfer.resolve import Target
 from pullman.transfer.segments import Claim
 from pullman.transfer.shared import Shared
@@ -113,6 +113,8 @@ class Worker:
         self._hasher = hasher
         self._disk_full = disk_full
         self._block = Block(cfg.block)
+        self.watch: Watch | None = None
+        """The watch of the request in flight: told when writing holds the connection back."""
 
     def recycle(self, reason: Reason) -> None:
         """Stop the request in flight (if any); the next one opens a fresh connection."""
@@ -235,6 +237,7 @@ class Worker:
         with anyio.CancelScope() as scope:
             self.scope = scope
             watch = sh.fleet.open(self.wid, sh.clock.now(), self.conn_bytes, reused=self.reused)
+            self.watch = watch
 
             def landed(n: int) -> None:
                 now = sh.clock.now()
@@ -261,6 +264,7 @@ class Worker:
             finally:
                 self.clean = not watch.slowing
                 sh.fleet.close(self.wid)
+                self.watch = None
                 self.scope = None
                 with anyio.CancelScope(shield=True):
                     await self.write(block, wait=False)
@@ -296,6 +300,16 @@ class Worker:
         """Write what the block holds at the claim's position and advance the claim."""
         if not buffer.size:
             return
+        watch, clock = self.watch, self.shared.clock
+        if watch is not None:  # not reading while we wait: not the server's doing
+            watch.hold(clock.now())
+        try:
+            await self._write(buffer, wait=wait)
+        finally:
+            if watch is not None:
+                watch.release(clock.now())
+
+    async def _write(self, buffer: Block, *, wait: bool) -> None:
         sh = self.shared
         # Back-pressure first: writers wait while the journal lags too far behind the data.
         # (Not when saving what arrived before a stop: the flusher may be gone by then.)
