@@ -61,6 +61,7 @@ _SIZE_KEYS = {
     "min_piece",
     "write_block",
     "journal_bytes",
+    "journal_from",
     "space_margin",
     "request_bytes",
     "min_request_bytes",

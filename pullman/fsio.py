@@ -231,9 +231,10 @@ def hash_file(path: Path, hasher: Hasher) -> str:
     return hasher.hexdigest()
 
 
-def inside(root: Path, path: Path) -> bool:
-    """Whether ``path`` stays under ``root`` once ``..`` and symlinks already there resolve."""
-    base = root.resolve()
+def inside(root: Path, path: Path, *, resolved_root: Path | None = None) -> bool:
+    """Whether ``path`` stays under ``root`` once ``..`` and symlinks already there resolve
+    (``resolved_root``: ``root.resolve()``, when the caller checks many paths at once)."""
+    base = resolved_root if resolved_root is not None else root.resolve()
     try:
         path.resolve().relative_to(base)
     except ValueError:

@@ -14,7 +14,7 @@ from pullman import config
 from pullman.core.jobs import GetOptions
 from pullman.session import Session
 from pullman.testing import Simulator, make_data
-from pullman.testing.faults import Stall
+from pullman.testing.faults import Fault, IgnoreRange, Stall
 from pullman.testing.registry import OllamaRegistry
 from pullman.transfer.slots import SMALL_FILE, SMALL_LANE, Lanes
 
@@ -105,3 +105,46 @@ def test_the_small_lane_caps_its_own_connections(lane: int) -> None:
 
     anyio.run(main)
     assert peak == lane
+
+
+def _fetch_model(sim: Simulator, tmp_path: Path, registry: OllamaRegistry, name: str) -> None:
+    env = {"PULLMAN_HOME": str(tmp_path), "PULLMAN_TRANSFER_SPACE_MARGIN": "0"}
+    session = Session(config.load(env=env))
+    options = GetOptions(insecure=True, ollama_dir=str(tmp_path / "models"))
+
+    async def main() -> None:
+        plan = await session.plan(registry.name(name), options)
+        await session.fetch(plan, options)
+
+    anyio.run(main)
+
+
+def test_a_small_file_of_known_size_comes_whole_with_its_probe(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    """One request a small layer: the probe asks for every byte and the file lands from it
+    (verified, committed); a large layer still gets the one-byte probe and its ranges."""
+    registry = OllamaRegistry(sim)
+    big = make_data(2 * MiB, 3)
+    registry.add_model("library/tiny", layers=[("model", big), *SMALL])
+    _fetch_model(sim, tmp_path, registry, "library/tiny")
+    blobs = tmp_path / "models" / "blobs"
+    for _kind, data in SMALL:
+        f = registry.blob(data)
+        assert f.ranges == [(0, len(data))] and f.statuses == [206]
+        assert (blobs / f"sha256-{hashlib.sha256(data).hexdigest()}").read_bytes() == data
+    assert registry.blob(big).ranges[0] == (0, 1)
+    assert (blobs / f"sha256-{hashlib.sha256(big).hexdigest()}").read_bytes() == big
+
+
+def test_a_small_file_whose_server_ignores_ranges_comes_whole_too(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    registry = OllamaRegistry(sim)
+    faults: dict[str, list[Fault]] = {kind: [IgnoreRange(times=-1)] for kind, _d in SMALL}
+    registry.add_model("library/plain", layers=list(SMALL), faults=faults)
+    _fetch_model(sim, tmp_path, registry, "library/plain")
+    blobs = tmp_path / "models" / "blobs"
+    for _kind, data in SMALL:
+        assert (blobs / f"sha256-{hashlib.sha256(data).hexdigest()}").read_bytes() == data
+        assert registry.blob(data).statuses == [200]  # the whole file, from the probe

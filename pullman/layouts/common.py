@@ -21,15 +21,16 @@ def check_plan(plan: Plan) -> None:
     """Refuse, before anything is written, a plan that would write outside its store."""
     held = {x.source for x in plan.finals if isinstance(x, Move)}  # held in staging on purpose
     placed = [f.dest for f in plan.files if f.dest not in held]
+    root, staging = plan.root.resolve(), plan.staging.resolve()  # once, not once a file
     for path in [*placed, *(x.path for x in plan.finals), *plan.early]:
-        if not inside(plan.root, path):
+        if not inside(plan.root, path, resolved_root=root):
             raise RemoteError(
                 f"refusing to write {path}: it is outside {plan.root}",
                 why="a name or digest from the server would escape the store",
                 hint="the server is broken or hostile; nothing was written",
             )
     if not inside(plan.staging_root, plan.staging) or not all(
-        inside(plan.staging, path) for path in held
+        inside(plan.staging, path, resolved_root=staging) for path in held
     ):
         raise StorageError(
             f"refusing to stage in {plan.staging}: it is outside {plan.staging_root}",
@@ -37,7 +38,7 @@ def check_plan(plan: Plan) -> None:
             hint="remove the link; pullman makes the directory itself",
         )
     for path in [*placed, *(x.path for x in plan.finals)]:
-        if inside(plan.staging, path):
+        if inside(plan.staging, path, resolved_root=staging):
             raise RemoteError(
                 f"refusing to write {path}: it is inside pullman's staging area",
                 why="a file name from the server collides with pullman's own partial files",

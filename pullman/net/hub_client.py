@@ -101,11 +101,15 @@ class _CallTransport(httpx2.BaseTransport):
 
 
 def _client_factory() -> httpx2.Client:
-    from huggingface_hub.utils._http import default_client_factory
+    from huggingface_hub.utils import _http
 
-    base = default_client_factory()
-    hooks = base.event_hooks
-    base.close()
+    hook = getattr(_http, "hf_request_event_hook", None)
+    if hook is not None:
+        hooks = {"request": [hook]}
+    else:  # another huggingface_hub: take its hooks from its own client (a TLS context more)
+        base = _http.default_client_factory()
+        hooks = base.event_hooks
+        base.close()
     return httpx2.Client(event_hooks=hooks, follow_redirects=True, transport=_CallTransport())
 
 

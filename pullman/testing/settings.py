@@ -23,6 +23,7 @@ TRANSFER: dict[str, Any] = {
     "min_piece": 64 * KiB,
     "write_block": 64 * KiB,
     "journal_interval": 0.2,
+    "journal_from": 0,  # every test file is journaled (tests/test_engine.py runs without)
     "retry_attempts": 6,
     "retry_initial": 0.01,
     "retry_max": 0.05,

@@ -29,6 +29,10 @@ class TransferConfig:
     cost 0.4-0.6 CPU s/GiB more in the kernel than 1 MiB: the copy into the page cache reads
     buffers that are no longer in the CPU's cache."""
     journal_interval: float = 1.0
+    journal_from: int = 4 * MiB
+    """Files smaller than this keep no journal: a crash refetches such a file whole (less than
+    ``journal_from`` bytes), which costs less than the journal's three fsyncs a file (a 50-file
+    repo of small files spends most of its time in them otherwise)."""
     journal_bytes: int = 0
     """Flush the journal after this many new bytes (0: 4 MiB per connection). Each flush is two
     fsyncs (data, then journal): fewer, larger batches cost less CPU; a crash refetches at most

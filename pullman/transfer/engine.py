@@ -41,6 +41,7 @@ from pullman.transfer.shared import Shared
 from pullman.transfer.slots import Slots
 from pullman.transfer.staging import Staging
 from pullman.transfer.stats import Outcome, TransferStats
+from pullman.transfer.whole import land_whole
 
 log = logging.getLogger("pullman.transfer")
 
@@ -219,7 +220,7 @@ class Transfer:
             and target.ranges
             and journal.matches(size, digest, target.etag, target.last_modified)
         )
-        sh.staging.open(size, fresh=not resumable)
+        sh.staging.open(size, fresh=not resumable, journaled=self._journaled(size))
         done = journal.done if resumable and journal is not None else ()
         sh.smap = SegmentMap(size, done, min_piece=self.config.min_piece)
         publish(sh.landing, sh.staging, sh.smap)
@@ -291,7 +292,7 @@ class Transfer:
     def _restart_data(self, size: int) -> None:
         """Throw the partial data away: the file is fetched again from its first byte."""
         sh = self.shared
-        sh.staging.open(size, fresh=True)
+        sh.staging.open(size, fresh=True, journaled=self._journaled(size))
         sh.smap.reset()
         self._hasher.reset()
         self._flusher.forget()
@@ -303,6 +304,11 @@ class Transfer:
         sh = self.shared
         self._state = "downloading"
         self._hasher = self._new_hasher()
+        body = sh.target.body if sh.target is not None else None
+        if body is not None and not sh.smap.done_bytes and len(body) == sh.smap.size:
+            self._state = "verifying"
+            await land_whole(sh, self._hasher, body, self.config.min_piece)
+            return
         wanted = max(1, -(-(sh.smap.size - sh.smap.done_bytes) // self.config.min_piece))
         count = min(self.config.connections, wanted) if sh.ranged else 1
         crew = Crew(sh, self._flusher, self._hasher, self._disk_full, self._hashed)
@@ -328,8 +334,12 @@ class Transfer:
             done=tuple(sh.smap.done_ranges()),
         )
 
+    def _journaled(self, size: int) -> bool:
+        """Without ranges a partial file cannot be resumed anyway; a small one is refetched."""
+        return self.shared.ranged and size >= self.config.journal_from
+
     def _save_journal(self, journal: Journal) -> None:
-        if self.shared.ranged:  # without ranges a partial file cannot be resumed anyway
+        if self._journaled(journal.size):
             self.shared.staging.save_journal(journal)
 
 

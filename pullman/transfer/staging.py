@@ -166,7 +166,10 @@ class Staging:
 
     # -------------------------------------------------------------- data
 
-    def open(self, size: int, *, fresh: bool) -> None:
+    def open(self, size: int, *, fresh: bool, journaled: bool = True) -> None:
+        """Open the data file (emptied if ``fresh``) at ``size``; reserve the journal's blocks
+        unless the file keeps none (``journaled=False``: then an old journal goes, so it never
+        claims bytes of a file that is no longer kept in step with it)."""
         with disk_errors(self.part, needed=size):
             self.directory.mkdir(parents=True, exist_ok=True)
             if self.part.is_symlink():
@@ -182,6 +185,10 @@ class Staging:
                 self._close_journal()
                 self.journal_path.unlink(missing_ok=True)
                 self._seq = 0
+            if not journaled:
+                self._close_journal()
+                self.journal_path.unlink(missing_ok=True)
+                return
             # Reserve the journal's blocks now, while there is room.
             if fresh or not self._open_journal_file():
                 self._create_journal_file(0)
