@@ -85,3 +85,49 @@ def test_goals_pass_fail_and_not_run() -> None:
     # 192 MiB at 8 MiB/s is 24 s: 25 s is 1.04x
     assert [v for k, v in got.items() if k.startswith("aggregate")] == ["PASS"]
     assert any(v == "N/A" for k, v in by_start.items() if k.startswith("cost flat"))
+
+
+def _scale(**changes: Any) -> dict[str, Any]:
+    base = {"status": "ok", "cpu_s_per_gib": 4.0, "journal_max": 131072, "label": "base"}
+    full = {
+        "status": "ok",
+        "wall": 60.0,
+        "cpu_s_per_gib": 4.2,
+        "rss_peak_mib": 70.0,
+        "rss_early_mib": 64.0,
+        "rss_late_mib": 66.0,
+        "journal_max": 131072,
+    }
+    resume = {
+        "status": "ok",
+        "refetched": 64 * MiB,
+        "sent_before": 15 * GiB,
+        "sent_after": GiB + 64 * MiB,
+        "durable_at_kill": 14 * GiB,
+    }
+    hf = {"files": 50, "wall_many": 1.9, "wall_one": 1.0, "wall_per_file_ms": 18.4}
+    hf["cpu_per_file_ms"] = 12.0
+    doc: dict[str, Any] = {"size": 16 * GiB, "connections": 8, "piece": 32 * MiB}
+    doc.update(base=[base] * 3, full=full, resume=resume, hf=hf)
+    for key, value in changes.items():
+        part, _, field = key.partition("__")
+        doc[part][field] = value
+    return doc
+
+
+def _goal4(scale: dict[str, Any] | None) -> list[str]:
+    return [g["status"] for g in goals.issue17_goals({}, {}, [], scale) if g["goal"] == "4"]
+
+
+def test_goal_4_judges_memory_journal_cpu_resume_and_many_files() -> None:
+    assert _goal4(None) == ["N/A"]
+    assert _goal4({"error": "the disk is short"}) == ["N/A"]
+    assert _goal4(_scale()) == ["PASS"] * 5
+    assert _goal4(_scale(full__rss_late_mib=90.0)) == ["FAIL"] + ["PASS"] * 4  # it grows
+    assert _goal4(_scale(full__rss_peak_mib=151.0))[0] == "FAIL"
+    assert _goal4(_scale(full__journal_max=262144))[1] == "FAIL"  # larger than on 1 GiB
+    assert _goal4(_scale(full__cpu_s_per_gib=4.5))[2] == "FAIL"  # 1.12x
+    assert _goal4(_scale(resume__refetched=257 * MiB))[3] == "FAIL"  # over 8 x 32 MiB
+    assert _goal4(_scale(resume__status="bad-output"))[3] == "FAIL"
+    assert _goal4(_scale(hf__cpu_per_file_ms=21.0))[4] == "FAIL"
+    assert _goal4(_scale(full__status="timeout")) == ["FAIL"]

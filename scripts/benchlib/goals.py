@@ -3,7 +3,10 @@ it, judged on the same run's summaries (every ratio is side by side, in one run)
 
 from __future__ import annotations
 
-from benchlib.cases import CASES, GiB, MiB, human_size
+import statistics
+from typing import Any
+
+from benchlib.cases import CASES, KiB, MiB, human_size
 from benchlib.report import Run, Summary
 
 __all__ = ["CPU_BURST", "CPU_UNTHROTTLED", "issue17_goals"]
@@ -44,7 +47,10 @@ def _size(case: str, sizes: dict[str, int]) -> str:
 
 
 def issue17_goals(
-    summaries: dict[str, list[Summary]], sizes: dict[str, int], runs: list[Run]
+    summaries: dict[str, list[Summary]],
+    sizes: dict[str, int],
+    runs: list[Run],
+    scale: dict[str, Any] | None = None,
 ) -> list[Goal]:
     goals = [
         _near_curl(summaries, sizes),
@@ -54,8 +60,8 @@ def issue17_goals(
     goals += [
         _invisible(c, summaries, sizes) for c in ("burst", "crawl-ollama", "decay", "decay-sim")
     ]
-    goals += [_vs_aria2c(summaries, sizes), _near_cap(summaries, sizes, runs), _flat()]
-    return goals
+    goals += [_vs_aria2c(summaries, sizes), _near_cap(summaries, sizes, runs)]
+    return goals + _flat(scale)
 
 
 def _near_curl(summaries: dict[str, list[Summary]], sizes: dict[str, int]) -> Goal:
@@ -155,10 +161,102 @@ def _near_cap(summaries: dict[str, list[Summary]], sizes: dict[str, int], runs: 
     )
 
 
-def _flat() -> Goal:
+RSS_LIMIT_MIB = 150.0
+"""Goal 4: pullman's peak RSS on the big file."""
+RSS_DRIFT_MIB = 16.0
+"""Goal 4: how much RSS may grow from 10-30 % of the file to 70-90 % (flat)."""
+JOURNAL_LIMIT = 256 * KiB
+"""Goal 4: the journal file's size, at most, whatever the file's size (it is two fixed 64 KiB
+slots, grown only when a fragmented map needs more)."""
+CPU_FLAT = 1.1
+"""Goal 4: CPU s/GiB on the big file / on 1 GiB."""
+PER_FILE_MS = 20.0
+"""Goal 4: wall and CPU per extra file of a 50-file Hub repo."""
+
+
+def _flat(scale: dict[str, Any] | None) -> list[Goal]:
+    """Goal 4 (benchlib/scale.py's figures): memory, journal, CPU, resume, many files."""
+    name = "cost flat at scale (RSS, journal, CPU/GiB, resume after SIGKILL, 50-file repo)"
+    if scale is None:
+        return [_goal("4", name, "N/A", "not run (needs case scale)")]
+    if "error" in scale:
+        return [_goal("4", name, "N/A", f"not run: {scale['error']}")]
+    full, base = scale["full"], [b for b in scale["base"] if b["status"] == "ok"]
+    size = human_size(scale["size"])
+    if full["status"] != "ok" or not base:
+        what = full["status"] if full["status"] != "ok" else "every 1 GiB run failed"
+        return [_goal("4", name, "FAIL", f"the {size} download did not verify: {what}")]
+    return [
+        _flat_memory(full, size),
+        _flat_journal(full, base, size),
+        _flat_cpu(full, base, size),
+        _flat_resume(scale, size),
+        _flat_files(scale.get("hf")),
+    ]
+
+
+def _flat_memory(full: dict[str, Any], size: str) -> Goal:
+    peak, early, late = full["rss_peak_mib"], full["rss_early_mib"], full["rss_late_mib"]
+    ok = peak <= RSS_LIMIT_MIB and late - early <= RSS_DRIFT_MIB and early > 0
     return _goal(
         "4",
-        f"cost flat at scale (100 GiB sparse, RSS <= 150 MiB, CPU/GiB as at {GiB // GiB} GiB)",
-        "N/A",
-        "not implemented in the bench yet",
+        f"{size} sparse: RSS <= {RSS_LIMIT_MIB:g} MiB and flat",
+        "PASS" if ok else "FAIL",
+        f"peak {peak:.0f} MiB (need <= {RSS_LIMIT_MIB:g}); median {early:.0f} MiB at 10-30 % "
+        f"of the file, {late:.0f} MiB at 70-90 % (need growth <= {RSS_DRIFT_MIB:g} MiB)",
+    )
+
+
+def _flat_journal(full: dict[str, Any], base: list[dict[str, Any]], size: str) -> Goal:
+    big, small = full["journal_max"], max(b["journal_max"] for b in base)
+    return _goal(
+        "4",
+        f"{size} sparse: journal bounded (<= {JOURNAL_LIMIT // KiB} KiB)",
+        "PASS" if 0 < big <= JOURNAL_LIMIT and big <= small else "FAIL",
+        f"largest journal {big} B on {size} against {small} B on 1 GiB (need no larger)",
+    )
+
+
+def _flat_cpu(full: dict[str, Any], base: list[dict[str, Any]], size: str) -> Goal:
+    small = statistics.median(b["cpu_s_per_gib"] for b in base)
+    ratio = full["cpu_s_per_gib"] / small
+    return _goal(
+        "4",
+        f"{size} sparse: CPU per GiB within {CPU_FLAT}x of 1 GiB's",
+        "PASS" if ratio <= CPU_FLAT else "FAIL",
+        f"{full['cpu_s_per_gib']:.2f} CPU s/GiB on {size} ({full['wall']:.1f} s) / "
+        f"{small:.2f} on 1 GiB (median of {len(base)}) = {ratio:.2f}x (need <= {CPU_FLAT}x)",
+    )
+
+
+def _flat_resume(scale: dict[str, Any], size: str) -> Goal:
+    r = scale["resume"]
+    bound = scale["connections"] * scale["piece"]
+    name = f"{size} sparse: SIGKILL at 90 %, resume refetches <= connections x piece size"
+    if r["status"] != "ok":
+        return _goal("4", name, "FAIL", f"the resumed download: {r['status']}")
+    return _goal(
+        "4",
+        name,
+        "PASS" if r["refetched"] <= bound else "FAIL",
+        f"nginx sent {human_size(r['sent_before'] + r['sent_after'])} for {size}: "
+        f"{human_size(max(0, r['refetched']))} twice (need <= {scale['connections']} x "
+        f"{human_size(scale['piece'])} = {human_size(bound)}); "
+        f"{human_size(r['durable_at_kill'])} was in the journal at the kill",
+    )
+
+
+def _flat_files(hf: dict[str, Any] | None) -> Goal:
+    name = f"a 50-file Hub repo: under {PER_FILE_MS:g} ms a file (wall and CPU)"
+    if hf is None:
+        return _goal("4", name, "N/A", "not run (needs the Hub simulator)")
+    if "error" in hf:
+        return _goal("4", name, "FAIL", hf["error"])
+    wall, cpu = hf["wall_per_file_ms"], hf["cpu_per_file_ms"]
+    return _goal(
+        "4",
+        name,
+        "PASS" if max(wall, cpu) < PER_FILE_MS else "FAIL",
+        f"{hf['files']} files {hf['wall_many']:.2f} s, 1 file {hf['wall_one']:.2f} s: "
+        f"{wall:.1f} ms wall and {cpu:.1f} ms CPU per extra file (need < {PER_FILE_MS:g})",
     )

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import procs
-from benchlib.cases import CASES, CONTENDERS, human_size, parse_size
+from benchlib.cases import CASES, CONTENDERS, SCALE_SIZE, human_size, parse_size
 from benchlib.contenders import applicable
 from benchlib.nginx import find_nginx
 
+SCALE = "scale"
+"""The pseudo-case of issue 17's goal 4 (benchlib/scale.py): not a contender race."""
 APT_HINT = "install it with: apt-get install -y {pkg}   (Debian/Ubuntu; as root)"
 
 
@@ -53,7 +55,10 @@ def _what_to_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profiles",
         metavar="LIST",
-        help="comma-separated cases to run (default: all): " + ",".join(CASES),
+        help="comma-separated cases to run (default: all): "
+        + ",".join(CASES)
+        + ",scale (issue 17's goal 4: a 16 GiB sparse file whole and killed at 90 %%, and a "
+        "50-file Hub repo; not in --quick runs)",
     )
     parser.add_argument(
         "--contenders",
@@ -130,10 +135,16 @@ class Plan:
     once_over: float
     interval: float
     """The seed's restart interval."""
+    scale: int = 0
+    """The ``scale`` case's file size (0: not run)."""
 
 
 def make_plan(args: argparse.Namespace) -> Plan:
-    cases = _csv(args.profiles, list(CASES), "case") or list(CASES)
+    chosen = _csv(args.profiles, [*CASES, SCALE], "case")
+    cases = [c for c in chosen if c != SCALE] if chosen is not None else list(CASES)
+    scale = 0
+    if (chosen is None and not args.quick) or (chosen is not None and SCALE in chosen):
+        scale = _scale_size(args.size)
     only = _csv(args.contenders, CONTENDERS, "contender")
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     timeout = args.timeout if args.timeout is not None else (30.0 if args.quick else 600.0)
@@ -148,9 +159,21 @@ def make_plan(args: argparse.Namespace) -> Plan:
         for c in cases
     }
     plan = {c: xs for c, xs in plan.items() if xs}
-    if not plan:
+    if not plan and not scale:
         raise BenchError("nothing to run: no case has any of the chosen contenders")
-    return Plan(plan, sizes, rounds, timeout, once_over, interval)
+    return Plan(plan, sizes, rounds, timeout, once_over, interval, scale)
+
+
+def _scale_size(text: str | None) -> int:
+    """``--size scale=SIZE`` (the other parts of ``--size`` are for the other cases)."""
+    for part in (text or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name == SCALE and value:
+            try:
+                return parse_size(value)
+            except ValueError as exc:
+                raise BenchError(f"--size: {exc}") from exc
+    return SCALE_SIZE
 
 
 def _csv(text: str | None, known: list[str] | tuple[str, ...], what: str) -> list[str] | None:
@@ -174,6 +197,8 @@ def resolve_sizes(text: str | None, cases: list[str], quick: bool) -> dict[str, 
         try:
             if "=" in part:
                 name, value = part.split("=", 1)
+                if name == SCALE:
+                    continue
                 if name not in CASES:
                     raise BenchError(f"--size: unknown case {name!r}")
                 if name in sizes:

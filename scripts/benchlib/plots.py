@@ -119,6 +119,41 @@ def cpu_plot(doc: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def scale_plot(doc: dict[str, Any], path: Path) -> bool:
+    """Goal 4: pullman's RSS and journal size over the big sparse file, by GiB read."""
+    full = (doc.get("scale") or {}).get("full") or {}
+    samples = full.get("samples") or []
+    if len(samples) < 2:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gib = [s[3] / GiB for s in samples]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.plot(gib, [s[1] for s in samples], color="tab:red", label="RSS (MiB)")
+    ax.set_ylim(0, max(160.0, max(s[1] for s in samples) * 1.1))
+    ax.axhline(150, color="tab:gray", linestyle=":", linewidth=1, label="goal: 150 MiB")
+    ax.set_xlabel("GiB read by pullman (rchar)")
+    ax.set_ylabel("RSS, MiB")
+    journal = ax.twinx()
+    journal.plot(gib, [s[2] / 1024 for s in samples], color="tab:blue", label="journal (KiB)")
+    journal.set_ylabel("journal file, KiB")
+    journal.set_ylim(bottom=0)
+    size = doc["scale"]["size"] / GiB
+    ax.set_title(
+        f"scale: a {size:.0f} GiB sparse file, unthrottled (sampled every 0.25 s)", fontsize=10
+    )
+    lines = ax.get_legend_handles_labels()
+    more = journal.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def make_plots(doc: dict[str, Any], directory: Path) -> list[Path]:
     """The PNGs for ``doc`` in ``directory``; the paths made."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -130,5 +165,8 @@ def make_plots(doc: dict[str, Any], directory: Path) -> list[Path]:
                 made.append(path)
     path = directory / "bench-cpu-per-gib.png"
     if cpu_plot(doc, path):
+        made.append(path)
+    path = directory / "bench-scale.png"
+    if scale_plot(doc, path):
         made.append(path)
     return made

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +150,7 @@ class ConnSampler(threading.Thread):
         self.root = pid
 
     def sample(self) -> int:
-        owned = _socket_inodes(_tree(self.root)) if self.root is not None else None
+        owned = _socket_inodes(tree(self.root)) if self.root is not None else None
         inodes: set[str] = set()
         try:
             with Path("/proc/net/tcp").open() as f:
@@ -181,7 +181,7 @@ class ConnSampler(threading.Thread):
         return self.peak
 
 
-def _tree(root: int | None) -> list[int]:
+def tree(root: int | None) -> list[int]:
     """``root`` and its descendants (from /proc/PID/task/TID/children)."""
     out: list[int] = []
     todo = [root] if root is not None else []
@@ -256,9 +256,11 @@ def run_measured(
     timeout: float,
     ports: Iterable[int] = (),
     cwd: Path | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Measured:
     """Run ``argv`` under ``/usr/bin/time``: wall time, user+sys CPU and peak RSS of the tree
-    (GNU time's ``%M`` is the largest single process of it), and its peak connections."""
+    (GNU time's ``%M`` is the largest single process of it), and its peak connections.
+    ``on_start`` is told the pid of ``/usr/bin/time`` (the tree's root) once it runs."""
     run_dir.mkdir(parents=True, exist_ok=True)
     timefile = run_dir / "time.txt"
     out, err = run_dir / "stdout.txt", run_dir / "stderr.txt"
@@ -268,6 +270,8 @@ def run_measured(
     t0 = time.monotonic()
     proc = start(full, env=env, cwd=cwd or run_dir, stdout=out, stderr=err)
     sampler.watch(proc.pid)
+    if on_start is not None:
+        on_start(proc.pid)
     timed_out = False
     try:
         rc: int | None = proc.wait(timeout)

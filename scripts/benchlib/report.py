@@ -188,6 +188,7 @@ def markdown(doc: dict[str, Any]) -> str:
     out = [
         *_md_head(doc),
         *_md_results(doc),
+        *_md_scale(doc.get("scale")),
         *_md_profiles(doc),
         *_md_servers(doc),
         *_md_contenders(doc),
@@ -262,6 +263,46 @@ def _md_results(doc: dict[str, Any]) -> list[str]:
             "",
         ]
     return out
+
+
+def _md_scale(scale: dict[str, Any] | None) -> list[str]:
+    """Goal 4's runs (benchlib/scale.py), as a table."""
+    if not scale or "error" in scale:
+        return []
+    size = human_size(scale["size"])
+    out = [
+        f"### scale: a {size} sparse file, 1 GiB for reference, a 50-file Hub repo",
+        "",
+        "nginx serves sparse files unthrottled (sendfile); pullman's RSS, journal size and "
+        "bytes read are sampled every 0.25 s. *refetched* is what nginx sent for the killed "
+        "run and its resume together, less the file's size.",
+        "",
+        "| run | status | wall s | CPU s/GiB | peak RSS MiB | journal B |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in [*scale.get("base", []), scale["full"]]:
+        cpu = f"{r['cpu_s_per_gib']:.2f}" if r.get("cpu_s_per_gib") is not None else "-"
+        out.append(
+            f"| {r['label']} | {r['status']} | {r['wall']:.2f} | {cpu} | "
+            f"{r['rss_peak_mib']:.0f} | {r['journal_max']} |"
+        )
+    res = scale["resume"]
+    out += [
+        "",
+        f"SIGKILL at {human_size(res['read_at_kill'] or 0)} read "
+        f"({human_size(res['durable_at_kill'])} in the journal), resume {res['status']} in "
+        f"{res['resume_wall']:.1f} s: nginx sent {human_size(res['sent_before'])} + "
+        f"{human_size(res['sent_after'])}, refetched {human_size(max(0, res['refetched']))}.",
+    ]
+    hf = scale.get("hf") or {}
+    if "wall_many" in hf:
+        out.append(
+            f"A {hf['files']}-file Hub repo ({human_size(hf['file_size'])} LFS files): "
+            f"{hf['wall_many']:.2f} s wall / {hf['cpu_many']:.2f} s CPU against "
+            f"{hf['wall_one']:.2f} / {hf['cpu_one']:.2f} for 1 file (medians): "
+            f"{hf['wall_per_file_ms']:.1f} ms wall, {hf['cpu_per_file_ms']:.1f} ms CPU a file."
+        )
+    return [*out, ""]
 
 
 NGINX_NOTE = (

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine, procs, report, trace
+from benchlib import machine, procs, report, scale, trace
 from benchlib.cases import CASES, PROFILES, Case, MiB, human_size
 from benchlib.contenders import HF_SCRIPT, SEED_SCRIPT, Target, Tools, build_job
 from benchlib.goals import issue17_goals
@@ -253,6 +253,8 @@ class Bench:
         self.nginx: Nginx | None = None
         self.sim: Sim | None = None
         self.runs: list[dict[str, Any]] = []
+        self.scale: dict[str, Any] | None = None
+        """Goal 4's figures (benchlib/scale.py), if the plan has the scale case."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -273,7 +275,9 @@ class Bench:
         nginx.start()
         log(f"==> nginx on {nginx.url} (profiles: {', '.join(nginx_profiles)})")
         spec = self.sim_spec(nginx)
-        if spec["files"] or "ollama" in spec or "hub" in spec:
+        if self.plan.scale:
+            spec["hub_many"] = {"count": scale.HF_FILES}
+        if spec["files"] or "ollama" in spec or "hub" in spec or "hub_many" in spec:
             self.sim = Sim(self.work / "sim", spec)
             log("==> starting pullman's simulator (registry / Hub metadata, lossy and decay-sim)")
             self.sim.start()
@@ -327,6 +331,22 @@ class Bench:
     def run(self, nginx: Nginx, tools: Tools) -> list[dict[str, Any]]:
         for c, contenders in self.plan.cases.items():
             self.run_case(c, contenders, nginx, tools)
+        if self.plan.scale:
+            log(
+                f"==> scale: issue 17's goal 4 ({human_size(self.plan.scale)} sparse, "
+                f"killed at {scale.KILL_AT:.0%}; a {scale.HF_FILES}-file Hub repo)"
+            )
+            hub = self.sim.info["origin"] if self.sim is not None else None
+            self.scale = scale.ScaleRun(
+                self.work,
+                self.www,
+                nginx,
+                tools.pullman,
+                tools.base_env,
+                self.plan.scale,
+                hub,
+                self.plan.timeout,
+            ).run()
         return self.runs
 
     def run_case(self, c: str, contenders: list[str], nginx: Nginx, tools: Tools) -> None:
@@ -370,7 +390,7 @@ class Bench:
         plan, runs = self.plan, self.runs
         summaries = {c: report.summarize(runs, c, plan.sizes[c], plan.timeout) for c in plan.cases}
         goals = targets(summaries, plan.sizes, runs)
-        perf_goals = issue17_goals(summaries, plan.sizes, runs)
+        perf_goals = issue17_goals(summaries, plan.sizes, runs, self.scale)
         shown: dict[str, str] = {}
         for r in runs:
             shown.setdefault(r["contender"], r["shown"])
@@ -394,6 +414,7 @@ class Bench:
             ],
             "targets": goals,
             "goals": perf_goals,
+            "scale": self.scale,
             "runs": runs,
         }
 

@@ -5,6 +5,8 @@
   (``pullman.testing.hub.HubSimulator``) answer the metadata; their data redirects (the
   registry's 307 for a blob, the Hub's 302 for an LFS file) point at nginx instead of the
   simulator's CDN: :class:`BenchSimulator` maps those files' names to nginx URLs.
+- With ``hub_many``, the Hub also has issue 17's 50-file repo and a 1-file one
+  (:mod:`benchlib.scale`), served by the simulator's own CDN.
 - ``GET /_bench/stats`` returns and resets connection counters; ``GET /_bench/rearm`` re-arms
   the lossy files' faults (same seeds), so every contender meets the same dice.
 
@@ -29,6 +31,7 @@ from pullman.testing.server import Request, send_simple
 from pullman.testing.simulator import Simulator
 
 from benchlib.cases import AGGREGATE_CAP
+from benchlib.scale import MANY_REPO, ONE_REPO, many_files
 
 MiB = 1 << 20
 
@@ -97,9 +100,13 @@ def build(spec: dict[str, Any]) -> tuple[BenchSimulator, dict[str, Any]]:
         sim.redirects[blob.name] = ollama["redirect"]
         out["ollama"] = {"repo": ollama["repo"]}  # the name needs the port: see serve()
 
-    hub_spec = spec.get("hub")
-    if hub_spec is not None:
-        hub = HubSimulator(sim, cdn_expires=None, page_size=1000)
+    hub_spec, many = spec.get("hub"), spec.get("hub_many")
+    hub = HubSimulator(sim, cdn_expires=None, page_size=1000) if hub_spec or many else None
+    if hub is not None and many is not None:  # goal 4's 50-file repo, and a 1-file one
+        files = many_files(int(many["count"]))
+        hub.add_repo(MANY_REPO, files)
+        hub.add_repo(ONE_REPO, dict(list(files.items())[:1]))
+    if hub is not None and hub_spec is not None:
         data = Path(hub_spec["path"]).read_bytes()
         hub.add_repo(hub_spec["repo"], {hub_spec["filename"]: data})
         hub_file = hub.file(hub_spec["repo"], hub_spec["filename"])
