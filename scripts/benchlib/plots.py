@@ -130,15 +130,15 @@ def scale_plot(doc: dict[str, Any], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    gib = [s[3] / GiB for s in samples]
+    secs = [s[0] for s in samples]
     fig, ax = plt.subplots(figsize=(9, 3.6))
-    ax.plot(gib, [s[1] for s in samples], color="tab:red", label="RSS (MiB)")
+    ax.plot(secs, [s[1] for s in samples], color="tab:red", label="RSS (MiB)")
     ax.set_ylim(0, max(160.0, max(s[1] for s in samples) * 1.1))
     ax.axhline(150, color="tab:gray", linestyle=":", linewidth=1, label="goal: 150 MiB")
-    ax.set_xlabel("GiB read by pullman (rchar)")
+    ax.set_xlabel("seconds since the command started")
     ax.set_ylabel("RSS, MiB")
     journal = ax.twinx()
-    journal.plot(gib, [s[2] / 1024 for s in samples], color="tab:blue", label="journal (KiB)")
+    journal.plot(secs, [s[2] / 1024 for s in samples], color="tab:blue", label="journal (KiB)")
     journal.set_ylabel("journal file, KiB")
     journal.set_ylim(bottom=0)
     size = doc["scale"]["size"] / GiB

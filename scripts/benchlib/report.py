@@ -273,8 +273,9 @@ def _md_scale(scale: dict[str, Any] | None) -> list[str]:
     out = [
         f"### scale: a {size} sparse file, 1 GiB for reference, a 50-file Hub repo",
         "",
-        "nginx serves sparse files unthrottled (sendfile); pullman's RSS, journal size and "
-        "bytes read are sampled every 0.25 s. *refetched* is what nginx sent for the killed "
+        "nginx serves sparse files unthrottled (sendfile); pullman's RSS and journal size are "
+        "sampled every 0.25 s; the kill comes once its sockets received 90 % of the file. "
+        "*refetched* is what nginx sent for the killed "
         "run and its resume together, less the file's size.",
         "",
         "| run | status | wall s | CPU s/GiB | peak RSS MiB | journal B |",
@@ -289,7 +290,7 @@ def _md_scale(scale: dict[str, Any] | None) -> list[str]:
     res = scale["resume"]
     out += [
         "",
-        f"SIGKILL at {human_size(res['read_at_kill'] or 0)} read "
+        f"SIGKILL at {human_size(res['received_at_kill'] or 0)} received "
         f"({human_size(res['durable_at_kill'])} in the journal), resume {res['status']} in "
         f"{res['resume_wall']:.1f} s: nginx sent {human_size(res['sent_before'])} + "
         f"{human_size(res['sent_after'])}, refetched {human_size(max(0, res['refetched']))}.",

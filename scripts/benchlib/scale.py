@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import procs
+from benchlib import procs, trace
 from benchlib.cases import GiB, KiB, MiB, human_size
 from benchlib.nginx import Nginx
 from benchlib.options import log
@@ -65,15 +65,14 @@ def sparse_file(path: Path, size: int) -> str:
 
 
 class Usage(threading.Thread):
-    """Samples a process tree: the largest RSS of one process in it (as GNU time's ``%M``),
-    the bytes its processes read (``rchar``: sockets and files), and the largest journal file
-    in ``staging``."""
+    """Samples a process tree: the largest RSS of one process in it (as GNU time's ``%M``) and
+    the largest journal file in ``staging``."""
 
     def __init__(self, staging: Path, root: int | None = None) -> None:
         super().__init__(name="usage-sampler", daemon=True)
         self.staging, self.root = staging, root
-        self.samples: list[tuple[float, float, int, int]] = []
-        """(seconds, RSS MiB, journal bytes, bytes read)."""
+        self.samples: list[tuple[float, float, int]] = []
+        """(seconds, RSS MiB, journal bytes)."""
         self._stop_event = threading.Event()
         self._t0 = time.monotonic()
 
@@ -81,21 +80,17 @@ class Usage(threading.Thread):
         self.root = pid
         self._t0 = time.monotonic()
 
-    def read(self) -> tuple[float, int]:
-        rss_kib, read = 0, 0
+    def rss(self) -> float:
+        rss_kib = 0
         for pid in procs.tree(self.root):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
-                io = Path(f"/proc/{pid}/io").read_text()
             except OSError:
                 continue
             for line in status.splitlines():
                 if line.startswith("VmRSS:"):
                     rss_kib = max(rss_kib, int(line.split()[1]))
-            for line in io.splitlines():
-                if line.startswith("rchar:"):
-                    read += int(line.split()[1])
-        return rss_kib / 1024, read
+        return rss_kib / 1024
 
     def journal(self) -> int:
         sizes = [0]
@@ -108,10 +103,8 @@ class Usage(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            if self.root is not None:
-                rss, read = self.read()
-                if rss:
-                    self.samples.append((time.monotonic() - self._t0, rss, self.journal(), read))
+            if self.root is not None and (rss := self.rss()):
+                self.samples.append((time.monotonic() - self._t0, rss, self.journal()))
             self._stop_event.wait(SAMPLE_EVERY)
 
     def stop(self) -> None:
@@ -119,11 +112,13 @@ class Usage(threading.Thread):
         self.join(2)
 
 
-def rss_drift(samples: list[tuple[float, float, int, int]], size: int) -> tuple[float, float]:
-    """Median RSS while 10-30 % of ``size`` had been read, and while 70-90 % had."""
+def rss_drift(samples: list[tuple[float, float, int]]) -> tuple[float, float]:
+    """Median RSS over 10-30 % of the run's time, and over 70-90 % (unthrottled, time runs
+    with the bytes)."""
+    end = samples[-1][0] if samples else 0.0
 
     def between(lo: float, hi: float) -> float:
-        xs = [rss for _t, rss, _j, read in samples if lo * size <= read <= hi * size]
+        xs = [rss for t, rss, _j in samples if lo * end <= t <= hi * end]
         return statistics.median(xs) if xs else 0.0
 
     return between(0.1, 0.3), between(0.7, 0.9)
@@ -202,7 +197,7 @@ class ScaleRun:
             usage.stop()
         status = checked(m, run_dir / "out" / name, size, digest)
         cpu = m.cpu
-        early, late = rss_drift(usage.samples, size)
+        early, late = rss_drift(usage.samples)
         result: dict[str, Any] = {
             "label": label,
             "status": status,
@@ -216,7 +211,7 @@ class ScaleRun:
             "journal_max": max((s[2] for s in usage.samples), default=0),
         }
         if keep_samples:
-            result["samples"] = [[round(t, 2), round(r, 1), j, b] for t, r, j, b in usage.samples]
+            result["samples"] = [[round(t, 2), round(r, 1), j] for t, r, j in usage.samples]
         log(
             f"    scale {label}: {status}, {m.wall:.2f} s, cpu {cpu} s, "
             f"rss peak {result['rss_peak_mib']:.0f} MiB, journal {result['journal_max']} B"
@@ -230,7 +225,7 @@ class ScaleRun:
         run_dir, argv, env = self._job("resume", self.nginx.file_url("unthrottled", name), digest)
         staging = run_dir / "out" / STAGING
         self.nginx.mark()
-        read = kill_at(argv, env, run_dir, KILL_AT * self.size, self.timeout)
+        read = kill_at(argv, env, run_dir, KILL_AT * self.size, self.timeout, self.nginx.port)
         time.sleep(0.5)  # nginx logs a response cut short once it notices
         sent_before = self.nginx.since_mark().body_bytes
         durable = journal_done(staging)
@@ -243,7 +238,7 @@ class ScaleRun:
         refetched = sent_before + sent_after - self.size
         result: dict[str, Any] = {
             "status": status if read is not None else "not-killed",
-            "read_at_kill": read,
+            "received_at_kill": read,
             "durable_at_kill": durable,
             "sent_before": sent_before,
             "sent_after": sent_after,
@@ -251,7 +246,7 @@ class ScaleRun:
             "resume_wall": round(m.wall, 3),
         }
         log(
-            f"    scale resume: {result['status']}, killed at {human_size(read or 0)} read, "
+            f"    scale resume: {result['status']}, killed at {human_size(read or 0)} received, "
             f"{human_size(durable)} in the journal; refetched {human_size(max(0, refetched))}"
         )
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -316,24 +311,28 @@ def checked(m: procs.Measured, path: Path, size: int, digest: str) -> str:
 
 
 def kill_at(
-    argv: list[str], env: dict[str, str], run_dir: Path, at: float, timeout: float
+    argv: list[str], env: dict[str, str], run_dir: Path, at: float, timeout: float, port: int
 ) -> int | None:
-    """Start ``argv``, SIGKILL its tree once it has read ``at`` bytes; what it had read then
-    (None if it ended first)."""
+    """Start ``argv``, SIGKILL its tree once its connections to ``port`` have received ``at``
+    bytes (``ss``: the kernel's count, sampled every 20 ms); what they had received then (None
+    if it ended first)."""
     proc = procs.start(
         argv, env=env, cwd=run_dir, stdout=run_dir / "killed.out", stderr=run_dir / "killed.err"
     )
-    probe = Usage(Path("/nonexistent"), root=proc.pid)
+    received = trace.ByteTrace([port], interval=0.02)
+    received.start()
     deadline = time.monotonic() + timeout
-    read: int | None = None
-    while proc.poll() is None and time.monotonic() < deadline:
-        _rss, got = probe.read()
-        if got >= at:
-            read = got
-            break
-        time.sleep(0.005)
-    procs.kill_tree(proc)
-    return read
+    got: int | None = None
+    try:
+        while proc.poll() is None and time.monotonic() < deadline:
+            if received.points and received.points[-1][1] >= at:
+                got = received.points[-1][1]
+                break
+            time.sleep(0.005)
+    finally:
+        procs.kill_tree(proc)
+        received.stop()
+    return got
 
 
 def journal_done(staging: Path) -> int:
