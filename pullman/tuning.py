@@ -18,6 +18,11 @@ where it does not apply (another event loop, another C library).
   download the collector ran often enough to be a few percent of the CPU. :func:`freeze_startup`
   moves what exists when the work begins out of the collector's sight (``gc.freeze``) and
   makes the youngest generation larger, so collections are rarer.
+- **No trio.** pullman runs on asyncio, but httpcore2 imports trio whenever it is installed
+  (to support both): 0.16 s of every command's start on this VM, where trio came with another
+  package. The command line's process marks trio as absent before anything imports httpcore2.
+  Only pullman's own processes: the Python API (``import pullman``) leaves the importer's
+  modules alone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import ctypes
 import gc
 import logging
 import platform
+import sys
 
 log = logging.getLogger("pullman.tuning")
 
@@ -37,8 +43,14 @@ _M_MMAP_THRESHOLD = -3
 
 
 def tune_process() -> None:
+    _no_trio()
     _bigger_socket_reads()
     _keep_buffers_in_the_heap()
+
+
+def _no_trio() -> None:
+    """``import trio`` raises ImportError from now on in this process (see the docstring)."""
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
 
 GC_YOUNGEST = 10_000

@@ -33,3 +33,19 @@ def test_get_does_not_import_the_server_or_the_gguf_reader() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_command_line_keeps_trio_out_where_it_is_installed() -> None:
+    """httpcore2 imports trio whenever it can (0.16 s); pullman's own process runs on asyncio
+    and marks it absent. The Python API leaves the importer's modules alone."""
+    code = (
+        "import sys\n"
+        "import pullman\n"
+        "from pullman.tuning import tune_process\n"
+        "api = 'trio' in sys.modules and sys.modules['trio'] is None\n"
+        "tune_process()\n"
+        "import httpcore2\n"
+        "print(api, sys.modules.get('trio') is None)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
