@@ -47,7 +47,8 @@ def test_a_host_that_answered_before_gets_the_full_budget() -> None:
 
 
 def test_the_progress_line_says_which_retry_and_why(sim: Simulator, tmp_path: Path) -> None:
-    f = sim.add_file("f", make_data(256 * KiB, 1), faults=[Status(code=503, on=(2, 3))])
+    # Over 256 KiB: a smaller file of known size comes whole with its probe (request 1).
+    f = sim.add_file("f", make_data(512 * KiB, 1), faults=[Status(code=503, on=(2, 3))])
     notes: list[str] = []
     transfer: Transfer
 
