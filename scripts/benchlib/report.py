@@ -437,7 +437,7 @@ HOW_TO_RUN = [
     "`curl-sync` (`curl -o f && sync f`), `seed`, `hf_hub_download`, `curl-sha`, "
     "`openssl`. Full-run sizes: 1 GiB (unthrottled, burst), 64 MiB (burst-hub), "
     "192 MiB (crawl-ollama, aggregate), 256 MiB (decay, decay-sim, lossy); 3 rounds; the "
-    "crawl case also records every run's received bytes over time (`ss -tin`, every 0.1 s) "
+    "crawl case also records the first round's received bytes over time (`ss -tin`, every 0.1 s) "
     "for the throughput plot; with `--out` (or `--plots DIR`) the PNG plots are written "
     "beside the report (needs matplotlib: `pip install 'pullman[bench]'`); a run is killed "
     "after `--timeout` (600 s) and a "

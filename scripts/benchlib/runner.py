@@ -119,6 +119,8 @@ def run_one(
     timeout: float,
     nginx: Nginx,
     sim: Sim | None,
+    *,
+    traced: bool = False,
 ) -> dict[str, Any]:
     job = build_job(contender, target, tools, run_dir)
     on_sim = PROFILES[target.case.profile].server == "sim"
@@ -126,7 +128,7 @@ def run_one(
         sim.get("/_bench/rearm")
         sim.get("/_bench/stats")
     nginx.mark()
-    m, points = _measured(job.argv, job.env, target, run_dir, timeout)
+    m, points = _measured(job.argv, job.env, target, run_dir, timeout, traced=traced)
     opened: int | None = None
     requests: int | None = None
     if on_sim and sim is not None:
@@ -170,10 +172,16 @@ def run_one(
 
 
 def _measured(
-    argv: list[str], env: dict[str, str], target: Target, run_dir: Path, timeout: float
+    argv: list[str],
+    env: dict[str, str],
+    target: Target,
+    run_dir: Path,
+    timeout: float,
+    *,
+    traced: bool,
 ) -> tuple[procs.Measured, list[tuple[float, int]] | None]:
-    """The measured run, and its bytes over time when the case is traced."""
-    traced = target.case.traced and trace.available()
+    """The measured run, and its bytes over time when ``traced``."""
+    traced = traced and trace.available()
     tracer = trace.ByteTrace(target.data_ports) if traced else None
     if tracer is not None:
         tracer.start()
@@ -368,7 +376,12 @@ class Bench:
                 if contender in skip:
                     continue
                 run_dir = self.work / "runs" / c / f"{contender}-r{rnd + 1}"
-                r = run_one(contender, target, tools, run_dir, plan.timeout, nginx, self.sim)
+                # Only the first round is traced (the plot draws it): ``ss`` every 0.1 s is a
+                # process start each time, CPU taken from a contender on two cores.
+                traced = case.traced and rnd == 0
+                r = run_one(
+                    contender, target, tools, run_dir, plan.timeout, nginx, self.sim, traced=traced
+                )
                 r["round"] = rnd + 1
                 self.runs.append(r)
                 log(f"    r{rnd + 1} {contender:<19} {fmt_run(r)}")
