@@ -57,10 +57,16 @@ def content_range(url: str, value: str | None) -> ContentRange:
         raise ProtocolViolation(f"{redact(url)} sent a malformed Content-Range") from exc
 
 
+def encoded(headers: Mapping[str, str]) -> str:
+    """The body's content coding, if it is not the bytes themselves (``""`` for identity)."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    return "" if encoding in ("", "identity") else encoding
+
+
 def check_response(status: int, headers: Mapping[str, str], url: str, asked: Asked) -> None:
     """Refuse any answer whose body would not be exactly ``[asked.start, ...)`` of the file."""
-    encoding = headers.get("content-encoding", "identity").strip().lower()
-    if status in (200, 206) and encoding not in ("", "identity"):
+    encoding = encoded(headers)
+    if status in (200, 206) and encoding:
         raise ProtocolViolation(f"{redact(url)} sent {encoding}-encoded data")
     etag = strong_etag(headers.get("etag"))
     if status in (200, 206) and asked.etag and etag and etag != asked.etag:

@@ -24,9 +24,10 @@ from pullman.core.urls import redact, same_origin
 from pullman.errors import AccessDenied, ProtocolViolation
 from pullman.net.client import DIRECT, Connection, Response
 from pullman.net.errors import deadline_error, error_for_status
-from pullman.transfer.check import content_range
+from pullman.transfer.check import content_range, encoded
+from pullman.transfer.slots import SMALL_FILE
 
-WHOLE_BODY = 256 << 10
+WHOLE_BODY = SMALL_FILE
 """A file of known size up to this is fetched by its probe (the small lane's files)."""
 
 
@@ -150,8 +151,7 @@ class Resolver:
 
 async def _whole_body(response: Response, size: int) -> bytes | None:
     """All ``size`` bytes of a 200 or of a 206 for ``0-(size-1)`` (None if it fell short)."""
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
-    if encoding not in ("", "identity"):
+    if encoded(response.headers):
         return None  # left to the workers, which refuse it with the reason
     if response.status == 206:
         cr = content_range(response.url, response.headers.get("content-range"))

@@ -3,10 +3,8 @@ alternating order for the rounds, and the document the report is made from."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -16,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from benchlib import machine, procs, report, scale, trace
-from benchlib.cases import CASES, PROFILES, Case, MiB, human_size
+from benchlib.cases import CASES, PROFILES, Case, human_size
 from benchlib.contenders import HF_SCRIPT, SEED_SCRIPT, Target, Tools, build_job
+from benchlib.files import make_file, sha256_file
 from benchlib.goals import issue17_goals
 from benchlib.nginx import Nginx
 from benchlib.options import BenchError, Plan, log
@@ -27,19 +26,6 @@ HERE = Path(__file__).resolve().parent
 
 
 # ---------------------------------------------------------------------- files and servers
-
-
-def make_file(path: Path, size: int, seed: int) -> str:
-    """Incompressible bytes, seeded (a rerun serves the very same file); returns the sha256."""
-    h = hashlib.sha256()
-    block = 4 * MiB
-    with path.open("wb") as f:
-        for counter, done in enumerate(range(0, size, block)):
-            rng = random.Random(f"pullman-bench-{seed}-{counter}")
-            chunk = rng.randbytes(min(block, size - done))
-            f.write(chunk)
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Sim:
@@ -87,14 +73,6 @@ class Sim:
 
 
 # ---------------------------------------------------------------------- the run
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(4 * MiB):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def base_env() -> dict[str, str]:

@@ -18,7 +18,6 @@ Judged in :mod:`benchlib.goals`; shown by :mod:`benchlib.report` and :mod:`bench
 
 from __future__ import annotations
 
-import hashlib
 import random
 import shutil
 import statistics
@@ -28,8 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pullman.layouts.common import STAGING  # beside a plain download
+
 from benchlib import procs, trace
-from benchlib.cases import GiB, KiB, MiB, human_size
+from benchlib.cases import GiB, KiB, human_size
+from benchlib.files import sha256_file, sparse_file
 from benchlib.nginx import Nginx
 from benchlib.options import log
 
@@ -50,18 +52,6 @@ def many_files(count: int) -> dict[str, bytes]:
         f"shard-{i:02d}.bin": random.Random(f"pullman-bench-many-{i}").randbytes(HF_FILE_SIZE)
         for i in range(count)
     }
-
-
-def sparse_file(path: Path, size: int) -> str:
-    """A file of ``size`` zero bytes that takes no disk; returns its sha256."""
-    with path.open("wb") as f:
-        f.truncate(size)
-    h = hashlib.sha256()
-    zeros = bytes(64 * MiB)
-    for _ in range(size // len(zeros)):
-        h.update(zeros)
-    h.update(bytes(size % len(zeros)))
-    return h.hexdigest()
 
 
 class Usage(threading.Thread):
@@ -292,10 +282,6 @@ def hf_summary(runs: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
     return out
 
 
-STAGING = ".pullman-partial"
-"""pullman's staging folder beside a plain download (pullman.layouts.common.STAGING)."""
-
-
 def checked(m: procs.Measured, path: Path, size: int, digest: str) -> str:
     if m.timed_out:
         return "timeout"
@@ -303,11 +289,7 @@ def checked(m: procs.Measured, path: Path, size: int, digest: str) -> str:
         return f"failed (exit {m.rc})"
     if not path.exists() or path.stat().st_size != size:
         return "bad-output"
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(16 * MiB):
-            h.update(chunk)
-    return "ok" if h.hexdigest() == digest else "bad-output"
+    return "ok" if sha256_file(path) == digest else "bad-output"
 
 
 def kill_at(
