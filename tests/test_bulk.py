@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -13,6 +13,8 @@ import pytest
 
 from pullman.errors import NetworkError, ProtocolViolation
 from pullman.net.bulk import MAX_HEAD, BulkConnection, parse_head
+from pullman.net.client import Connection
+from pullman.testing import Simulator, make_data
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 BODY = bytes(range(256)) * 4096  # 1 MiB
@@ -164,3 +166,24 @@ async def test_nothing_listening_is_unreachable() -> None:
     conn = BulkConnection(url, "127.0.0.1", port, None)
     with pytest.raises(NetworkError, match="refused"):
         await conn.get(url, {}, 5.0)
+
+
+def test_a_body_read_part_way_is_closed_with_its_response(sim: Simulator) -> None:
+    """A caller may stop before a body's end (a small file's probe reads exactly its size):
+    the body's iterator ends with the response, not later in the collector (which finalizes
+    a suspended generator at an arbitrary point of the loop's work)."""
+    sim.add_file("p.bin", make_data(1 << 20, 4))
+    suspended: list[bool] = []
+
+    async def main() -> None:
+        conn = Connection()
+        async with conn.stream(sim.url("p.bin"), {}) as response:
+            assert await response.fill(memoryview(bytearray(1000)), lambda _n: None) == 1000
+            body = response._stream  # type: ignore[attr-defined]
+            assert isinstance(body, AsyncGenerator)
+        # Still on the loop (its shutdown would close any generator left over):
+        suspended.append(getattr(body, "ag_frame", None) is not None)
+        await conn.aclose()
+
+    anyio.run(main)
+    assert suspended == [False]

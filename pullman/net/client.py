@@ -10,7 +10,7 @@ environment); the transport is :mod:`pullman.net.transport`, TLS :mod:`pullman.n
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -88,10 +88,10 @@ class _HttpxResponse(Response):
     def __init__(self, raw: httpx2.Response, url: str) -> None:
         super().__init__(raw.status_code, raw.headers, url)
         self._raw = raw
-        self._stream: AsyncIterator[bytes] | None = None
+        self._stream: AsyncGenerator[bytes, None] | None = None
         self._left = memoryview(b"")
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         with translated(self.url):
             async for chunk in self._raw.aiter_raw():
                 yield chunk
@@ -116,6 +116,14 @@ class _HttpxResponse(Response):
             n += k
             on_bytes(k)
         return n
+
+    async def aclose(self) -> None:
+        """End the body's iterator now (a caller may stop reading before the body's end: a
+        suspended generator left to the collector is finalized at some later, arbitrary
+        point, on whatever the loop is doing then)."""
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.aclose()
 
 
 class _BulkResponse(Response):
@@ -182,9 +190,11 @@ class Connection:
             await self.recycle()
             raise
         REACH.mark(url)
+        response = _HttpxResponse(raw, url)
         try:
-            yield _HttpxResponse(raw, url)
+            yield response
         finally:
+            await response.aclose()
             await raw.aclose()
 
     @asynccontextmanager
